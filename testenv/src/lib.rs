@@ -1,0 +1,13 @@
+//! A real local Kubernetes control plane for development and tests, built from pinned Go
+//! modules: etcd, kube-apiserver (with its aggregator), kube-controller-manager,
+//! kube-scheduler and kwok, all on loopback. No container runtime is needed.
+
+pub mod cluster;
+pub mod namespace;
+pub mod paths;
+pub mod pki;
+pub mod process;
+pub mod tools;
+
+pub use cluster::{Cluster, client_for};
+pub use namespace::{SHARED_INSTANCE, TestNamespace, kubectl, shared_cluster};

@@ -1,0 +1,89 @@
+//! Starting, finding and stopping the cluster's processes.
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// Starts `binary` detached in its own process group, logging to `<logs>/<name>.log`.
+pub fn spawn(name: &str, binary: &Path, args: &[String], logs: &Path) -> Result<u32> {
+    std::fs::create_dir_all(logs)?;
+    let log = File::create(logs.join(format!("{name}.log")))?;
+    let child = Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    Ok(child.id())
+}
+
+/// True while `pid` runs (a zombie counts as gone).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Every live process whose command line mentions `marker` (the cluster's state directory).
+pub fn processes_mentioning(marker: &Path) -> Vec<u32> {
+    let marker = marker.to_string_lossy().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let own = std::process::id();
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != own && alive(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|raw| String::from_utf8_lossy(&raw).contains(&marker))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Sends SIGTERM, then SIGKILL to whatever is still running after `grace`.
+pub fn terminate(pids: &[u32], grace: Duration) {
+    for pid in pids {
+        signal(*pid, "-TERM");
+    }
+    let deadline = Instant::now() + grace;
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pid in pids.iter().filter(|p| alive(**p)) {
+        signal(*pid, "-KILL");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The log directory of a cluster state directory.
+pub fn logs_dir(state: &Path) -> PathBuf {
+    state.join("logs")
+}

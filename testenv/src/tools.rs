@@ -1,0 +1,327 @@
+//! Builds the pinned Go binaries into the cache, once per pin.
+//!
+//! Each module under `testenv/go/<name>` is built into
+//! `<cache>/tools/<name>-<version>-<hash>/bin`, where the hash covers go.mod, go.sum, the Go
+//! version and the build flags. A completed build is never redone; a changed pin builds anew.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use crate::paths;
+
+/// One pinned Go module and what it builds.
+struct GoModule {
+    name: &'static str,
+    /// The module whose version names the cache directory.
+    pinned: &'static str,
+    packages: &'static [&'static str],
+}
+
+const MODULES: &[GoModule] = &[
+    GoModule {
+        name: "etcd",
+        pinned: "go.etcd.io/etcd/server/v3",
+        packages: &["."],
+    },
+    GoModule {
+        name: "kubernetes",
+        pinned: "k8s.io/kubernetes",
+        packages: &[
+            "k8s.io/kubernetes/cmd/kube-apiserver",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-scheduler",
+            "k8s.io/kubernetes/cmd/kubectl",
+        ],
+    },
+    GoModule {
+        name: "kwok",
+        pinned: "sigs.k8s.io/kwok",
+        packages: &["sigs.k8s.io/kwok/cmd/kwok"],
+    },
+    GoModule {
+        name: "helm",
+        pinned: "helm.sh/helm/v3",
+        packages: &["helm.sh/helm/v3/cmd/helm"],
+    },
+];
+
+/// Paths of the built binaries.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    pub etcd: PathBuf,
+    pub kube_apiserver: PathBuf,
+    pub kube_controller_manager: PathBuf,
+    pub kube_scheduler: PathBuf,
+    pub kubectl: PathBuf,
+    pub kwok: PathBuf,
+    pub helm: PathBuf,
+    /// Directories holding the binaries, for `PATH`.
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+/// Returns the cached binaries, building any module whose pin has no completed build yet.
+pub fn ensure_built() -> Result<Tools> {
+    let go_version = go_version()?;
+    let mut dirs = Vec::new();
+    for module in MODULES {
+        dirs.push(ensure_module(module, &go_version)?);
+    }
+    let [etcd, kubernetes, kwok, helm] = [&dirs[0], &dirs[1], &dirs[2], &dirs[3]];
+    Ok(Tools {
+        etcd: etcd.join("etcd"),
+        kube_apiserver: kubernetes.join("kube-apiserver"),
+        kube_controller_manager: kubernetes.join("kube-controller-manager"),
+        kube_scheduler: kubernetes.join("kube-scheduler"),
+        kubectl: kubernetes.join("kubectl"),
+        kwok: kwok.join("kwok"),
+        helm: helm.join("helm"),
+        bin_dirs: dirs,
+    })
+}
+
+/// Returns the cached binaries without building; fails if any is missing.
+pub fn built() -> Result<Tools> {
+    let go_version = go_version()?;
+    let mut dirs = Vec::new();
+    for module in MODULES {
+        let dir = module_cache_dir(module, &go_version)?;
+        if !dir.join(".complete").exists() {
+            bail!(
+                "{} is not built yet; run `cargo xtask cluster up` first",
+                module.name
+            );
+        }
+        dirs.push(dir.join("bin"));
+    }
+    let [etcd, kubernetes, kwok, helm] = [&dirs[0], &dirs[1], &dirs[2], &dirs[3]];
+    Ok(Tools {
+        etcd: etcd.join("etcd"),
+        kube_apiserver: kubernetes.join("kube-apiserver"),
+        kube_controller_manager: kubernetes.join("kube-controller-manager"),
+        kube_scheduler: kubernetes.join("kube-scheduler"),
+        kubectl: kubernetes.join("kubectl"),
+        kwok: kwok.join("kwok"),
+        helm: helm.join("helm"),
+        bin_dirs: dirs,
+    })
+}
+
+fn go_version() -> Result<String> {
+    let out = go_command(&paths::go_modules_dir())
+        .arg("version")
+        .output()
+        .context("running `go version` (is Go installed and on PATH?)")?;
+    if !out.status.success() {
+        bail!("`go version` failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn go_command(dir: &Path) -> Command {
+    let mut cmd = Command::new("go");
+    cmd.current_dir(dir)
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=readonly -buildvcs=false");
+    cmd
+}
+
+fn pinned_version(go_mod: &str, module: &str) -> Option<String> {
+    go_mod.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let first = words.next()?;
+        let (name, version) = if first == "require" {
+            (words.next()?, words.next()?)
+        } else {
+            (first, words.next()?)
+        };
+        (name == module && version.starts_with('v')).then(|| version.to_string())
+    })
+}
+
+fn ldflags(version: &str) -> String {
+    // Stamp the Kubernetes version, or clients and `/version` report v0.0.0.
+    let minor = version.split('.').nth(1).unwrap_or("0");
+    let mut flags = vec!["-s".to_string(), "-w".to_string()];
+    for pkg in [
+        "k8s.io/component-base/version",
+        "k8s.io/client-go/pkg/version",
+    ] {
+        flags.push(format!("-X {pkg}.gitVersion={version}"));
+        flags.push(format!("-X {pkg}.gitMajor=1"));
+        flags.push(format!("-X {pkg}.gitMinor={minor}"));
+        flags.push(format!("-X {pkg}.gitTreeState=clean"));
+    }
+    flags.join(" ")
+}
+
+fn module_cache_dir(module: &GoModule, go_version: &str) -> Result<PathBuf> {
+    let dir = paths::go_modules_dir().join(module.name);
+    let go_mod = std::fs::read_to_string(dir.join("go.mod"))
+        .with_context(|| format!("reading {}", dir.join("go.mod").display()))?;
+    let go_sum = std::fs::read_to_string(dir.join("go.sum")).unwrap_or_default();
+    let version = pinned_version(&go_mod, module.pinned)
+        .with_context(|| format!("{} does not pin {}", dir.display(), module.pinned))?;
+    let mut hasher = Sha256::new();
+    for part in [
+        go_mod.as_str(),
+        go_sum.as_str(),
+        go_version,
+        &ldflags(&version),
+        &module.packages.join(" "),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let hash: String = hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(paths::cache_dir()
+        .join("tools")
+        .join(format!("{}-{version}-{hash}", module.name)))
+}
+
+fn ensure_module(module: &GoModule, go_version: &str) -> Result<PathBuf> {
+    let target = module_cache_dir(module, go_version)?;
+    if target.join(".complete").exists() {
+        return Ok(target.join("bin"));
+    }
+    let source = paths::go_modules_dir().join(module.name);
+    let go_mod = std::fs::read_to_string(source.join("go.mod"))?;
+    let version = pinned_version(&go_mod, module.pinned).unwrap_or_default();
+    let staging = target.with_extension("partial");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    std::fs::create_dir_all(staging.join("bin"))?;
+
+    eprintln!(
+        "==> building {} {version} into {}",
+        module.name,
+        target.display()
+    );
+    let started = Instant::now();
+    eprintln!("    downloading Go modules...");
+    let status = go_command(&source)
+        .args(["mod", "download"])
+        .status()
+        .context("go mod download")?;
+    if !status.success() {
+        bail!("`go mod download` failed for {}", module.name);
+    }
+    let total = count_packages(&source, module.packages)?;
+    let mut build = go_command(&source);
+    build
+        .args(["build", "-v", "-trimpath", "-ldflags", &ldflags(&version), "-o"])
+        .arg(format!("{}/", staging.join("bin").display()))
+        .args(module.packages)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = build.spawn().context("starting go build")?;
+    let mut tail: Vec<String> = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        let mut compiled = 0usize;
+        let mut last_report = Instant::now();
+        for line in BufReader::new(stderr).lines() {
+            let line = line?;
+            compiled += 1;
+            tail.push(line);
+            if tail.len() > 40 {
+                tail.remove(0);
+            }
+            if last_report.elapsed().as_secs() >= 15 {
+                last_report = Instant::now();
+                eprintln!(
+                    "    [{}] compiled {compiled} of at most {total} packages, {}s elapsed",
+                    module.name,
+                    started.elapsed().as_secs()
+                );
+                std::io::stderr().flush().ok();
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "go build failed for {}:\n{}",
+            module.name,
+            tail.join("\n")
+        );
+    }
+    if module.name == "kwok" {
+        copy_kwok_stages(&source, &staging)?;
+    }
+    std::fs::write(staging.join(".complete"), format!("{go_version}\n"))?;
+    if target.exists() {
+        std::fs::remove_dir_all(&target)?;
+    }
+    std::fs::rename(&staging, &target)?;
+    eprintln!(
+        "==> built {} in {}s",
+        module.name,
+        started.elapsed().as_secs()
+    );
+    Ok(target.join("bin"))
+}
+
+fn count_packages(dir: &Path, packages: &[&str]) -> Result<usize> {
+    let out = go_command(dir)
+        .args(["list", "-deps"])
+        .args(packages)
+        .output()
+        .context("go list -deps")?;
+    if !out.status.success() {
+        bail!("go list failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out.stdout.iter().filter(|b| **b == b'\n').count())
+}
+
+/// kwok's "fast" stages (node initialize, lease heartbeat, pod ready/complete/delete), copied
+/// from the pinned module so the cluster does not depend on the module cache at run time.
+fn copy_kwok_stages(source: &Path, staging: &Path) -> Result<()> {
+    let out = go_command(source)
+        .args(["list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kwok"])
+        .output()?;
+    let module_dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let stages = module_dir.join("kustomize").join("stage");
+    let dest = staging.join("stages");
+    std::fs::create_dir_all(&dest)?;
+    for sub in ["node/fast", "node/heartbeat-with-lease", "pod/fast"] {
+        for entry in std::fs::read_dir(stages.join(sub))? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if name.ends_with(".yaml") && name != "kustomization.yaml" {
+                std::fs::copy(&path, dest.join(name))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The kwok stage files that ship next to the kwok binary.
+pub fn kwok_stage_files(tools: &Tools) -> Result<Vec<PathBuf>> {
+    let dir = tools
+        .kwok
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("stages"))
+        .context("kwok has no parent directory")?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,65 @@
+//! `cargo xtask`: the project's task runner (local cluster, tests, demo).
+
+mod cmd;
+mod demo;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use testenv::SHARED_INSTANCE;
+
+#[derive(Parser)]
+#[command(about = "Tasks for extension-server-operator")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Manage the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+    /// Run every check CI runs: fmt, clippy, unit and integration tests.
+    Test,
+    /// Bring up the local control plane and run the seed scenario on it.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Build the binaries if needed, start the cluster (or reuse a healthy one), print the
+    /// kubeconfig path as the last line.
+    Up,
+    /// Stop every process of the cluster and remove its state.
+    Down,
+    /// Print `export` lines for KUBECONFIG and PATH: `eval "$(cargo xtask cluster env)"`.
+    Env,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Cluster { action } => match action {
+            ClusterAction::Up => {
+                let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
+                println!("{}", cluster.kubeconfig.display());
+            }
+            ClusterAction::Down => {
+                let left = testenv::cluster::down(SHARED_INSTANCE)?;
+                if !left.is_empty() {
+                    anyhow::bail!("processes still running after down: {left:?}");
+                }
+                eprintln!("==> cluster {SHARED_INSTANCE} is down");
+            }
+            ClusterAction::Env => {
+                let cluster = testenv::cluster::existing(SHARED_INSTANCE).await?;
+                print!("{}", cluster.env_lines());
+            }
+        },
+        Task::Test => cmd::test().await?,
+        Task::Demo => demo::run().await?,
+    }
+    Ok(())
+}
