@@ -1,1 +1,8 @@
+//! extension-server-operator: runs extension API servers and registers them with the
+//! Kubernetes aggregation layer, safely.
 
+pub mod apiservice;
+pub mod crd;
+pub mod error;
+pub mod names;
+pub mod tls;

@@ -124,9 +124,8 @@ pub async fn up(instance: &str) -> Result<Cluster> {
 /// The running cluster, without starting anything.
 pub async fn existing(instance: &str) -> Result<Cluster> {
     let dir = paths::cluster_dir(instance);
-    let state = read_state(&dir).with_context(|| {
-        format!("cluster {instance} is not up; run `cargo xtask cluster up`")
-    })?;
+    let state = read_state(&dir)
+        .with_context(|| format!("cluster {instance} is not up; run `cargo xtask cluster up`"))?;
     Ok(Cluster {
         instance: instance.to_string(),
         kubeconfig: dir.join("admin.kubeconfig"),
@@ -159,7 +158,12 @@ fn stop_and_remove(dir: &Path) {
 }
 
 async fn healthy(cluster: &Cluster) -> bool {
-    if !cluster.state.pids.iter().all(|(_, pid)| process::alive(*pid)) {
+    if !cluster
+        .state
+        .pids
+        .iter()
+        .all(|(_, pid)| process::alive(*pid))
+    {
         return false;
     }
     let Ok(client) = cluster.client().await else {
@@ -272,9 +276,12 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
         tools: tools.clone(),
     };
     let client = cluster.client().await?;
-    wait_for("kube-apiserver /readyz", Duration::from_secs(120), &cluster, || {
-        readyz(&client)
-    })
+    wait_for(
+        "kube-apiserver /readyz",
+        Duration::from_secs(120),
+        &cluster,
+        || readyz(&client),
+    )
     .await?;
 
     let kcm_args = vec![

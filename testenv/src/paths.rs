@@ -28,5 +28,8 @@ pub fn cache_dir() -> PathBuf {
 
 /// Runtime state of one named local cluster: PKI, kubeconfigs, etcd data and logs.
 pub fn cluster_dir(instance: &str) -> PathBuf {
-    workspace_root().join("target").join("cluster").join(instance)
+    workspace_root()
+        .join("target")
+        .join("cluster")
+        .join(instance)
 }

@@ -21,7 +21,9 @@ type Ca = CertifiedIssuer<'static, KeyPair>;
 
 fn ca(common_name: &str) -> Result<Ca> {
     let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -46,9 +48,13 @@ fn leaf(
     usage: ExtendedKeyUsagePurpose,
 ) -> Result<Pem> {
     let mut params = CertificateParams::default();
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     if let Some(org) = organization {
-        params.distinguished_name.push(DnType::OrganizationName, org);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
     }
     params.subject_alt_names = sans;
     params.key_usages = vec![

@@ -117,7 +117,10 @@ fn go_version() -> Result<String> {
         .output()
         .context("running `go version` (is Go installed and on PATH?)")?;
     if !out.status.success() {
-        bail!("`go version` failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "`go version` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -220,7 +223,14 @@ fn ensure_module(module: &GoModule, go_version: &str) -> Result<PathBuf> {
     let total = count_packages(&source, module.packages)?;
     let mut build = go_command(&source);
     build
-        .args(["build", "-v", "-trimpath", "-ldflags", &ldflags(&version), "-o"])
+        .args([
+            "build",
+            "-v",
+            "-trimpath",
+            "-ldflags",
+            &ldflags(&version),
+            "-o",
+        ])
         .arg(format!("{}/", staging.join("bin").display()))
         .args(module.packages)
         .stdout(Stdio::null())
@@ -250,11 +260,7 @@ fn ensure_module(module: &GoModule, go_version: &str) -> Result<PathBuf> {
     }
     let status = child.wait()?;
     if !status.success() {
-        bail!(
-            "go build failed for {}:\n{}",
-            module.name,
-            tail.join("\n")
-        );
+        bail!("go build failed for {}:\n{}", module.name, tail.join("\n"));
     }
     if module.name == "kwok" {
         copy_kwok_stages(&source, &staging)?;

@@ -5,7 +5,10 @@ use testenv::SHARED_INSTANCE;
 
 pub async fn run() -> Result<()> {
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
-    for args in [vec!["get", "nodes", "-o", "wide"], vec!["get", "apiservices"]] {
+    for args in [
+        vec!["get", "nodes", "-o", "wide"],
+        vec!["get", "apiservices"],
+    ] {
         println!("$ kubectl {}", args.join(" "));
         let out = testenv::kubectl(&cluster, &args);
         print!("{}", String::from_utf8_lossy(&out.stdout));

@@ -1,0 +1,311 @@
+//! The `ExtensionServer` custom resource (`aggregation.dev/v1alpha1`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Pattern for a DNS subdomain with at least one dot (an API group).
+pub const GROUP_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$";
+/// Pattern for a Kubernetes API version name.
+pub const VERSION_PATTERN: &str = r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$";
+/// Pattern for a Go duration such as `2160h` or `90s`.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
+
+/// Desired state of an extension API server and its registration with the aggregator.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "aggregation.dev",
+    version = "v1alpha1",
+    kind = "ExtensionServer",
+    plural = "extensionservers",
+    shortname = "es",
+    category = "aggregation",
+    namespaced,
+    status = "ExtensionServerStatus",
+    printcolumn(name = "Group", type_ = "string", json_path = ".spec.group"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Available\")].status"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.readyReplicas"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionServerSpec {
+    /// API group served, for example `my.custom.api`. Immutable.
+    #[x_kube(
+        validation = Rule::new(format!("self.matches('{GROUP_PATTERN}')"))
+            .message("group must be a DNS subdomain with at least one dot, such as my.custom.api"),
+        validation = Rule::new("self == oldSelf")
+            .message("group is immutable: create a new ExtensionServer to serve another group")
+    )]
+    #[schemars(length(max = 253))]
+    pub group: String,
+
+    /// Versions served; one APIService `<name>.<group>` each.
+    #[x_kube(validation = Rule::new("self.all(v, self.exists_one(w, w.name == v.name))")
+        .message("version names must be unique"))]
+    #[schemars(length(min = 1, max = 16))]
+    pub versions: Vec<ServedVersion>,
+
+    /// Container image of the extension API server.
+    #[x_kube(validation = Rule::new("self.size() > 0").message("image must not be empty"))]
+    #[schemars(length(max = 512))]
+    pub image: String,
+
+    /// Image pull policy: Always, IfNotPresent or Never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Number of pods. 0 unregisters the APIServices.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+
+    /// HTTPS port the container serves on.
+    #[serde(default = "default_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// Container arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+
+    /// Container environment; secrets come in through `valueFrom.secretKeyRef`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+
+    /// Container resource requests and limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Pod tolerations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Pod affinity. Without it, pods of a multi-replica server prefer distinct nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// ServiceAccount for the pods. Empty: the operator manages one named after the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+
+    /// Serving certificate management.
+    #[serde(default)]
+    pub tls: TlsSpec,
+
+    /// How and when the APIServices are registered.
+    #[serde(default)]
+    pub registration: RegistrationSpec,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+fn default_port() -> i32 {
+    8443
+}
+
+/// One served API version.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedVersion {
+    /// Version name, such as `v1` or `v2beta1`.
+    #[x_kube(validation = Rule::new(format!("self.matches('{VERSION_PATTERN}')"))
+        .message("version name must look like v1, v2beta1 or v1alpha1"))]
+    #[schemars(length(max = 63))]
+    pub name: String,
+
+    /// Priority of the group among all groups (APIService `groupPriorityMinimum`).
+    #[serde(default = "default_group_priority")]
+    #[schemars(range(min = 1, max = 20000))]
+    pub group_priority_minimum: i32,
+
+    /// Priority of this version within the group (APIService `versionPriority`).
+    #[serde(default = "default_version_priority")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub version_priority: i32,
+}
+
+fn default_group_priority() -> i32 {
+    1000
+}
+fn default_version_priority() -> i32 {
+    15
+}
+
+/// Container image pull policy.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// Serving certificate settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.mode != 'Secret' || (has(self.secretName) && self.secretName != '')")
+        .message("tls.secretName is required when tls.mode is Secret"),
+    validation = Rule::new("self.mode == 'Secret' || !has(self.secretName) || self.secretName == ''")
+        .message("tls.secretName is only used when tls.mode is Secret")
+)]
+pub struct TlsSpec {
+    /// Managed (the operator runs a CA), Secret (bring your own) or Insecure.
+    #[serde(default)]
+    pub mode: TlsMode,
+
+    /// Mode Secret: an existing Secret with `ca.crt`, `tls.crt` and `tls.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub secret_name: Option<String>,
+
+    /// Mode Managed: serving certificate lifetime (renewed at 2/3 of it). Default 2160h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}')"))
+        .message("certificateDuration must be a duration such as 2160h or 90m"))]
+    #[schemars(length(max = 32))]
+    pub certificate_duration: Option<String>,
+
+    /// Mode Managed: CA lifetime (rotated with overlap at 2/3 of it). Default 43800h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}')"))
+        .message("caDuration must be a duration such as 43800h"))]
+    #[schemars(length(max = 32))]
+    pub ca_duration: Option<String>,
+}
+
+/// How the aggregator is told to trust the server.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// The operator issues a CA and a serving certificate, and rotates both.
+    #[default]
+    Managed,
+    /// The user provides a Secret with ca.crt, tls.crt and tls.key.
+    Secret,
+    /// No verification: the APIService sets `insecureSkipTLSVerify: true`. Not for production.
+    Insecure,
+}
+
+/// Registration settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationSpec {
+    /// WhenReady (register once a replica is ready) or Always.
+    #[serde(default)]
+    pub policy: RegistrationPolicy,
+
+    /// Unregister an APIService that has been unavailable this long, so discovery keeps working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(format!("self == '' || self.matches('{DURATION_PATTERN}')"))
+        .message("unregisterAfter must be a duration such as 10m"))]
+    #[schemars(length(max = 32))]
+    pub unregister_after: Option<String>,
+
+    /// Take over a matching APIService that is not Local and has no owner.
+    #[serde(default)]
+    pub adopt_existing: bool,
+}
+
+/// When the APIServices are registered.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RegistrationPolicy {
+    /// Register only once at least one replica is ready.
+    #[default]
+    WhenReady,
+    /// Register immediately.
+    Always,
+}
+
+/// Observed state.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtensionServerStatus {
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Desired pods.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Ready pods.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Ready, DeploymentAvailable, CertificateReady, Registered and Available.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// One entry per version, as the aggregator reports it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_services: Vec<ApiServiceState>,
+    /// Serving certificate times (modes Managed and Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateState>,
+}
+
+/// The aggregator's view of one APIService.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServiceState {
+    pub name: String,
+    /// True, False or Unknown.
+    pub available: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Serving certificate times.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateState {
+    pub not_after: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_not_after: Option<Time>,
+}
+
+fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("x-kubernetes-list-type".into(), "map".into());
+        object.insert("x-kubernetes-list-map-keys".into(), vec!["type"].into());
+    }
+    schema
+}

@@ -1,0 +1,134 @@
+//! Object names, labels and annotations the operator owns.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use kube::ResourceExt;
+
+use crate::crd::ExtensionServer;
+
+/// Field manager for every server-side apply.
+pub const FIELD_MANAGER: &str = "extension-server-operator";
+/// Finalizer that removes the APIServices and cluster-scoped RBAC first.
+pub const FINALIZER: &str = "aggregation.dev/cleanup";
+/// Label: the managing operator.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY: &str = "extension-server-operator";
+/// Label: the owning ExtensionServer's name.
+pub const SERVER_LABEL: &str = "aggregation.dev/extension-server";
+/// Label: the owning ExtensionServer's namespace (on cluster-scoped and kube-system objects).
+pub const SERVER_NAMESPACE_LABEL: &str = "aggregation.dev/extension-server-namespace";
+/// Annotation on APIServices: `<namespace>/<name>` of the owning ExtensionServer.
+pub const OWNER_ANNOTATION: &str = "aggregation.dev/owner";
+/// Pod-template annotation: hash of the serving certificate, so a new cert rolls the pods.
+pub const CERT_HASH_ANNOTATION: &str = "aggregation.dev/serving-cert-hash";
+/// Where the pods mount the serving certificate.
+pub const TLS_MOUNT_PATH: &str = "/var/run/extension-server/tls";
+/// Namespace of the delegated-auth RoleBinding.
+pub const KUBE_SYSTEM: &str = "kube-system";
+
+/// The API group an ExtensionServer serves.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Group(pub String);
+
+/// An API version name such as `v1`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub String);
+
+/// The name of an APIService: `<version>.<group>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiServiceName(String);
+
+impl ApiServiceName {
+    pub fn new(version: &Version, group: &Group) -> Self {
+        Self(format!("{}.{}", version.0, group.0))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ApiServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Names of everything derived from one ExtensionServer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerNames {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl ServerNames {
+    pub fn of(server: &ExtensionServer) -> Self {
+        Self {
+            name: server.name_any(),
+            namespace: server.namespace().unwrap_or_default(),
+        }
+    }
+    /// `<namespace>/<name>`, the owner annotation value.
+    pub fn owner_key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+    pub fn workload(&self) -> &str {
+        &self.name
+    }
+    pub fn ca_secret(&self) -> String {
+        format!("{}-ca", self.name)
+    }
+    pub fn tls_secret(&self) -> String {
+        format!("{}-tls", self.name)
+    }
+    pub fn cluster_role_binding(&self) -> String {
+        format!(
+            "aggregation.dev:{}:{}:auth-delegator",
+            self.namespace, self.name
+        )
+    }
+    pub fn auth_reader_binding(&self) -> String {
+        format!(
+            "aggregation.dev:{}:{}:auth-reader",
+            self.namespace, self.name
+        )
+    }
+    /// DNS names the serving certificate must carry.
+    pub fn service_dns_names(&self) -> Vec<String> {
+        let (n, ns) = (&self.name, &self.namespace);
+        vec![
+            n.clone(),
+            format!("{n}.{ns}"),
+            format!("{n}.{ns}.svc"),
+            format!("{n}.{ns}.svc.cluster.local"),
+        ]
+    }
+    /// Labels on namespaced children.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+            (SERVER_LABEL.to_string(), self.name.clone()),
+        ])
+    }
+    /// Labels on cluster-scoped and kube-system children.
+    pub fn cluster_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.labels();
+        labels.insert(SERVER_NAMESPACE_LABEL.to_string(), self.namespace.clone());
+        labels
+    }
+    /// The pod selector of the Deployment, Service and PDB.
+    pub fn selector(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "app.kubernetes.io/name".to_string(),
+                "extension-server".to_string(),
+            ),
+            ("app.kubernetes.io/instance".to_string(), self.name.clone()),
+        ])
+    }
+}
+
+/// Label selector for everything this operator manages.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
+}
