@@ -25,7 +25,11 @@ pub struct APIServiceSpec {
     pub service: Option<ServiceReference>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<ByteString>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "insecureSkipTLSVerify",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub insecure_skip_tls_verify: Option<bool>,
     pub group_priority_minimum: i32,
     pub version_priority: i32,

@@ -2,6 +2,7 @@
 //! Kubernetes aggregation layer, safely.
 
 pub mod apiservice;
+pub mod build;
 pub mod crd;
 pub mod error;
 pub mod names;

@@ -1,0 +1,101 @@
+//! Pure builders: the desired child objects of one ExtensionServer. No I/O; unit-tested
+//! without a cluster. One builder per child kind.
+
+mod apiservice;
+mod deployment;
+mod pdb;
+mod rbac;
+mod secret;
+mod service;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+
+pub use apiservice::api_services;
+pub use deployment::deployment;
+pub use pdb::pod_disruption_budget;
+pub use rbac::{auth_delegator_binding, auth_reader_binding, service_account};
+pub use secret::tls_secret;
+pub use service::service;
+
+use crate::apiservice::APIService;
+use crate::crd::{ExtensionServer, TlsMode};
+use crate::names::ServerNames;
+use crate::tls::KeyedCert;
+
+/// The TLS inputs the builders need.
+#[derive(Debug, Clone)]
+pub struct TlsInput {
+    /// Secret the pods mount.
+    pub secret_name: String,
+    /// Serving cert the operator manages (modes Managed and Insecure); None in mode Secret.
+    pub managed_serving: Option<KeyedCert>,
+    /// PEM bundle the APIServices trust; None in mode Insecure.
+    pub ca_bundle: Option<String>,
+    /// Hash of the served certificate, for the pod-template annotation.
+    pub cert_hash: String,
+}
+
+/// Every child object, in one struct that the apply step must consume whole.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub service_account: Option<ServiceAccount>,
+    pub auth_delegator: ClusterRoleBinding,
+    pub auth_reader: RoleBinding,
+    pub tls_secret: Option<Secret>,
+    pub deployment: Deployment,
+    pub service: Service,
+    pub pdb: Option<PodDisruptionBudget>,
+    pub api_services: Vec<APIService>,
+}
+
+/// Builds the desired children.
+pub fn desired(server: &ExtensionServer, tls: &TlsInput) -> Desired {
+    let names = ServerNames::of(server);
+    Desired {
+        service_account: service_account(server, &names),
+        auth_delegator: auth_delegator_binding(server, &names),
+        auth_reader: auth_reader_binding(server, &names),
+        tls_secret: tls
+            .managed_serving
+            .as_ref()
+            .map(|serving| tls_secret(server, &names, serving, tls.ca_bundle.as_deref())),
+        deployment: deployment(server, &names, tls),
+        service: service(server, &names),
+        pdb: pod_disruption_budget(server, &names),
+        api_services: api_services(server, &names, tls.ca_bundle.as_deref()),
+    }
+}
+
+/// The ServiceAccount the pods run as.
+pub fn service_account_name(server: &ExtensionServer, names: &ServerNames) -> String {
+    server
+        .spec
+        .service_account_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| names.name.clone())
+}
+
+/// True when the APIServices must not verify the server.
+pub fn is_insecure(server: &ExtensionServer) -> bool {
+    server.spec.tls.mode == TlsMode::Insecure
+}
+
+/// Metadata for a namespaced child: name, namespace, labels, controller owner reference.
+fn owned_meta(server: &ExtensionServer, names: &ServerNames, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(names.namespace.clone()),
+        labels: Some(names.labels()),
+        owner_references: server.controller_owner_ref(&()).map(|r| vec![r]),
+        ..ObjectMeta::default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

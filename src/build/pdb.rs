@@ -1,0 +1,27 @@
+//! A PodDisruptionBudget (maxUnavailable 1) when there is more than one replica.
+
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::owned_meta;
+use crate::crd::ExtensionServer;
+use crate::names::ServerNames;
+
+pub fn pod_disruption_budget(
+    server: &ExtensionServer,
+    names: &ServerNames,
+) -> Option<PodDisruptionBudget> {
+    (server.spec.replicas > 1).then(|| PodDisruptionBudget {
+        metadata: owned_meta(server, names, names.workload().to_string()),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(names.selector()),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })
+}

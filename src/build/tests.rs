@@ -1,0 +1,183 @@
+use super::*;
+use crate::names::{CERT_HASH_ANNOTATION, OWNER_ANNOTATION};
+
+fn server(yaml: &str) -> ExtensionServer {
+    let mut server: ExtensionServer = serde_yaml::from_str(yaml).unwrap();
+    server.metadata.uid = Some("uid-1".into());
+    server
+}
+
+const BASIC: &str = r#"
+apiVersion: aggregation.dev/v1alpha1
+kind: ExtensionServer
+metadata: {name: my-extension-server, namespace: default}
+spec:
+  group: my.custom.api
+  versions: [{name: v1, groupPriorityMinimum: 1000, versionPriority: 15}]
+  image: my-extension-server-image:latest
+  port: 443
+"#;
+
+fn tls() -> TlsInput {
+    TlsInput {
+        secret_name: "my-extension-server-tls".into(),
+        managed_serving: Some(KeyedCert {
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+        }),
+        ca_bundle: Some("BUNDLE".into()),
+        cert_hash: "abc".into(),
+    }
+}
+
+#[test]
+fn basic_example_builds_every_child() {
+    let desired = desired(&server(BASIC), &tls());
+    assert_eq!(
+        desired.service_account.unwrap().metadata.name.as_deref(),
+        Some("my-extension-server")
+    );
+    assert_eq!(
+        desired.auth_delegator.metadata.name.as_deref(),
+        Some("aggregation.dev:default:my-extension-server:auth-delegator")
+    );
+    assert_eq!(
+        desired.auth_delegator.role_ref.name,
+        "system:auth-delegator"
+    );
+    assert_eq!(
+        desired.auth_reader.metadata.namespace.as_deref(),
+        Some("kube-system")
+    );
+    assert_eq!(
+        desired.auth_reader.role_ref.name,
+        "extension-apiserver-authentication-reader"
+    );
+    assert!(desired.pdb.is_none(), "no PDB for one replica");
+
+    let service = desired.service.spec.unwrap();
+    let port = &service.ports.unwrap()[0];
+    assert_eq!((port.port, port.name.as_deref()), (443, Some("https")));
+
+    let deployment = desired.deployment.spec.unwrap();
+    assert_eq!(deployment.replicas, Some(1));
+    let template = deployment.template;
+    assert_eq!(
+        template.metadata.unwrap().annotations.unwrap()[CERT_HASH_ANNOTATION],
+        "abc"
+    );
+    let pod = template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 443);
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        security
+            .capabilities
+            .as_ref()
+            .unwrap()
+            .drop
+            .as_ref()
+            .unwrap(),
+        &vec!["ALL".to_string()]
+    );
+    assert_eq!(
+        container.volume_mounts.as_ref().unwrap()[0].mount_path,
+        "/var/run/extension-server/tls"
+    );
+    assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some());
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("my-extension-server")
+    );
+
+    let [api_service] = desired.api_services.as_slice() else {
+        panic!("one APIService expected");
+    };
+    assert_eq!(
+        api_service.metadata.name.as_deref(),
+        Some("v1.my.custom.api")
+    );
+    assert_eq!(
+        api_service.metadata.annotations.as_ref().unwrap()[OWNER_ANNOTATION],
+        "default/my-extension-server"
+    );
+    assert_eq!(api_service.spec.insecure_skip_tls_verify, Some(false));
+    assert_eq!(api_service.spec.ca_bundle.as_ref().unwrap().0, b"BUNDLE");
+    assert_eq!(api_service.spec.group_priority_minimum, 1000);
+    assert_eq!(api_service.spec.version_priority, 15);
+    let svc = api_service.spec.service.as_ref().unwrap();
+    assert_eq!(
+        (svc.name.as_str(), svc.port),
+        ("my-extension-server", Some(443))
+    );
+}
+
+#[test]
+fn apiservice_serializes_insecure_false_explicitly() {
+    let desired = desired(&server(BASIC), &tls());
+    let json = serde_json::to_value(&desired.api_services[0]).unwrap();
+    assert_eq!(
+        json["spec"]["insecureSkipTLSVerify"],
+        serde_json::json!(false)
+    );
+}
+
+#[test]
+fn insecure_mode_skips_verification_and_drops_the_bundle() {
+    let mut server = server(BASIC);
+    server.spec.tls.mode = TlsMode::Insecure;
+    let desired = desired(&server, &tls());
+    assert_eq!(
+        desired.api_services[0].spec.insecure_skip_tls_verify,
+        Some(true)
+    );
+    assert!(desired.api_services[0].spec.ca_bundle.is_none());
+}
+
+#[test]
+fn production_example_gets_pdb_spread_and_node_selector() {
+    let server = server(
+        r#"
+apiVersion: aggregation.dev/v1alpha1
+kind: ExtensionServer
+metadata: {name: prod, namespace: prod}
+spec:
+  group: my.custom.api
+  versions: [{name: v1}, {name: v2beta1, versionPriority: 10}]
+  image: img
+  replicas: 3
+  nodeSelector: {environment: production}
+"#,
+    );
+    let desired = desired(&server, &tls());
+    assert!(desired.pdb.is_some());
+    let pod = desired.deployment.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.node_selector.unwrap()["environment"], "production");
+    assert!(pod.affinity.unwrap().pod_anti_affinity.is_some());
+    let names: Vec<_> = desired
+        .api_services
+        .iter()
+        .map(|a| a.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["v1.my.custom.api", "v2beta1.my.custom.api"]);
+    assert_eq!(desired.api_services[0].spec.group_priority_minimum, 1000);
+}
+
+#[test]
+fn own_service_account_is_not_managed() {
+    let mut server = server(BASIC);
+    server.spec.service_account_name = Some("custom".into());
+    let desired = desired(&server, &tls());
+    assert!(desired.service_account.is_none());
+    assert_eq!(desired.auth_delegator.subjects.unwrap()[0].name, "custom");
+}
+
+#[test]
+fn namespaced_children_are_owned_by_the_server() {
+    let desired = desired(&server(BASIC), &tls());
+    let owner = &desired.deployment.metadata.owner_references.unwrap()[0];
+    assert_eq!(owner.kind, "ExtensionServer");
+    assert_eq!(owner.controller, Some(true));
+}
