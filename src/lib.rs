@@ -6,4 +6,5 @@ pub mod build;
 pub mod crd;
 pub mod error;
 pub mod names;
+pub mod status;
 pub mod tls;

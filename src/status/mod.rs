@@ -1,0 +1,333 @@
+//! Status from what was applied and observed: one verdict per condition, each False one saying
+//! what is wrong and what to do.
+
+pub mod conditions;
+mod diagnosis;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+pub use conditions::{Status, Verdict};
+pub use diagnosis::diagnose_unavailable;
+
+use crate::apiservice::APIService;
+use crate::crd::{ApiServiceState, CertificateState, ExtensionServerStatus};
+use crate::names::{ApiServiceName, ServerNames};
+use crate::tls::CertInfo;
+use conditions::{AVAILABLE, CERTIFICATE_READY, DEPLOYMENT_AVAILABLE, REGISTERED};
+
+/// How the serving certificate stands.
+#[derive(Debug, Clone)]
+pub enum CertificateOutcome {
+    /// Managed or Secret mode: a valid certificate for the Service's names.
+    Valid {
+        serving: CertInfo,
+        ca_not_after: Option<k8s_openapi::jiff::Timestamp>,
+    },
+    /// Mode Insecure: a managed certificate, but the aggregator does not verify it.
+    Insecure { serving: CertInfo },
+    /// Mode Secret: the user's Secret is missing or unusable.
+    SecretInvalid(String),
+    /// The certificate has expired.
+    Expired(String),
+}
+
+/// What happened to one APIService in this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    Registered(ApiServiceName),
+    WaitingForReadyReplicas(ApiServiceName),
+    ScaledToZero(ApiServiceName),
+    Conflict {
+        name: ApiServiceName,
+        reason: String,
+    },
+    /// Removed because it stayed unavailable longer than `registration.unregisterAfter`.
+    UnregisteredUnavailable(ApiServiceName),
+}
+
+/// Everything status is computed from.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub names: &'a ServerNames,
+    pub generation: Option<i64>,
+    pub spec_replicas: i32,
+    pub port: i32,
+    pub deployment: Option<&'a Deployment>,
+    pub certificate: CertificateOutcome,
+    pub registrations: Vec<Registration>,
+    /// Our APIServices as last seen (after apply), by name.
+    pub api_services: Vec<(ApiServiceName, Option<APIService>)>,
+}
+
+/// Builds the whole status, merging conditions with the previous ones.
+pub fn compute(
+    observation: &Observation<'_>,
+    previous: Option<&ExtensionServerStatus>,
+    now: Time,
+) -> ExtensionServerStatus {
+    let verdicts = verdicts(observation);
+    let previous_conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
+    let (replicas, ready_replicas) = replica_counts(observation.deployment);
+    ExtensionServerStatus {
+        observed_generation: observation.generation,
+        replicas,
+        ready_replicas,
+        conditions: conditions::merge(previous_conditions, &verdicts, observation.generation, now),
+        api_services: api_service_states(observation),
+        certificate: certificate_state(&observation.certificate),
+    }
+}
+
+/// The five verdicts, Ready first.
+pub fn verdicts(observation: &Observation<'_>) -> Vec<Verdict> {
+    let parts = vec![
+        deployment_verdict(observation),
+        certificate_verdict(observation),
+        registered_verdict(observation),
+        available_verdict(observation),
+    ];
+    let mut all = vec![conditions::ready(&parts)];
+    all.extend(parts);
+    all
+}
+
+fn replica_counts(deployment: Option<&Deployment>) -> (i32, i32) {
+    let status = deployment.and_then(|d| d.status.as_ref());
+    (
+        status.and_then(|s| s.replicas).unwrap_or(0),
+        status.and_then(|s| s.ready_replicas).unwrap_or(0),
+    )
+}
+
+fn deployment_verdict(o: &Observation<'_>) -> Verdict {
+    let (_, ready) = replica_counts(o.deployment);
+    let selector = format!(
+        "kubectl get pods -n {} -l app.kubernetes.io/instance={}",
+        o.names.namespace, o.names.name
+    );
+    if o.spec_replicas == 0 {
+        return Verdict::new(
+            DEPLOYMENT_AVAILABLE,
+            Status::False,
+            "ScaledToZero",
+            "spec.replicas is 0, so the APIServices are unregistered; set replicas to 1 or more to serve the API",
+        );
+    }
+    if ready >= 1 {
+        return Verdict::new(
+            DEPLOYMENT_AVAILABLE,
+            Status::True,
+            "MinimumReplicasAvailable",
+            format!("{ready}/{} replicas are ready", o.spec_replicas),
+        );
+    }
+    let observed = o
+        .deployment
+        .and_then(|d| Some(d.status.as_ref()?.observed_generation? >= d.metadata.generation?))
+        .unwrap_or(false);
+    if !observed {
+        return Verdict::new(
+            DEPLOYMENT_AVAILABLE,
+            Status::False,
+            "Progressing",
+            format!(
+                "Deployment {}/{} is being rolled out; wait, or check `{selector}`",
+                o.names.namespace, o.names.name
+            ),
+        );
+    }
+    Verdict::new(
+        DEPLOYMENT_AVAILABLE,
+        Status::False,
+        "NoReadyReplicas",
+        format!(
+            "0/{} replicas are ready; check `{selector}` and that the server answers its readiness probe (HTTPS GET /readyz on port {})",
+            o.spec_replicas, o.port
+        ),
+    )
+}
+
+fn certificate_verdict(o: &Observation<'_>) -> Verdict {
+    match &o.certificate {
+        CertificateOutcome::Valid { serving, .. } => Verdict::new(
+            CERTIFICATE_READY,
+            Status::True,
+            "Valid",
+            format!(
+                "serving certificate for {}.{}.svc is valid until {}",
+                o.names.name, o.names.namespace, serving.not_after
+            ),
+        ),
+        CertificateOutcome::Insecure { serving } => Verdict::new(
+            CERTIFICATE_READY,
+            Status::True,
+            "InsecureSkipVerify",
+            format!(
+                "tls.mode is Insecure: the aggregator does not verify the server's certificate (valid until {}); use Managed in production",
+                serving.not_after
+            ),
+        ),
+        CertificateOutcome::SecretInvalid(why) => {
+            Verdict::new(CERTIFICATE_READY, Status::False, "SecretInvalid", why.clone())
+        }
+        CertificateOutcome::Expired(why) => {
+            Verdict::new(CERTIFICATE_READY, Status::False, "Expired", why.clone())
+        }
+    }
+}
+
+fn registered_verdict(o: &Observation<'_>) -> Verdict {
+    let mut conflicts = Vec::new();
+    let mut waiting = Vec::new();
+    let mut scaled = Vec::new();
+    let mut dropped = Vec::new();
+    let mut registered = Vec::new();
+    for registration in &o.registrations {
+        match registration {
+            Registration::Conflict { name, reason } => conflicts.push(format!("{name}: {reason}")),
+            Registration::WaitingForReadyReplicas(n) => waiting.push(n.to_string()),
+            Registration::ScaledToZero(n) => scaled.push(n.to_string()),
+            Registration::UnregisteredUnavailable(n) => dropped.push(n.to_string()),
+            Registration::Registered(n) => registered.push(n.to_string()),
+        }
+    }
+    if !conflicts.is_empty() {
+        return Verdict::new(REGISTERED, Status::False, "Conflict", conflicts.join("; "));
+    }
+    if !scaled.is_empty() {
+        return Verdict::new(
+            REGISTERED,
+            Status::False,
+            "ScaledToZero",
+            format!(
+                "{} unregistered because spec.replicas is 0; scale up to register again",
+                scaled.join(", ")
+            ),
+        );
+    }
+    if !dropped.is_empty() {
+        return Verdict::new(
+            REGISTERED,
+            Status::False,
+            "Unregistered",
+            format!(
+                "{} unregistered after staying unavailable longer than registration.unregisterAfter; it is registered again once a replica is ready",
+                dropped.join(", ")
+            ),
+        );
+    }
+    if !waiting.is_empty() {
+        return Verdict::new(
+            REGISTERED,
+            Status::False,
+            "WaitingForReadyReplicas",
+            format!(
+                "{} will be registered once a replica is ready (registration.policy WhenReady)",
+                waiting.join(", ")
+            ),
+        );
+    }
+    Verdict::new(
+        REGISTERED,
+        Status::True,
+        "Registered",
+        format!("{} registered", registered.join(", ")),
+    )
+}
+
+fn available_verdict(o: &Observation<'_>) -> Verdict {
+    let registered: Vec<_> = o
+        .registrations
+        .iter()
+        .filter_map(|r| match r {
+            Registration::Registered(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    if registered.len() != o.registrations.len() || registered.is_empty() {
+        return Verdict::new(
+            AVAILABLE,
+            Status::Unknown,
+            "NotRegistered",
+            "not every APIService is registered yet; see the Registered condition",
+        );
+    }
+    for (name, api_service) in &o.api_services {
+        let condition = api_service.as_ref().and_then(|a| a.available());
+        match condition {
+            Some(c) if c.status == "True" => {}
+            Some(c) => {
+                let reason = c.reason.clone().unwrap_or_else(|| "Unavailable".into());
+                let message = c.message.clone().unwrap_or_default();
+                return Verdict::new(
+                    AVAILABLE,
+                    Status::False,
+                    reason.clone(),
+                    format!(
+                        "{name}: {}",
+                        diagnose_unavailable(&reason, &message, o.names, o.port)
+                    ),
+                );
+            }
+            None => {
+                return Verdict::new(
+                    AVAILABLE,
+                    Status::Unknown,
+                    "WaitingForAggregator",
+                    format!("{name}: the aggregator has not checked it yet"),
+                );
+            }
+        }
+    }
+    Verdict::new(
+        AVAILABLE,
+        Status::True,
+        "Passed",
+        "every APIService is available through the aggregator",
+    )
+}
+
+fn api_service_states(o: &Observation<'_>) -> Vec<ApiServiceState> {
+    o.api_services
+        .iter()
+        .map(|(name, api_service)| {
+            let condition = api_service.as_ref().and_then(|a| a.available());
+            ApiServiceState {
+                name: name.to_string(),
+                available: condition
+                    .map(|c| c.status.clone())
+                    .unwrap_or_else(|| "Unknown".into()),
+                reason: condition
+                    .and_then(|c| c.reason.clone())
+                    .unwrap_or_else(|| {
+                        if api_service.is_none() {
+                            "NotRegistered".into()
+                        } else {
+                            String::new()
+                        }
+                    }),
+                message: condition.and_then(|c| c.message.clone()).unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+fn certificate_state(outcome: &CertificateOutcome) -> Option<CertificateState> {
+    match outcome {
+        CertificateOutcome::Valid {
+            serving,
+            ca_not_after,
+        } => Some(CertificateState {
+            not_after: Time(serving.not_after),
+            renewal_time: Some(Time(serving.renewal_time())),
+            ca_not_after: ca_not_after.map(Time),
+        }),
+        CertificateOutcome::Insecure { serving } => Some(CertificateState {
+            not_after: Time(serving.not_after),
+            renewal_time: Some(Time(serving.renewal_time())),
+            ca_not_after: None,
+        }),
+        _ => None,
+    }
+}
