@@ -13,21 +13,21 @@ pub enum Error {
     ReadCertificate(String),
     #[error("reading {kind} {name}: {source}")]
     Get {
-        kind: &'static str,
+        kind: String,
         name: String,
         #[source]
         source: kube::Error,
     },
     #[error("applying {kind} {name}: {source}")]
     Apply {
-        kind: &'static str,
+        kind: String,
         name: String,
         #[source]
         source: kube::Error,
     },
     #[error("deleting {kind} {name}: {source}")]
     Delete {
-        kind: &'static str,
+        kind: String,
         name: String,
         #[source]
         source: kube::Error,
@@ -35,7 +35,7 @@ pub enum Error {
     #[error("writing status: {0}")]
     WriteStatus(#[source] kube::Error),
     #[error("serializing {0}: {1}")]
-    Serialize(&'static str, #[source] serde_json::Error),
+    Serialize(String, #[source] serde_json::Error),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("ExtensionServer has no namespace")]

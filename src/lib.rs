@@ -2,9 +2,13 @@
 //! Kubernetes aggregation layer, safely.
 
 pub mod apiservice;
+pub mod apply;
 pub mod build;
+pub mod context;
+pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod names;
+pub mod reconcile;
 pub mod status;
 pub mod tls;

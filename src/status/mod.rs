@@ -37,6 +37,7 @@ pub enum CertificateOutcome {
 pub enum Registration {
     Registered(ApiServiceName),
     WaitingForReadyReplicas(ApiServiceName),
+    WaitingForCertificate(ApiServiceName),
     ScaledToZero(ApiServiceName),
     Conflict {
         name: ApiServiceName,
@@ -168,9 +169,12 @@ fn certificate_verdict(o: &Observation<'_>) -> Verdict {
                 serving.not_after
             ),
         ),
-        CertificateOutcome::SecretInvalid(why) => {
-            Verdict::new(CERTIFICATE_READY, Status::False, "SecretInvalid", why.clone())
-        }
+        CertificateOutcome::SecretInvalid(why) => Verdict::new(
+            CERTIFICATE_READY,
+            Status::False,
+            "SecretInvalid",
+            why.clone(),
+        ),
         CertificateOutcome::Expired(why) => {
             Verdict::new(CERTIFICATE_READY, Status::False, "Expired", why.clone())
         }
@@ -180,6 +184,7 @@ fn certificate_verdict(o: &Observation<'_>) -> Verdict {
 fn registered_verdict(o: &Observation<'_>) -> Verdict {
     let mut conflicts = Vec::new();
     let mut waiting = Vec::new();
+    let mut waiting_cert = Vec::new();
     let mut scaled = Vec::new();
     let mut dropped = Vec::new();
     let mut registered = Vec::new();
@@ -187,6 +192,7 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
         match registration {
             Registration::Conflict { name, reason } => conflicts.push(format!("{name}: {reason}")),
             Registration::WaitingForReadyReplicas(n) => waiting.push(n.to_string()),
+            Registration::WaitingForCertificate(n) => waiting_cert.push(n.to_string()),
             Registration::ScaledToZero(n) => scaled.push(n.to_string()),
             Registration::UnregisteredUnavailable(n) => dropped.push(n.to_string()),
             Registration::Registered(n) => registered.push(n.to_string()),
@@ -214,6 +220,17 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
             format!(
                 "{} unregistered after staying unavailable longer than registration.unregisterAfter; it is registered again once a replica is ready",
                 dropped.join(", ")
+            ),
+        );
+    }
+    if !waiting_cert.is_empty() {
+        return Verdict::new(
+            REGISTERED,
+            Status::False,
+            "WaitingForCertificate",
+            format!(
+                "{} will be registered once the serving certificate is ready; see CertificateReady",
+                waiting_cert.join(", ")
             ),
         );
     }
@@ -298,16 +315,16 @@ fn api_service_states(o: &Observation<'_>) -> Vec<ApiServiceState> {
                 available: condition
                     .map(|c| c.status.clone())
                     .unwrap_or_else(|| "Unknown".into()),
-                reason: condition
-                    .and_then(|c| c.reason.clone())
-                    .unwrap_or_else(|| {
-                        if api_service.is_none() {
-                            "NotRegistered".into()
-                        } else {
-                            String::new()
-                        }
-                    }),
-                message: condition.and_then(|c| c.message.clone()).unwrap_or_default(),
+                reason: condition.and_then(|c| c.reason.clone()).unwrap_or_else(|| {
+                    if api_service.is_none() {
+                        "NotRegistered".into()
+                    } else {
+                        String::new()
+                    }
+                }),
+                message: condition
+                    .and_then(|c| c.message.clone())
+                    .unwrap_or_default(),
             }
         })
         .collect()

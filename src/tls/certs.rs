@@ -173,22 +173,20 @@ pub fn inspect(pem: &[u8]) -> Result<CertInfo> {
         .ok_or_else(|| Error::ReadCertificate("no certificate in PEM data".into()))
 }
 
-/// True if `cert` was signed by `ca` (checks the signature, not just names).
-pub fn signed_by(cert_pem: &[u8], ca_pem: &[u8]) -> bool {
-    let parse = |pem: &[u8]| -> Option<Vec<u8>> {
-        let (_, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
-        Some(block.contents)
-    };
-    let (Some(cert_der), Some(ca_der)) = (parse(cert_pem), parse(ca_pem)) else {
+/// True if `cert_pem` was signed by any CA in `bundle_pem` (checks signatures, not names).
+pub fn signed_by(cert_pem: &[u8], bundle_pem: &[u8]) -> bool {
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(cert_pem) else {
         return false;
     };
-    let (Ok((_, cert)), Ok((_, ca))) = (
-        x509_parser::parse_x509_certificate(&cert_der),
-        x509_parser::parse_x509_certificate(&ca_der),
-    ) else {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&block.contents) else {
         return false;
     };
-    cert.verify_signature(Some(ca.public_key())).is_ok()
+    x509_parser::pem::Pem::iter_from_buffer(bundle_pem)
+        .filter_map(|ca| ca.ok())
+        .any(|ca| {
+            x509_parser::parse_x509_certificate(&ca.contents)
+                .is_ok_and(|(_, ca)| cert.verify_signature(Some(ca.public_key())).is_ok())
+        })
 }
 
 /// Concatenates PEM certificates into one bundle, skipping duplicates.

@@ -1,0 +1,104 @@
+//! Server-side apply that skips the request when the cluster already matches.
+//!
+//! Each applied object carries a hash of what was applied. A write happens only when that hash
+//! differs (the desired state changed) or the live object no longer contains every applied
+//! field with the applied value (drift). A steady state therefore makes no writes.
+
+use std::fmt::Debug;
+
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::names::FIELD_MANAGER;
+use crate::tls::certs::sha256_hex;
+
+/// Annotation holding the hash of the applied object.
+pub const APPLIED_HASH_ANNOTATION: &str = "aggregation.dev/applied-hash";
+
+/// Applies `desired` unless `live` already matches it; returns the live object afterwards.
+pub async fn apply<K>(api: &Api<K>, desired: &K, live: Option<K>) -> Result<K>
+where
+    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+    K::DynamicType: Default,
+{
+    let name = desired.meta().name.clone().unwrap_or_default();
+    let kind = K::kind(&Default::default()).to_string();
+    let serialize = |e| Error::Serialize(K::kind(&Default::default()).to_string(), e);
+    let desired = with_hash(desired).map_err(serialize)?;
+    if let Some(live) = live {
+        let want = serde_json::to_value(&desired).map_err(serialize)?;
+        let have = serde_json::to_value(&live).map_err(serialize)?;
+        if contains(&have, &want) {
+            return Ok(live);
+        }
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&desired),
+    )
+    .await
+    .map_err(|source| Error::Apply { kind, name, source })
+}
+
+pub fn with_hash<K: Resource + Serialize + Clone>(desired: &K) -> serde_json::Result<K> {
+    let hash = sha256_hex(&serde_json::to_vec(desired)?);
+    let mut desired = desired.clone();
+    desired
+        .meta_mut()
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(APPLIED_HASH_ANNOTATION.into(), hash[..16].to_string());
+    Ok(desired)
+}
+
+/// True if every field of `want` is present in `have` with the same value.
+pub fn contains(have: &Value, want: &Value) -> bool {
+    match (have, want) {
+        (_, Value::Null) => true,
+        (Value::Object(have), Value::Object(want)) => want
+            .iter()
+            .all(|(k, w)| have.get(k).map_or(w.is_null(), |h| contains(h, w))),
+        (Value::Array(have), Value::Array(want)) => {
+            have.len() == want.len() && have.iter().zip(want).all(|(h, w)| contains(h, w))
+        }
+        (have, want) => have == want,
+    }
+}
+
+/// Returns `None` for a 404, the object otherwise.
+pub async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>>
+where
+    K: Resource + DeserializeOwned + Clone + Debug,
+    K::DynamicType: Default,
+{
+    api.get_opt(name).await.map_err(|source| Error::Get {
+        kind: K::kind(&Default::default()).to_string(),
+        name: name.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains;
+    use serde_json::json;
+
+    #[test]
+    fn extra_live_fields_do_not_count_as_drift() {
+        let have = json!({"spec": {"replicas": 1, "paused": false}, "status": {}});
+        assert!(contains(&have, &json!({"spec": {"replicas": 1}})));
+    }
+
+    #[test]
+    fn changed_or_missing_fields_are_drift() {
+        let have = json!({"spec": {"replicas": 2, "list": [1, 2]}});
+        assert!(!contains(&have, &json!({"spec": {"replicas": 1}})));
+        assert!(!contains(&have, &json!({"spec": {"other": true}})));
+        assert!(!contains(&have, &json!({"spec": {"list": [1]}})));
+    }
+}

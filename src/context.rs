@@ -1,0 +1,84 @@
+//! Shared state of the controller: the client, the Event recorder and the configuration.
+
+use std::time::Duration;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::tls::Lifetimes;
+
+/// Operator-wide settings (flags).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lifetimes used when an ExtensionServer does not set its own.
+    pub default_lifetimes: Lifetimes,
+    /// Group patterns ExtensionServers may claim (`*` as a leading label wildcard). Empty: any.
+    pub allowed_groups: Vec<String>,
+    /// Safety-net requeue while nothing else is due.
+    pub resync: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            default_lifetimes: Lifetimes {
+                certificate: Duration::from_secs(2160 * 3600),
+                ca: Duration::from_secs(43800 * 3600),
+            },
+            allowed_groups: Vec::new(),
+            resync: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Settings {
+    /// True if `group` matches one of the allowed patterns (or no patterns are set).
+    pub fn group_allowed(&self, group: &str) -> bool {
+        self.allowed_groups.is_empty()
+            || self
+                .allowed_groups
+                .iter()
+                .any(|pattern| match pattern.strip_prefix("*.") {
+                    Some(suffix) => group.ends_with(&format!(".{suffix}")),
+                    None => pattern == group,
+                })
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub settings: Settings,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: crate::names::FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            settings,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_groups_match_exactly_or_by_suffix() {
+        let settings = Settings {
+            allowed_groups: vec!["my.custom.api".into(), "*.example.com".into()],
+            ..Settings::default()
+        };
+        assert!(settings.group_allowed("my.custom.api"));
+        assert!(settings.group_allowed("metrics.example.com"));
+        assert!(!settings.group_allowed("example.com"));
+        assert!(!settings.group_allowed("apps"));
+        assert!(Settings::default().group_allowed("anything.at.all"));
+    }
+}

@@ -1,0 +1,84 @@
+//! Wires the reconcile pipeline into a kube-runtime Controller with label-selected watches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+
+use crate::apiservice::APIService;
+use crate::context::{Context, Settings};
+use crate::crd::ExtensionServer;
+use crate::error::Error;
+use crate::names::{
+    KUBE_SYSTEM, OWNER_ANNOTATION, SERVER_LABEL, SERVER_NAMESPACE_LABEL, managed_selector,
+};
+use crate::reconcile::reconcile;
+
+/// Maps a cluster-scoped or kube-system child back to its ExtensionServer.
+fn owner_of<K: Resource>(child: &K) -> Option<ObjectRef<ExtensionServer>> {
+    let meta = child.meta();
+    if let Some((namespace, name)) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(OWNER_ANNOTATION))
+        .and_then(|o| o.split_once('/'))
+    {
+        return Some(ObjectRef::new(name).within(namespace));
+    }
+    let labels = meta.labels.as_ref()?;
+    Some(ObjectRef::new(labels.get(SERVER_LABEL)?).within(labels.get(SERVER_NAMESPACE_LABEL)?))
+}
+
+fn error_policy(server: Arc<ExtensionServer>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(
+        server = %ObjectRef::from_obj(server.as_ref()),
+        category = error.category(),
+        %error,
+        "reconcile failed"
+    );
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller until a shutdown signal.
+pub async fn run(client: Client, settings: Settings) {
+    let ctx = Arc::new(Context::new(client.clone(), settings));
+    let managed = || watcher::Config::default().labels(&managed_selector());
+    let servers: Api<ExtensionServer> = Api::all(client.clone());
+    Controller::new(servers, watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), managed())
+        .owns(Api::<Service>::all(client.clone()), managed())
+        .owns(Api::<Secret>::all(client.clone()), managed())
+        .owns(Api::<ServiceAccount>::all(client.clone()), managed())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), managed())
+        .watches(Api::<APIService>::all(client.clone()), managed(), |a| {
+            owner_of(&a)
+        })
+        .watches(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            managed(),
+            |b| owner_of(&b),
+        )
+        .watches(
+            Api::<RoleBinding>::namespaced(client.clone(), KUBE_SYSTEM),
+            managed(),
+            |b| owner_of(&b),
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(server = %object, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile error"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,180 @@
+//! The reconcile pipeline for one ExtensionServer:
+//! observe -> TLS -> build (pure) -> apply (ordered) -> status (from what was applied).
+//!
+//! Apply order: ServiceAccount and delegated-auth RBAC, TLS Secret, Deployment, Service, PDB,
+//! then the APIServices (only when the registration policy allows), then status.
+
+mod apply_all;
+mod cleanup;
+mod events;
+pub mod registration;
+mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Resource, ResourceExt};
+
+use crate::apiservice::APIService;
+use crate::apply::get_opt;
+use crate::build;
+use crate::context::Context;
+use crate::crd::{ExtensionServer, ExtensionServerStatus, RegistrationPolicy};
+use crate::error::{Error, Result};
+use crate::names::{ApiServiceName, FIELD_MANAGER, FINALIZER, Group, ServerNames, Version};
+use crate::status::{self, Observation};
+use registration::Gate;
+
+/// Entry point for the controller: the finalizer decides between apply and cleanup.
+pub async fn reconcile(server: Arc<ExtensionServer>, ctx: Arc<Context>) -> Result<Action> {
+    let namespace = server.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<ExtensionServer> = Api::namespaced(ctx.client.clone(), &namespace);
+    finalizer(&api, FINALIZER, server, |event| async {
+        match event {
+            FinalizerEvent::Apply(server) => apply(&server, &ctx).await,
+            FinalizerEvent::Cleanup(server) => cleanup::run(&server, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// The API service names this server asks for, in spec order.
+pub fn requested_api_services(server: &ExtensionServer) -> Vec<ApiServiceName> {
+    let group = Group(server.spec.group.clone());
+    server
+        .spec
+        .versions
+        .iter()
+        .map(|v| ApiServiceName::new(&Version(v.name.clone()), &group))
+        .collect()
+}
+
+async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
+    let names = ServerNames::of(server);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let api_services: Api<APIService> = Api::all(ctx.client.clone());
+
+    // Observe.
+    let deployment = get_opt(&deployments, names.workload()).await?;
+    let mut observed_api_services = Vec::new();
+    for name in requested_api_services(server) {
+        let live = get_opt(&api_services, name.as_str()).await?;
+        observed_api_services.push((name, live));
+    }
+
+    // TLS.
+    let tls = tls::run(
+        ctx,
+        server,
+        &names,
+        deployment.as_ref(),
+        &observed_api_services,
+    )
+    .await?;
+
+    // Build and apply.
+    let ready_replicas = deployment
+        .as_ref()
+        .and_then(|d| d.status.as_ref()?.ready_replicas)
+        .unwrap_or(0);
+    let gate = registration_gate(server, ready_replicas, tls.input.is_some(), ctx);
+    let applied = match &tls.input {
+        Some(input) => {
+            let desired = build::desired(server, input);
+            apply_all::apply_all(ctx, server, &names, desired, observed_api_services, gate).await?
+        }
+        None => apply_all::Applied::blocked(server, deployment, observed_api_services),
+    };
+
+    // Status.
+    let observation = Observation {
+        names: &names,
+        generation: server.metadata.generation,
+        spec_replicas: server.spec.replicas,
+        port: server.spec.port,
+        deployment: applied.deployment.as_ref(),
+        certificate: tls.outcome.clone(),
+        registrations: applied.registrations.clone(),
+        api_services: applied.api_services.clone(),
+    };
+    let now = Time(Timestamp::now());
+    let new_status = status::compute(&observation, server.status.as_ref(), now);
+    events::publish_transitions(
+        ctx,
+        server,
+        server.status.as_ref(),
+        &new_status,
+        &tls.events,
+    )
+    .await;
+    write_status(ctx, server, &names, new_status).await?;
+
+    Ok(Action::requeue(next_requeue(ctx, &tls)))
+}
+
+fn registration_gate(
+    server: &ExtensionServer,
+    ready_replicas: i32,
+    certificate_ready: bool,
+    ctx: &Context,
+) -> Gate {
+    if server.spec.replicas == 0 {
+        return Gate::ScaledToZero;
+    }
+    if !ctx.settings.group_allowed(&server.spec.group) {
+        return Gate::GroupNotAllowed;
+    }
+    if !certificate_ready {
+        return Gate::WaitingForCertificate;
+    }
+    match server.spec.registration.policy {
+        RegistrationPolicy::Always => Gate::Allowed,
+        RegistrationPolicy::WhenReady if ready_replicas >= 1 => Gate::Allowed,
+        RegistrationPolicy::WhenReady => Gate::WaitingForReadyReplicas,
+    }
+}
+
+fn next_requeue(ctx: &Context, tls: &tls::TlsStep) -> Duration {
+    let mut wait = ctx.settings.resync;
+    if let Some(due) = tls.next_due {
+        let seconds = due.as_second() - Timestamp::now().as_second();
+        wait = wait.min(Duration::from_secs(seconds.max(1) as u64));
+    }
+    if tls.rotating {
+        wait = wait.min(Duration::from_secs(5));
+    }
+    wait
+}
+
+/// Writes status with server-side apply, only when it changed.
+async fn write_status(
+    ctx: &Context,
+    server: &ExtensionServer,
+    names: &ServerNames,
+    status: ExtensionServerStatus,
+) -> Result<()> {
+    if server.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<ExtensionServer> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let patch = serde_json::json!({
+        "apiVersion": ExtensionServer::api_version(&()),
+        "kind": ExtensionServer::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &names.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The TLS step: read the CA and serving Secrets (or the user's Secret), plan, and persist a
+//! changed CA with create-only / optimistic-concurrency writes.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
+use kube::api::{Api, PostParams};
+
+use crate::apiservice::APIService;
+use crate::apply::get_opt;
+use crate::build::TlsInput;
+use crate::context::Context;
+use crate::crd::{ExtensionServer, TlsMode};
+use crate::error::{Error, Result};
+use crate::names::{CERT_HASH_ANNOTATION, ServerNames};
+use crate::reconcile::registration::{Holder, holder};
+use crate::status::CertificateOutcome;
+use crate::tls::{self, CaSet, TlsEvent, TlsObserved, certs};
+
+/// The result of the TLS step.
+pub struct TlsStep {
+    pub input: Option<TlsInput>,
+    pub outcome: CertificateOutcome,
+    pub events: Vec<TlsEvent>,
+    /// When the next renewal or rotation step is due.
+    pub next_due: Option<Timestamp>,
+    /// A CA rotation is in progress (re-check soon).
+    pub rotating: bool,
+}
+
+pub async fn run(
+    ctx: &Context,
+    server: &ExtensionServer,
+    names: &ServerNames,
+    deployment: Option<&Deployment>,
+    api_services: &[(crate::names::ApiServiceName, Option<APIService>)],
+) -> Result<TlsStep> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    match server.spec.tls.mode {
+        TlsMode::Secret => user_secret(&secrets, server, names).await,
+        TlsMode::Managed | TlsMode::Insecure => {
+            managed(ctx, &secrets, server, names, deployment, api_services).await
+        }
+    }
+}
+
+async fn user_secret(
+    secrets: &Api<Secret>,
+    server: &ExtensionServer,
+    names: &ServerNames,
+) -> Result<TlsStep> {
+    let secret_name = server.spec.tls.secret_name.clone().unwrap_or_default();
+    let invalid = |why: String| TlsStep {
+        input: None,
+        outcome: CertificateOutcome::SecretInvalid(why),
+        events: Vec::new(),
+        next_due: None,
+        rotating: false,
+    };
+    let Some(secret) = get_opt(secrets, &secret_name).await? else {
+        return Ok(invalid(format!(
+            "Secret {}/{secret_name} (tls.secretName) does not exist; create it with ca.crt, tls.crt and tls.key",
+            names.namespace
+        )));
+    };
+    let data = secret.data.unwrap_or_default();
+    let text = |k: &str| data.get(k).map(|v| v.0.clone()).filter(|v| !v.is_empty());
+    let (Some(ca), Some(cert), Some(_key)) = (text("ca.crt"), text("tls.crt"), text("tls.key"))
+    else {
+        return Ok(invalid(format!(
+            "Secret {}/{secret_name} must contain ca.crt, tls.crt and tls.key",
+            names.namespace
+        )));
+    };
+    let info = match certs::inspect(&cert) {
+        Ok(info) => info,
+        Err(e) => return Ok(invalid(format!("tls.crt in Secret {secret_name}: {e}"))),
+    };
+    let wanted = format!("{}.{}.svc", names.name, names.namespace);
+    if !info.dns_names.contains(&wanted) {
+        return Ok(invalid(format!(
+            "tls.crt in Secret {secret_name} is not valid for {wanted} (it has {:?}); reissue it with that DNS name",
+            info.dns_names
+        )));
+    }
+    let ca_certs = certs::inspect_bundle(&ca).unwrap_or_default();
+    let signed = certs::signed_by(&cert, &ca);
+    if !signed {
+        return Ok(invalid(format!(
+            "tls.crt in Secret {secret_name} is not signed by its ca.crt; the aggregator would reject it"
+        )));
+    }
+    if info.not_after <= Timestamp::now() {
+        return Ok(TlsStep {
+            outcome: CertificateOutcome::Expired(format!(
+                "tls.crt in Secret {secret_name} expired at {}; renew it",
+                info.not_after
+            )),
+            ..invalid(String::new())
+        });
+    }
+    Ok(TlsStep {
+        input: Some(TlsInput {
+            secret_name,
+            managed_serving: None,
+            ca_bundle: Some(String::from_utf8_lossy(&ca).to_string()),
+            cert_hash: certs::sha256_hex(&cert)[..16].to_string(),
+        }),
+        outcome: CertificateOutcome::Valid {
+            ca_not_after: ca_certs.iter().map(|c| c.not_after).min(),
+            serving: info.clone(),
+        },
+        events: Vec::new(),
+        next_due: Some(info.not_after),
+        rotating: false,
+    })
+}
+
+async fn managed(
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    server: &ExtensionServer,
+    names: &ServerNames,
+    deployment: Option<&Deployment>,
+    api_services: &[(crate::names::ApiServiceName, Option<APIService>)],
+) -> Result<TlsStep> {
+    let lifetimes = tls::lifetimes(
+        server.spec.tls.certificate_duration.as_deref(),
+        server.spec.tls.ca_duration.as_deref(),
+        ctx.settings.default_lifetimes,
+    )?;
+    let ca_secret = get_opt(secrets, &names.ca_secret()).await?;
+    let ca = ca_secret
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .and_then(CaSet::from_secret_data);
+    let serving = get_opt(secrets, &names.tls_secret())
+        .await?
+        .and_then(|s| s.data)
+        .and_then(|d| tls::serving_from_secret_data(&d));
+    let observed = TlsObserved {
+        bundle_propagated: bundle_propagated(ca.as_ref(), api_services, names),
+        rollout_complete: rollout_complete(deployment, serving.as_ref()),
+        ca,
+        serving,
+    };
+    let plan = tls::plan(
+        &observed,
+        &names.service_dns_names(),
+        &format!("{}.{} extension-server CA", names.name, names.namespace),
+        lifetimes,
+        Timestamp::now(),
+    )?;
+    if plan.ca_changed {
+        write_ca(secrets, server, names, ca_secret, &plan.ca).await?;
+    }
+    let insecure = server.spec.tls.mode == TlsMode::Insecure;
+    let rotating = plan.ca.next.is_some() || plan.ca.previous_cert.is_some();
+    let next_due = [
+        plan.serving_info.renewal_time(),
+        plan.ca_info.renewal_time(),
+    ]
+    .into_iter()
+    .min();
+    Ok(TlsStep {
+        input: Some(TlsInput {
+            secret_name: names.tls_secret(),
+            managed_serving: Some(plan.serving.clone()),
+            ca_bundle: (!insecure).then(|| plan.bundle()),
+            cert_hash: certs::sha256_hex(plan.serving.cert_pem.as_bytes())[..16].to_string(),
+        }),
+        outcome: if insecure {
+            CertificateOutcome::Insecure {
+                serving: plan.serving_info.clone(),
+            }
+        } else {
+            CertificateOutcome::Valid {
+                serving: plan.serving_info.clone(),
+                ca_not_after: Some(plan.ca_info.not_after),
+            }
+        },
+        events: plan.events.clone(),
+        next_due,
+        rotating,
+    })
+}
+
+fn bundle_propagated(
+    ca: Option<&CaSet>,
+    api_services: &[(crate::names::ApiServiceName, Option<APIService>)],
+    names: &ServerNames,
+) -> bool {
+    let Some(ca) = ca else { return true };
+    let bundle = ca.bundle();
+    api_services
+        .iter()
+        .filter_map(|(_, a)| a.as_ref())
+        .filter(|a| holder(a, names) == Holder::Us)
+        .all(|a| {
+            a.spec.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle.as_bytes())
+                && a.available().is_some_and(|c| c.status == "True")
+        })
+}
+
+fn rollout_complete(deployment: Option<&Deployment>, serving: Option<&tls::KeyedCert>) -> bool {
+    let Some(deployment) = deployment else {
+        return true;
+    };
+    let Some(serving) = serving else { return false };
+    let hash = certs::sha256_hex(serving.cert_pem.as_bytes())[..16].to_string();
+    let template_hash = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(CERT_HASH_ANNOTATION));
+    let Some(status) = deployment.status.as_ref() else {
+        return false;
+    };
+    let want = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    template_hash == Some(&hash)
+        && status.observed_generation >= deployment.metadata.generation
+        && status.updated_replicas.unwrap_or(0) == want
+        && status.ready_replicas.unwrap_or(0) == want
+        && status.replicas.unwrap_or(0) == want
+}
+
+/// Creates the CA Secret (create-only: on 409 the next pass adopts what is there) or replaces
+/// it at the observed resourceVersion, so two operator replicas never mint two CAs.
+async fn write_ca(
+    secrets: &Api<Secret>,
+    server: &ExtensionServer,
+    names: &ServerNames,
+    existing: Option<Secret>,
+    ca: &CaSet,
+) -> Result<()> {
+    let mut secret = Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(names.ca_secret()),
+            namespace: Some(names.namespace.clone()),
+            labels: Some(names.labels()),
+            owner_references: server.controller_owner_ref(&()).map(|r| vec![r]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(ca.to_secret_data()),
+        ..Secret::default()
+    };
+    let params = PostParams {
+        field_manager: Some(crate::names::FIELD_MANAGER.into()),
+        ..PostParams::default()
+    };
+    let result = match existing {
+        None => secrets.create(&params, &secret).await.map(|_| ()),
+        Some(existing) => {
+            secret.metadata.resource_version = existing.metadata.resource_version;
+            secrets
+                .replace(&names.ca_secret(), &params, &secret)
+                .await
+                .map(|_| ())
+        }
+    };
+    result.map_err(|source| Error::Apply {
+        kind: "Secret".into(),
+        name: names.ca_secret(),
+        source,
+    })
+}
