@@ -10,13 +10,15 @@ use serde::{Deserialize, Serialize};
 
 /// Pattern for a DNS subdomain with at least one dot (an API group).
 pub const GROUP_PATTERN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$";
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)+$";
 /// Pattern for a Kubernetes API version name.
 pub const VERSION_PATTERN: &str = r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$";
 /// Pattern for a Go duration such as `2160h` or `90s`.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$";
+pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$";
 
 /// Desired state of an extension API server and its registration with the aggregator.
+// Each printcolumn(...) repeats `type_`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "aggregation.dev",

@@ -166,12 +166,13 @@ pub fn plan(
         ca.next = Some(certs::generate_ca(common_name, now, lifetimes.ca)?);
         ca_changed = true;
         events.push(TlsEvent::CaRotationStarted);
-    } else if ca.next.is_some() && observed.bundle_propagated && !ca_changed {
-        if let Some(next) = ca.next.take() {
-            ca.previous_cert = Some(std::mem::replace(&mut ca.current, next).cert_pem);
-            ca_changed = true;
-            events.push(TlsEvent::CaPromoted);
-        }
+    } else if observed.bundle_propagated
+        && !ca_changed
+        && let Some(next) = ca.next.take()
+    {
+        ca.previous_cert = Some(std::mem::replace(&mut ca.current, next).cert_pem);
+        ca_changed = true;
+        events.push(TlsEvent::CaPromoted);
     }
 
     let reusable = observed

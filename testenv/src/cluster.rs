@@ -54,6 +54,19 @@ impl Cluster {
         client_for(&self.kubeconfig).await
     }
 
+    /// A client that impersonates `user` (with `groups`), to test what RBAC allows.
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> Result<Client> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)?;
+        let mut config =
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        config.auth_info.impersonate = Some(user.to_string());
+        if !groups.is_empty() {
+            config.auth_info.impersonate_groups =
+                Some(groups.iter().map(|g| g.to_string()).collect());
+        }
+        Ok(Client::try_from(config)?)
+    }
+
     /// `export` lines for a shell: KUBECONFIG, and PATH with kubectl and helm first.
     pub fn env_lines(&self) -> String {
         let bins: Vec<String> = self
@@ -179,7 +192,7 @@ async fn readyz(client: &Client) -> bool {
 
 fn http_get(path: &str) -> http::Request<Vec<u8>> {
     let mut request = http::Request::new(Vec::new());
-    *request.uri_mut() = http::Uri::from_maybe_shared(path.to_string())
+    *request.uri_mut() = http::Uri::from_maybe_shared(path.to_owned().into_bytes())
         .unwrap_or_else(|_| http::Uri::from_static("/"));
     request
 }
