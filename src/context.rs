@@ -1,10 +1,12 @@
 //! Shared state of the controller: the client, the Event recorder and the configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
+use crate::metrics::Metrics;
 use crate::tls::Lifetimes;
 
 /// Operator-wide settings (flags).
@@ -49,6 +51,7 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Context {
@@ -61,6 +64,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
+            metrics: Arc::new(Metrics::default()),
         }
     }
 }

@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 
 use crate::apiservice::APIService;
-use crate::context::{Context, Settings};
+use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::Error;
 use crate::names::{
@@ -48,37 +48,74 @@ fn error_policy(server: Arc<ExtensionServer>, error: &Error, _ctx: Arc<Context>)
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the controller until a shutdown signal.
-pub async fn run(client: Client, settings: Settings) {
-    let ctx = Arc::new(Context::new(client.clone(), settings));
+/// Runs the controller until a shutdown signal. With `namespace`, only ExtensionServers (and
+/// their children) in that namespace are watched.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
     let managed = || watcher::Config::default().labels(&managed_selector());
-    let servers: Api<ExtensionServer> = Api::all(client.clone());
-    Controller::new(servers, watcher::Config::default())
-        .owns(Api::<Deployment>::all(client.clone()), managed())
-        .owns(Api::<Service>::all(client.clone()), managed())
-        .owns(Api::<Secret>::all(client.clone()), managed())
-        .owns(Api::<ServiceAccount>::all(client.clone()), managed())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), managed())
-        .watches(Api::<APIService>::all(client.clone()), managed(), |a| {
-            owner_of(&a)
-        })
-        .watches(
-            Api::<ClusterRoleBinding>::all(client.clone()),
-            managed(),
-            |b| owner_of(&b),
-        )
-        .watches(
-            Api::<RoleBinding>::namespaced(client.clone(), KUBE_SYSTEM),
-            managed(),
-            |b| owner_of(&b),
-        )
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(server = %object, "reconciled"),
-                Err(error) => tracing::debug!(%error, "reconcile error"),
-            }
-        })
-        .await;
+    let cluster_scoped = || match &namespace {
+        Some(ns) => watcher::Config::default().labels(&format!(
+            "{},{SERVER_NAMESPACE_LABEL}={ns}",
+            managed_selector()
+        )),
+        None => managed(),
+    };
+    fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    Controller::new(
+        scoped::<ExtensionServer>(&client, &namespace),
+        watcher::Config::default(),
+    )
+    .owns(scoped::<Deployment>(&client, &namespace), managed())
+    .owns(scoped::<Service>(&client, &namespace), managed())
+    .owns(scoped::<Secret>(&client, &namespace), managed())
+    .owns(scoped::<ServiceAccount>(&client, &namespace), managed())
+    .owns(
+        scoped::<PodDisruptionBudget>(&client, &namespace),
+        managed(),
+    )
+    .watches(
+        Api::<APIService>::all(client.clone()),
+        cluster_scoped(),
+        |a| owner_of(&a),
+    )
+    .watches(
+        Api::<ClusterRoleBinding>::all(client.clone()),
+        cluster_scoped(),
+        |b| owner_of(&b),
+    )
+    .watches(
+        Api::<RoleBinding>::namespaced(client.clone(), KUBE_SYSTEM),
+        cluster_scoped(),
+        |b| owner_of(&b),
+    )
+    .shutdown_on_signal()
+    .run(reconcile_counted, error_policy, ctx)
+    .for_each(|result| async move {
+        match result {
+            Ok((object, _)) => tracing::debug!(server = %object, "reconciled"),
+            Err(error) => tracing::debug!(%error, "reconcile error"),
+        }
+    })
+    .await;
+}
+
+async fn reconcile_counted(
+    server: Arc<ExtensionServer>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let result = reconcile(server, ctx.clone()).await;
+    ctx.metrics.reconciled();
+    if result.is_err() {
+        ctx.metrics.failed();
+    }
+    result
 }

@@ -8,6 +8,7 @@ pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod metrics;
 pub mod names;
 pub mod reconcile;
 pub mod status;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use extension_server_operator::context::Settings;
+use extension_server_operator::context::{Context, Settings};
 use extension_server_operator::tls::{Lifetimes, duration};
 
 #[derive(Parser)]
@@ -40,6 +40,9 @@ struct RunArgs {
     /// Re-check every ExtensionServer at least this often.
     #[arg(long, default_value = "5m")]
     resync: String,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
     log_format: LogFormat,
@@ -75,7 +78,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster config)")?;
     tracing::info!("starting extension-server-operator");
-    extension_server_operator::controller::run(client, settings).await;
+    let ctx = std::sync::Arc::new(Context::new(client, settings));
+    extension_server_operator::controller::run(ctx, args.namespace).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -141,7 +141,8 @@ async fn managed(
         .and_then(|d| tls::serving_from_secret_data(&d));
     let observed = TlsObserved {
         bundle_propagated: bundle_propagated(ca.as_ref(), api_services, names),
-        rollout_complete: rollout_complete(deployment, serving.as_ref()),
+        rollout_complete: rollout_complete(deployment, serving.as_ref())
+            && availability_settled(api_services, names),
         ca,
         serving,
     };
@@ -193,14 +194,29 @@ fn bundle_propagated(
 ) -> bool {
     let Some(ca) = ca else { return true };
     let bundle = ca.bundle();
+    ours(api_services, names)
+        .all(|a| a.spec.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle.as_bytes()))
+}
+
+/// Every registered APIService is Available, or none is (then there is no traffic to protect).
+fn availability_settled(
+    api_services: &[(crate::names::ApiServiceName, Option<APIService>)],
+    names: &ServerNames,
+) -> bool {
+    let available: Vec<bool> = ours(api_services, names)
+        .map(|a| a.available().is_some_and(|c| c.status == "True"))
+        .collect();
+    available.iter().all(|a| *a) || available.iter().all(|a| !*a)
+}
+
+fn ours<'a>(
+    api_services: &'a [(crate::names::ApiServiceName, Option<APIService>)],
+    names: &'a ServerNames,
+) -> impl Iterator<Item = &'a APIService> {
     api_services
         .iter()
         .filter_map(|(_, a)| a.as_ref())
-        .filter(|a| holder(a, names) == Holder::Us)
-        .all(|a| {
-            a.spec.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle.as_bytes())
-                && a.available().is_some_and(|c| c.status == "True")
-        })
+        .filter(move |a| holder(a, names) == Holder::Us)
 }
 
 fn rollout_complete(deployment: Option<&Deployment>, serving: Option<&tls::KeyedCert>) -> bool {

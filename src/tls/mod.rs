@@ -97,7 +97,8 @@ pub struct TlsObserved {
     pub serving: Option<KeyedCert>,
     /// Every registered APIService already carries the current bundle.
     pub bundle_propagated: bool,
-    /// The Deployment runs the current serving certificate on all replicas.
+    /// The Deployment runs the current serving certificate on all replicas, and the
+    /// aggregator's view of the APIServices has settled.
     pub rollout_complete: bool,
 }
 
