@@ -56,17 +56,29 @@ pub fn with_hash<K: Resource + Serialize + Clone>(desired: &K) -> serde_json::Re
     Ok(desired)
 }
 
-/// True if every field of `want` is present in `have` with the same value.
+/// True if every field of `want` is present in `have` with the same value. A missing field
+/// matches a zero value (`false`, `0`, `""`, empty), as the API server omits those.
 pub fn contains(have: &Value, want: &Value) -> bool {
     match (have, want) {
         (_, Value::Null) => true,
         (Value::Object(have), Value::Object(want)) => want
             .iter()
-            .all(|(k, w)| have.get(k).map_or(w.is_null(), |h| contains(h, w))),
+            .all(|(k, w)| have.get(k).map_or(is_zero(w), |h| contains(h, w))),
         (Value::Array(have), Value::Array(want)) => {
             have.len() == want.len() && have.iter().zip(want).all(|(h, w)| contains(h, w))
         }
         (have, want) => have == want,
+    }
+}
+
+fn is_zero(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_zero),
     }
 }
 
@@ -92,6 +104,19 @@ mod tests {
     fn extra_live_fields_do_not_count_as_drift() {
         let have = json!({"spec": {"replicas": 1, "paused": false}, "status": {}});
         assert!(contains(&have, &json!({"spec": {"replicas": 1}})));
+    }
+
+    #[test]
+    fn omitted_zero_values_are_not_drift() {
+        let have = json!({"spec": {"group": "g"}});
+        assert!(contains(
+            &have,
+            &json!({"spec": {"insecureSkipTLSVerify": false}})
+        ));
+        assert!(!contains(
+            &have,
+            &json!({"spec": {"insecureSkipTLSVerify": true}})
+        ));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub struct TestNamespace {
     pub name: String,
     pub client: Client,
     pub cluster: Cluster,
+    dumped: std::cell::Cell<bool>,
 }
 
 impl TestNamespace {
@@ -57,6 +58,7 @@ impl TestNamespace {
             name,
             client,
             cluster,
+            dumped: std::cell::Cell::new(false),
         })
     }
 
@@ -74,8 +76,11 @@ impl TestNamespace {
         kubectl(&self.cluster, args)
     }
 
-    /// Prints the namespace's objects and Events.
+    /// Prints the namespace's objects and Events (once).
     pub fn dump(&self) {
+        if self.dumped.replace(true) {
+            return;
+        }
         eprintln!("===== namespace {} at failure =====", self.name);
         for args in [
             vec![

@@ -1,0 +1,157 @@
+//! Shared helpers for controller tests: the CRD installed, an in-process operator scoped to the
+//! test's namespace, and waits on conditions (never sleeps).
+#![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset; setup fails loudly
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use extension_server_operator::context::{Context, Settings};
+use extension_server_operator::crd::ExtensionServer;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::{CustomResourceExt, Resource};
+use testenv::TestNamespace;
+use tokio::task::JoinHandle;
+
+/// A test namespace with an operator watching it.
+pub struct Harness {
+    pub ns: TestNamespace,
+    pub ctx: Arc<Context>,
+    operator: JoinHandle<()>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.operator.abort();
+        if std::thread::panicking() {
+            self.ns.dump();
+        }
+        // Never leave an unavailable APIService or a stuck finalizer behind for other tests.
+        let selector = format!(
+            "aggregation.dev/extension-server-namespace={}",
+            self.ns.name
+        );
+        let _ = self
+            .ns
+            .kubectl(&["delete", "apiservices", "-l", &selector, "--wait=false"]);
+        let listed =
+            self.ns
+                .kubectl(&["get", "extensionservers", "-n", &self.ns.name, "-o", "name"]);
+        for name in String::from_utf8_lossy(&listed.stdout).lines() {
+            let _ = self.ns.kubectl(&[
+                "patch",
+                name,
+                "-n",
+                &self.ns.name,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+        }
+    }
+}
+
+pub async fn install_crd(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = ExtensionServer::crd();
+    let name = crd.meta().name.clone().unwrap();
+    crds.patch(
+        &name,
+        &PatchParams::apply("extension-server-operator-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+impl Harness {
+    pub async fn start(prefix: &str) -> Self {
+        Self::start_with(prefix, Settings::default()).await
+    }
+
+    pub async fn start_with(prefix: &str, settings: Settings) -> Self {
+        let ns = TestNamespace::create(prefix).await.unwrap();
+        install_crd(&ns.client).await;
+        let ctx = Arc::new(Context::new(ns.client.clone(), settings));
+        let operator = tokio::spawn(extension_server_operator::controller::run(
+            ctx.clone(),
+            Some(ns.name.clone()),
+        ));
+        Self { ns, ctx, operator }
+    }
+
+    pub fn servers(&self) -> Api<ExtensionServer> {
+        self.ns.api()
+    }
+
+    /// Creates an ExtensionServer from YAML (namespace filled in).
+    pub async fn create(&self, yaml: &str) -> ExtensionServer {
+        let mut server: ExtensionServer = serde_yaml::from_str(yaml).unwrap();
+        server.metadata.namespace = Some(self.ns.name.clone());
+        self.servers()
+            .create(&PostParams::default(), &server)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the named ExtensionServer has condition `type_` with `status` (and reason).
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> ExtensionServer {
+        let (type_, status, reason) = (
+            type_.to_string(),
+            status.to_string(),
+            reason.map(str::to_string),
+        );
+        let matches = move |server: Option<&ExtensionServer>| {
+            server
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+                .is_some_and(|c| {
+                    c.status == status && reason.as_ref().is_none_or(|r| *r == c.reason)
+                })
+        };
+        self.wait(name, matches).await
+    }
+
+    pub async fn wait(
+        &self,
+        name: &str,
+        condition: impl Condition<ExtensionServer>,
+    ) -> ExtensionServer {
+        tokio::time::timeout(
+            Duration::from_secs(90),
+            await_condition(self.servers(), name, condition),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting on ExtensionServer {name}"))
+        .unwrap()
+        .unwrap()
+    }
+}
+
+/// Waits until `condition` holds for the named object of any kind.
+pub async fn wait_for<K>(api: Api<K>, name: &str, condition: impl Condition<K>) -> Option<K>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    tokio::time::timeout(
+        Duration::from_secs(90),
+        await_condition(api, name, condition),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting on {name}"))
+    .unwrap()
+}
