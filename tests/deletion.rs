@@ -1,0 +1,129 @@
+//! Deletion cleans up in order: the APIServices go before the finalizer is released, then the
+//! cluster-scoped and kube-system RBAC; the namespace then deletes cleanly.
+#![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use extension_server_operator::apiservice::APIService;
+use extension_server_operator::crd::ExtensionServer;
+use futures::StreamExt;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::{Api, DeleteParams};
+use kube::runtime::watcher;
+use support::Harness;
+
+/// Resolves with the instant the named object was seen deleted.
+fn deleted_at<K>(api: Api<K>, name: &str) -> tokio::task::JoinHandle<Instant>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    tokio::spawn(async move {
+        let mut events = watcher(api, config).boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::Delete(_)) => return Instant::now(),
+                Ok(watcher::Event::InitDone) | Ok(_) | Err(_) => {}
+            }
+        }
+        Instant::now()
+    })
+}
+
+#[tokio::test]
+async fn deletion_removes_api_services_before_releasing_the_finalizer() {
+    let h = Harness::start("es-delete").await;
+    let ns = h.ns.name.clone();
+    let group = format!("{ns}.custom.api");
+    let api_service = format!("v1.{group}");
+    h.create(&format!(
+        r#"
+apiVersion: aggregation.dev/v1alpha1
+kind: ExtensionServer
+metadata: {{name: doomed}}
+spec:
+  group: {group}
+  versions: [{{name: v1}}]
+  image: my-extension-server-image:latest
+"#
+    ))
+    .await;
+    let server = h.wait_condition("doomed", "Registered", "True", None).await;
+    assert!(
+        server
+            .metadata
+            .finalizers
+            .unwrap()
+            .contains(&"aggregation.dev/cleanup".to_string())
+    );
+
+    let api_services: Api<APIService> = Api::all(h.ns.client.clone());
+    let api_service_gone = deleted_at(api_services.clone(), &api_service);
+    let server_gone = deleted_at::<ExtensionServer>(h.servers(), "doomed");
+    h.servers()
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (api_service_gone, server_gone) = tokio::time::timeout(Duration::from_secs(60), async {
+        (api_service_gone.await.unwrap(), server_gone.await.unwrap())
+    })
+    .await
+    .expect("deletion did not finish");
+    assert!(
+        api_service_gone <= server_gone,
+        "the ExtensionServer was released before its APIService was deleted"
+    );
+    assert!(api_services.get_opt(&api_service).await.unwrap().is_none());
+    let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
+    assert!(
+        crbs.get_opt(&format!("aggregation.dev:{ns}:doomed:auth-delegator"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let rbs: Api<RoleBinding> = Api::namespaced(h.ns.client.clone(), "kube-system");
+    assert!(
+        rbs.get_opt(&format!("aggregation.dev:{ns}:doomed:auth-reader"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Namespaced children are garbage collected and the namespace deletes.
+    h.ns.delete_and_wait(Duration::from_secs(120))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn deleting_the_namespace_with_a_live_server_completes() {
+    let h = Harness::start("es-ns-delete").await;
+    let group = format!("{}.custom.api", h.ns.name);
+    h.create(&format!(
+        r#"
+apiVersion: aggregation.dev/v1alpha1
+kind: ExtensionServer
+metadata: {{name: inside}}
+spec:
+  group: {group}
+  versions: [{{name: v1}}, {{name: v2beta1}}]
+  image: my-extension-server-image:latest
+  replicas: 2
+"#
+    ))
+    .await;
+    h.wait_condition("inside", "Registered", "True", None).await;
+    h.ns.delete_and_wait(Duration::from_secs(120))
+        .await
+        .unwrap();
+    let api_services: Api<APIService> = Api::all(h.ns.client.clone());
+    for version in ["v1", "v2beta1"] {
+        let name = format!("{version}.{group}");
+        assert!(
+            api_services.get_opt(&name).await.unwrap().is_none(),
+            "{name} left behind"
+        );
+    }
+}
