@@ -1,20 +1,129 @@
-//! `cargo xtask demo`: the seed scenario on the local control plane.
+//! `cargo xtask demo`: the operator on the local control plane with the three examples.
 
-use anyhow::Result;
-use testenv::SHARED_INSTANCE;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use extension_server_operator::context::{Context, Settings};
+use extension_server_operator::crd::ExtensionServer;
+use kube::api::Api;
+use kube::runtime::wait::{await_condition, conditions};
+use testenv::{Cluster, SHARED_INSTANCE};
+
+const EXAMPLES: [(&str, &str); 3] = [
+    ("my-extension-server", "examples/basic.yaml"),
+    ("authenticated-extension-server", "examples/with-auth.yaml"),
+    ("production-extension-server", "examples/production.yaml"),
+];
+
+fn kubectl(cluster: &Cluster, args: &[&str], show: bool) -> Result<String> {
+    let out = testenv::kubectl(cluster, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if show {
+        println!("$ kubectl {}", args.join(" "));
+        print!("{stdout}");
+        println!();
+    }
+    if !out.status.success() {
+        bail!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+fn registered(server: Option<&ExtensionServer>) -> bool {
+    server.and_then(|s| s.status.as_ref()).is_some_and(|s| {
+        ["DeploymentAvailable", "CertificateReady", "Registered"]
+            .iter()
+            .all(|t| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == *t && c.status == "True")
+            })
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Available" && c.status != "Unknown")
+    })
+}
 
 pub async fn run() -> Result<()> {
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
-    for args in [
-        vec!["get", "nodes", "-o", "wide"],
-        vec!["get", "apiservices"],
-    ] {
-        println!("$ kubectl {}", args.join(" "));
-        let out = testenv::kubectl(&cluster, &args);
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let root = testenv::paths::workspace_root();
+    std::env::set_current_dir(&root)?;
+    eprintln!("==> installing the CRD");
+    kubectl(&cluster, &["apply", "--server-side", "-f", "crds/"], false)?;
+    kubectl(
+        &cluster,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/extensionservers.aggregation.dev",
+        ],
+        false,
+    )?;
+
+    eprintln!("==> starting the operator");
+    let client = cluster.client().await?;
+    let ctx = Arc::new(Context::new(client.clone(), Settings::default()));
+    let operator = tokio::spawn(extension_server_operator::controller::run(ctx, None));
+
+    eprintln!("==> applying examples/");
+    kubectl(&cluster, &["apply", "-f", "examples/"], true)?;
+    let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), "default");
+    for (name, _) in EXAMPLES {
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            await_condition(servers.clone(), name, registered),
+        )
+        .await
+        .with_context(|| format!("{name} did not register within 120 s"))??;
     }
-    println!("\nThe cluster keeps running. Use it with: eval \"$(cargo xtask cluster env)\"");
+
+    kubectl(
+        &cluster,
+        &["get", "extensionservers", "-n", "default"],
+        true,
+    )?;
+    let api_services = kubectl(&cluster, &["get", "apiservices"], false)?;
+    println!("$ kubectl get apiservices | grep custom.api");
+    for line in api_services.lines() {
+        if line.starts_with("NAME") || line.contains("custom.api") {
+            println!("{line}");
+        }
+    }
+    println!();
+    kubectl(
+        &cluster,
+        &[
+            "describe",
+            "extensionserver",
+            "my-extension-server",
+            "-n",
+            "default",
+        ],
+        true,
+    )?;
+
+    eprintln!("==> removing the examples (the operator unregisters their APIServices first)");
+    kubectl(
+        &cluster,
+        &["delete", "-f", "examples/", "--wait=false"],
+        false,
+    )?;
+    for (name, _) in EXAMPLES {
+        let uid = servers.get(name).await?.metadata.uid.unwrap_or_default();
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(servers.clone(), name, conditions::is_deleted(&uid)),
+        )
+        .await
+        .with_context(|| format!("{name} was not cleaned up within 60 s"))??;
+    }
+    operator.abort();
+    println!("The cluster keeps running. Use it with: eval \"$(cargo xtask cluster env)\"");
     println!("Stop it with: cargo xtask cluster down");
     Ok(())
 }
