@@ -23,9 +23,8 @@ where
     tokio::spawn(async move {
         let mut events = watcher(api, config).boxed();
         while let Some(event) = events.next().await {
-            match event {
-                Ok(watcher::Event::Delete(_)) => return Instant::now(),
-                Ok(watcher::Event::InitDone) | Ok(_) | Err(_) => {}
+            if let Ok(watcher::Event::Delete(_)) = event {
+                return Instant::now();
             }
         }
         Instant::now()

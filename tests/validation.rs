@@ -21,7 +21,10 @@ fn valid() -> Value {
     })
 }
 
-async fn rejection(api: &Api<ExtensionServer>, spec_change: impl FnOnce(&mut Value)) -> String {
+/// What is wrong, how to break a valid spec that way, and the message the user must see.
+type Case = (&'static str, fn(&mut Value), &'static str);
+
+async fn rejection(api: &Api<ExtensionServer>, spec_change: fn(&mut Value)) -> String {
     let mut object = valid();
     spec_change(&mut object["spec"]);
     let server: ExtensionServer = serde_json::from_value(object).unwrap();
@@ -49,50 +52,50 @@ async fn invalid_specs_are_refused_with_readable_messages() {
     support::install_crd(&ns.client).await;
     let api: Api<ExtensionServer> = ns.api();
 
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut Value)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "group without a dot",
-            Box::new(|s| s["group"] = json!("myapi")),
+            |s| s["group"] = json!("myapi"),
             "group must be a DNS subdomain with at least one dot",
         ),
         (
             "bad version name",
-            Box::new(|s| s["versions"] = json!([{"name": "version1"}])),
+            |s| s["versions"] = json!([{"name": "version1"}]),
             "version name must look like v1, v2beta1 or v1alpha1",
         ),
         (
             "duplicate versions",
-            Box::new(|s| s["versions"] = json!([{"name": "v1"}, {"name": "v1"}])),
+            |s| s["versions"] = json!([{"name": "v1"}, {"name": "v1"}]),
             "version names must be unique",
         ),
         (
             "group priority too high",
-            Box::new(|s| s["versions"] = json!([{"name": "v1", "groupPriorityMinimum": 20001}])),
+            |s| s["versions"] = json!([{"name": "v1", "groupPriorityMinimum": 20001}]),
             "groupPriorityMinimum: Invalid value: 20001: spec.versions[0].groupPriorityMinimum in body should be less than or equal to 20000",
         ),
         (
             "version priority zero",
-            Box::new(|s| s["versions"] = json!([{"name": "v1", "versionPriority": 0}])),
+            |s| s["versions"] = json!([{"name": "v1", "versionPriority": 0}]),
             "should be greater than or equal to 1",
         ),
         (
             "no versions",
-            Box::new(|s| s["versions"] = json!([])),
+            |s| s["versions"] = json!([]),
             "should have at least 1 items",
         ),
         (
             "Secret mode without secretName",
-            Box::new(|s| s["tls"] = json!({"mode": "Secret"})),
+            |s| s["tls"] = json!({"mode": "Secret"}),
             "tls.secretName is required when tls.mode is Secret",
         ),
         (
             "empty image",
-            Box::new(|s| s["image"] = json!("")),
+            |s| s["image"] = json!(""),
             "image must not be empty",
         ),
         (
             "bad duration",
-            Box::new(|s| s["tls"] = json!({"certificateDuration": "90 days"})),
+            |s| s["tls"] = json!({"certificateDuration": "90 days"}),
             "certificateDuration must be a duration such as 2160h",
         ),
     ];
