@@ -108,9 +108,11 @@ pub async fn apply_all(
     let mut registrations = Vec::new();
     let mut live_api_services = Vec::new();
     let adopt = server.spec.registration.adopt_existing;
+    let unregister_after = unregister_after(server)?;
     for (desired, (name, live)) in api_services.iter().zip(observed_api_services) {
         let (registration, live) =
-            registration::reconcile_one(&apis, desired, live, names, gate, adopt).await?;
+            registration::reconcile_one(&apis, desired, live, names, gate, adopt, unregister_after)
+                .await?;
         registrations.push(registration);
         live_api_services.push((name, live));
     }
@@ -121,6 +123,14 @@ pub async fn apply_all(
         registrations,
         api_services: live_api_services,
     })
+}
+
+/// `registration.unregisterAfter`, if set.
+pub fn unregister_after(server: &ExtensionServer) -> Result<Option<std::time::Duration>> {
+    match server.spec.registration.unregister_after.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => crate::tls::duration::parse(text).map(Some),
+    }
 }
 
 async fn delete_pdb(api: &Api<PodDisruptionBudget>, names: &ServerNames) -> Result<()> {

@@ -84,7 +84,11 @@ async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
         .as_ref()
         .and_then(|d| d.status.as_ref()?.ready_replicas)
         .unwrap_or(0);
-    let gate = registration_gate(server, ready_replicas, tls.input.is_some(), ctx);
+    let gate = if held_back(server) {
+        Gate::HeldBack
+    } else {
+        registration_gate(server, ready_replicas, tls.input.is_some(), ctx)
+    };
     let applied = match &tls.input {
         Some(input) => {
             let desired = build::desired(server, input);
@@ -116,7 +120,29 @@ async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
     .await;
     write_status(ctx, server, &names, new_status).await?;
 
-    Ok(Action::requeue(next_requeue(ctx, &tls)))
+    let mut wait = next_requeue(ctx, &tls);
+    let limit = apply_all::unregister_after(server)?;
+    for (_, live) in &applied.api_services {
+        if let Some(deadline) = live
+            .as_ref()
+            .and_then(|a| registration::unavailable_until(a, limit))
+        {
+            let seconds = (deadline.as_second() - Timestamp::now().as_second()).max(1);
+            wait = wait.min(Duration::from_secs(seconds as u64));
+        }
+    }
+    Ok(Action::requeue(wait))
+}
+
+/// After `unregisterAfter` removed the APIServices, they stay out until the spec changes.
+fn held_back(server: &ExtensionServer) -> bool {
+    server
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Registered"))
+        .is_some_and(|c| {
+            c.reason == "Unregistered" && c.observed_generation == server.metadata.generation
+        })
 }
 
 fn registration_gate(

@@ -1,5 +1,8 @@
 //! APIService registration with ownership checks: never touch an APIService that is not ours.
 
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, PostParams};
 
 use crate::apiservice::APIService;
@@ -17,6 +20,8 @@ pub enum Gate {
     ScaledToZero,
     /// The group is outside the operator's `--allowed-groups`.
     GroupNotAllowed,
+    /// Unregistered after `unregisterAfter`; stays out until the spec changes.
+    HeldBack,
 }
 
 /// Who holds an existing APIService.
@@ -52,6 +57,7 @@ pub async fn reconcile_one(
     names: &ServerNames,
     gate: Gate,
     adopt_existing: bool,
+    unregister_after: Option<Duration>,
 ) -> Result<(Registration, Option<APIService>)> {
     let name = ApiServiceName::new(
         &crate::names::Version(desired.spec.version.clone().unwrap_or_default()),
@@ -66,6 +72,7 @@ pub async fn reconcile_one(
             Gate::WaitingForCertificate => Ok((Registration::WaitingForCertificate(name), None)),
             Gate::ScaledToZero => Ok((Registration::ScaledToZero(name), None)),
             Gate::GroupNotAllowed => Ok((not_allowed(name), None)),
+            Gate::HeldBack => Ok((Registration::UnregisteredUnavailable(name), None)),
         };
     };
     match holder(&existing, names) {
@@ -76,6 +83,12 @@ pub async fn reconcile_one(
         Holder::Us if gate == Gate::GroupNotAllowed => {
             delete(api, &name).await?;
             Ok((not_allowed(name), None))
+        }
+        Holder::Us
+            if gate == Gate::HeldBack || unavailable_too_long(&existing, unregister_after) =>
+        {
+            delete(api, &name).await?;
+            Ok((Registration::UnregisteredUnavailable(name), None))
         }
         Holder::Us => {
             let live = apply(api, desired, Some(existing)).await?;
@@ -93,6 +106,19 @@ pub async fn reconcile_one(
             None,
         )),
     }
+}
+
+/// True if the aggregator has reported the APIService unavailable for longer than `limit`.
+pub fn unavailable_too_long(api_service: &APIService, limit: Option<Duration>) -> bool {
+    unavailable_until(api_service, limit).is_some_and(|deadline| Timestamp::now() >= deadline)
+}
+
+/// When an unavailable APIService will have been unavailable for `limit`.
+pub fn unavailable_until(api_service: &APIService, limit: Option<Duration>) -> Option<Timestamp> {
+    let limit = limit?;
+    let condition = api_service.available().filter(|c| c.status != "True")?;
+    let since = condition.last_transition_time.as_ref()?.0;
+    Timestamp::from_second(since.as_second() + limit.as_secs() as i64).ok()
 }
 
 fn not_allowed(name: ApiServiceName) -> Registration {

@@ -218,7 +218,7 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
             Status::False,
             "Unregistered",
             format!(
-                "{} unregistered after staying unavailable longer than registration.unregisterAfter; it is registered again once a replica is ready",
+                "{} unregistered after staying unavailable longer than registration.unregisterAfter, so discovery keeps working; fix the server, then change the spec (for example the image) to register again",
                 dropped.join(", ")
             ),
         );
