@@ -52,20 +52,26 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
+    /// True once the controller's caches have synced (drives `/readyz`).
+    pub ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl Context {
-    pub fn new(client: Client, settings: Settings) -> Self {
+    /// Connects with `config`; every API write is counted in the context's metrics.
+    pub fn connect(config: kube::Config, settings: Settings) -> Result<Self, kube::Error> {
+        let metrics = Arc::new(Metrics::default());
+        let client = crate::client::counting_client(config, metrics.clone())?;
         let reporter = Reporter {
             controller: crate::names::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        Self {
+        Ok(Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
-            metrics: Arc::new(Metrics::default()),
-        }
+            metrics,
+            ready: tokio::sync::watch::Sender::new(false),
+        })
     }
 }
 

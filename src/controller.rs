@@ -112,10 +112,9 @@ async fn reconcile_counted(
     server: Arc<ExtensionServer>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
     let result = reconcile(server, ctx.clone()).await;
-    ctx.metrics.reconciled();
-    if result.is_err() {
-        ctx.metrics.failed();
-    }
+    let category = result.as_ref().err().map(Error::category);
+    ctx.metrics.reconciled(started.elapsed(), category);
     result
 }

@@ -4,10 +4,12 @@
 pub mod apiservice;
 pub mod apply;
 pub mod build;
+pub mod client;
 pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod http;
 pub mod metrics;
 pub mod names;
 pub mod reconcile;

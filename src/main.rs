@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use extension_server_operator::context::{Context, Settings};
+use extension_server_operator::http;
 use extension_server_operator::tls::{Lifetimes, duration};
 
 #[derive(Parser)]
@@ -43,6 +44,9 @@ struct RunArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "METRICS_ADDRESS")]
+    metrics_address: std::net::SocketAddr,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
     log_format: LogFormat,
@@ -74,11 +78,15 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
         resync: duration::parse(&args.resync)?.max(Duration::from_secs(1)),
     };
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster config)")?;
+        .context("loading the Kubernetes config (KUBECONFIG or in-cluster)")?;
     tracing::info!("starting extension-server-operator");
-    let ctx = std::sync::Arc::new(Context::new(client, settings));
+    let ctx = std::sync::Arc::new(Context::connect(config, settings)?);
+    let listener = http::bind(args.metrics_address)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_address))?;
+    tokio::spawn(http::serve(listener, ctx.clone()));
     extension_server_operator::controller::run(ctx, args.namespace).await;
     tracing::info!("stopped");
     Ok(())

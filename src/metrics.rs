@@ -1,42 +1,192 @@
-//! Operator metrics.
+//! Operator metrics in Prometheus text format.
+//!
+//! - `extension_server_operator_reconciles_total`
+//! - `extension_server_operator_reconcile_errors_total{category}` (bounded, see `Error::category`)
+//! - `extension_server_operator_reconcile_duration_seconds` (histogram)
+//! - `extension_server_operator_api_writes_total`
+//! - `extension_server_operator_certificate_expiry_timestamp_seconds{namespace,name}`
+//! - `extension_server_operator_apiservice_available{apiservice,namespace,name}` (1 or 0)
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-/// Counters the controller updates on every reconcile.
-#[derive(Debug)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiServiceLabels {
+    pub apiservice: String,
+    pub namespace: String,
+    pub name: String,
+}
+
 pub struct Metrics {
-    reconciles: watch::Sender<u64>,
-    errors: AtomicU64,
+    registry: Registry,
+    reconciles_seen: watch::Sender<u64>,
+    reconciles: Counter,
+    errors: Family<ErrorLabels, Counter>,
+    error_count: AtomicU64,
+    duration: Histogram,
+    writes: Counter,
+    certificate_expiry: Family<ServerLabels, Gauge>,
+    apiservice_available: Family<ApiServiceLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("reconciles", &self.reconciles.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self {
-            reconciles: watch::Sender::new(0),
-            errors: AtomicU64::new(0),
-        }
+        let mut metrics = Self {
+            registry: Registry::with_prefix("extension_server_operator"),
+            reconciles_seen: watch::Sender::new(0),
+            reconciles: Counter::default(),
+            errors: Family::default(),
+            error_count: AtomicU64::new(0),
+            duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            writes: Counter::default(),
+            certificate_expiry: Family::default(),
+            apiservice_available: Family::default(),
+        };
+        let registry = &mut metrics.registry;
+        registry.register(
+            "reconciles",
+            "Reconciles finished",
+            metrics.reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by category",
+            metrics.errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            metrics.duration.clone(),
+        );
+        registry.register(
+            "api_writes",
+            "Create, update, patch and delete requests sent to the API server",
+            metrics.writes.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the serving certificate of an ExtensionServer expires (Unix time)",
+            metrics.certificate_expiry.clone(),
+        );
+        registry.register(
+            "apiservice_available",
+            "1 when the aggregator reports the APIService Available, else 0",
+            metrics.apiservice_available.clone(),
+        );
+        metrics
     }
 }
 
 impl Metrics {
-    pub fn reconciled(&self) {
-        self.reconciles.send_modify(|n| *n += 1);
+    /// Records one finished reconcile.
+    pub fn reconciled(&self, took: Duration, error_category: Option<&str>) {
+        self.reconciles.inc();
+        self.duration.observe(took.as_secs_f64());
+        if let Some(category) = error_category {
+            self.errors
+                .get_or_create(&ErrorLabels {
+                    category: category.to_string(),
+                })
+                .inc();
+            self.error_count.fetch_add(1, Ordering::Relaxed);
+        }
+        self.reconciles_seen.send_modify(|n| *n += 1);
     }
-    pub fn failed(&self) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
+
+    /// Counts one API write.
+    pub fn wrote(&self) {
+        self.writes.inc();
     }
+
+    pub fn set_certificate_expiry(&self, namespace: &str, name: &str, unix_seconds: i64) {
+        self.certificate_expiry
+            .get_or_create(&ServerLabels {
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+            .set(unix_seconds);
+    }
+
+    pub fn set_apiservice_available(
+        &self,
+        apiservice: &str,
+        namespace: &str,
+        name: &str,
+        available: bool,
+    ) {
+        self.apiservice_available
+            .get_or_create(&ApiServiceLabels {
+                apiservice: apiservice.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+            .set(i64::from(available));
+    }
+
+    /// Drops the per-server series of a deleted ExtensionServer.
+    pub fn forget_server(&self, namespace: &str, name: &str, apiservices: &[String]) {
+        self.certificate_expiry.remove(&ServerLabels {
+            namespace: namespace.into(),
+            name: name.into(),
+        });
+        for apiservice in apiservices {
+            self.apiservice_available.remove(&ApiServiceLabels {
+                apiservice: apiservice.clone(),
+                namespace: namespace.into(),
+                name: name.into(),
+            });
+        }
+    }
+
     /// Reconciles finished so far.
     pub fn reconciles(&self) -> u64 {
-        *self.reconciles.borrow()
+        self.reconciles.get()
     }
     /// A receiver that sees every change of the reconcile count.
     pub fn watch_reconciles(&self) -> watch::Receiver<u64> {
-        self.reconciles.subscribe()
+        self.reconciles_seen.subscribe()
     }
     /// Reconciles that failed so far.
     pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
+        self.error_count.load(Ordering::Relaxed)
+    }
+    /// API writes so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.get()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
     }
 }

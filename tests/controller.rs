@@ -626,3 +626,31 @@ async fn scaling_to_zero_unregisters_and_back_registers() {
     h.wait_condition("scaler", "Registered", "True", None).await;
     assert!(api_services.get_opt(&name).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn converging_one_server_takes_few_writes() {
+    let h = Harness::start("es-writes").await;
+    let group = group_of(&h);
+    let started = std::time::Instant::now();
+    h.create(&basic("counted", &group)).await;
+    h.wait_condition("counted", "Registered", "True", None)
+        .await;
+    let registered_after = started.elapsed();
+    h.wait_condition(
+        "counted",
+        "Available",
+        "False",
+        Some("FailedDiscoveryCheck"),
+    )
+    .await;
+    let writes = h.ctx.metrics.writes();
+    eprintln!(
+        "converged one ExtensionServer with {writes} API writes (status and Events included); registered {} ms after apply",
+        registered_after.as_millis()
+    );
+    // Finalizer, 7 children, CA, APIService, a few status writes and Events.
+    assert!(
+        writes <= 24,
+        "{writes} writes to converge one ExtensionServer"
+    );
+}

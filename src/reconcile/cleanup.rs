@@ -60,6 +60,12 @@ pub async fn run(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
         "RoleBinding",
     )
     .await?;
+    let requested: Vec<String> = super::requested_api_services(server)
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    ctx.metrics
+        .forget_server(&names.namespace, &names.name, &requested);
     Ok(Action::await_change())
 }
 

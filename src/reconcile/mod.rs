@@ -110,6 +110,7 @@ async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
     };
     let now = Time(Timestamp::now());
     let new_status = status::compute(&observation, server.status.as_ref(), now);
+    record_metrics(ctx, &names, &new_status);
     events::publish_transitions(
         ctx,
         server,
@@ -132,6 +133,24 @@ async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
         }
     }
     Ok(Action::requeue(wait))
+}
+
+fn record_metrics(ctx: &Context, names: &ServerNames, status: &ExtensionServerStatus) {
+    if let Some(certificate) = &status.certificate {
+        ctx.metrics.set_certificate_expiry(
+            &names.namespace,
+            &names.name,
+            certificate.not_after.0.as_second(),
+        );
+    }
+    for api_service in &status.api_services {
+        ctx.metrics.set_apiservice_available(
+            &api_service.name,
+            &names.namespace,
+            &names.name,
+            api_service.available == "True",
+        );
+    }
 }
 
 /// After `unregisterAfter` removed the APIServices, they stay out until the spec changes.

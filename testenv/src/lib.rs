@@ -7,6 +7,7 @@ pub mod namespace;
 pub mod paths;
 pub mod pki;
 pub mod process;
+pub mod runtime;
 pub mod tools;
 
 pub use cluster::{Cluster, client_for};

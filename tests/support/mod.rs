@@ -80,7 +80,7 @@ impl Harness {
     pub async fn start_with(prefix: &str, settings: Settings) -> Self {
         let ns = TestNamespace::create(prefix).await.unwrap();
         install_crd(&ns.client).await;
-        let ctx = Arc::new(Context::new(ns.client.clone(), settings));
+        let ctx = Arc::new(Context::connect(config_for(&ns).await, settings).unwrap());
         let operator = tokio::spawn(extension_server_operator::controller::run(
             ctx.clone(),
             Some(ns.name.clone()),
@@ -140,6 +140,14 @@ impl Harness {
         .unwrap()
         .unwrap()
     }
+}
+
+/// The admin kubeconfig of the test cluster as a client config.
+pub async fn config_for(ns: &TestNamespace) -> kube::Config {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&ns.cluster.kubeconfig).unwrap();
+    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap()
 }
 
 /// Waits until `condition` holds for the named object of any kind.

@@ -67,7 +67,9 @@ pub async fn run() -> Result<()> {
 
     eprintln!("==> starting the operator");
     let client = cluster.client().await?;
-    let ctx = Arc::new(Context::new(client.clone(), Settings::default()));
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    let ctx = Arc::new(Context::connect(config, Settings::default())?);
     let operator = tokio::spawn(extension_server_operator::controller::run(ctx, None));
 
     eprintln!("==> applying examples/");

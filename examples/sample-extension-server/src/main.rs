@@ -1,0 +1,131 @@
+//! A small sample Kubernetes extension API server.
+//!
+//! It serves group `my.custom.api`, version `v1`, resource `myresources` (kind
+//! `MyResource`, read-only, in memory) behind the kube-apiserver aggregation
+//! layer. The pieces, one per file:
+//! - `tls.rs`: HTTPS with the serving cert, optional client certificates;
+//! - `auth.rs`: who is calling (front-proxy client cert + `X-Remote-*` headers);
+//! - `authz.rs`: may they (a SubjectAccessReview to kube-apiserver);
+//! - `api.rs`: routing, discovery documents, objects and `Status` errors;
+//! - `server.rs`: the accept loop and the request pipeline.
+
+mod api;
+mod auth;
+mod authz;
+mod server;
+mod tls;
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// Sample extension API server for `myresources.my.custom.api/v1`.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// HTTPS port to listen on (0 picks a free one; see the log).
+    #[arg(long, default_value_t = 8443)]
+    secure_port: u16,
+    /// IP address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// PEM serving certificate (chain).
+    #[arg(long)]
+    tls_cert_file: PathBuf,
+    /// PEM private key (PKCS#8) of the serving certificate.
+    #[arg(long)]
+    tls_private_key_file: PathBuf,
+    /// Kubeconfig to reach kube-apiserver; default: in-cluster or $KUBECONFIG.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = Args::parse();
+
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let authn = auth::RequestHeaderAuth::load(client.clone()).await?;
+    let tls = tls::server_config(
+        &args.tls_cert_file,
+        &args.tls_private_key_file,
+        authn.client_ca(),
+    )?;
+    let state = Arc::new(server::State {
+        authn,
+        authz: authz::Authorizer::new(client),
+        objects: api::sample_objects(),
+    });
+
+    let listener = listen(args.bind_address, args.secure_port)
+        .with_context(|| format!("binding {}:{}", args.bind_address, args.secure_port))?;
+    info!("serving on https://{}", listener.local_addr()?);
+    server::serve(
+        listener,
+        TlsAcceptor::from(Arc::new(tls)),
+        state,
+        shutdown_signal(),
+    )
+    .await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Listens with SO_REUSEPORT, so a replacement process can start listening before the old one
+/// drains and exits (a rolling restart without refused connections).
+fn listen(address: IpAddr, port: u16) -> Result<TcpListener> {
+    let socket = match address {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind((address, port).into())?;
+    Ok(socket.listen(1024)?)
+}
+
+/// A client from `--kubeconfig`, or else the in-cluster config / $KUBECONFIG.
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client> {
+    let Some(path) = kubeconfig else {
+        return kube::Client::try_default()
+            .await
+            .context("creating the Kubernetes client");
+    };
+    let kubeconfig =
+        Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Completes on SIGTERM (what the kubelet sends) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut sigterm) => {
+            tokio::select! {
+                _ = sigterm.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        Err(e) => {
+            warn!("cannot listen for SIGTERM ({e}); stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
