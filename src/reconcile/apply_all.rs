@@ -74,10 +74,20 @@ pub async fn apply_all(
     }
     let api: Api<ClusterRoleBinding> = Api::all(client.clone());
     let live = get_opt(&api, &names.cluster_role_binding()).await?;
+    let delegator_missing = live.is_none();
     apply(&api, &auth_delegator, live).await?;
     let api: Api<RoleBinding> = Api::namespaced(client.clone(), KUBE_SYSTEM);
     let live = get_opt(&api, &names.auth_reader_binding()).await?;
+    let reader_missing = live.is_none();
     apply(&api, &auth_reader, live).await?;
+    if server.status.is_some() {
+        if delegator_missing {
+            report_restored(ctx, server, &format!("ClusterRoleBinding {}", names.cluster_role_binding()), "the server could not create TokenReviews or SubjectAccessReviews, so every request through the aggregator failed authorization").await;
+        }
+        if reader_missing {
+            report_restored(ctx, server, &format!("RoleBinding kube-system/{}", names.auth_reader_binding()), "the server could not read kube-system/extension-apiserver-authentication, so it could not authenticate the aggregator; pods that started meanwhile must be restarted").await;
+        }
+    }
 
     // 2. TLS Secret.
     if let Some(secret) = tls_secret {
@@ -130,6 +140,24 @@ pub fn unregister_after(server: &ExtensionServer) -> Result<Option<std::time::Du
     match server.spec.registration.unregister_after.as_deref() {
         None | Some("") => Ok(None),
         Some(text) => crate::tls::duration::parse(text).map(Some),
+    }
+}
+
+/// A delegated-auth binding vanished behind the operator's back: say so.
+async fn report_restored(ctx: &Context, server: &ExtensionServer, what: &str, effect: &str) {
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType};
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "RBACRestored".into(),
+        note: Some(format!(
+            "{what} was missing and has been restored; while it was missing {effect}"
+        )),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &server.object_ref(&())).await {
+        tracing::warn!(%error, "could not publish an Event");
     }
 }
 

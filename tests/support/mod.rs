@@ -163,3 +163,23 @@ where
     .unwrap_or_else(|_| panic!("timed out waiting on {name}"))
     .unwrap()
 }
+
+/// Re-checks `check` every 250 ms until it passes or `timeout` elapses. Only for state that has
+/// no watch API, such as the aggregated discovery documents kubectl reads.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut ticks = tokio::time::interval(Duration::from_millis(250));
+    let outcome = tokio::time::timeout(timeout, async {
+        loop {
+            ticks.tick().await;
+            if check().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "timed out waiting for {what}");
+}

@@ -102,13 +102,18 @@ fn common_name(cert: &CertificateDer) -> Option<String> {
     cn.as_str().ok().map(str::to_string)
 }
 
+/// The group of every authenticated user.
+pub const AUTHENTICATED: &str = "system:authenticated";
+
 /// An empty allowed-names list means any CN signed by the CA is accepted.
 pub fn cn_allowed(allowed_names: &[String], cn: &str) -> bool {
     allowed_names.is_empty() || allowed_names.iter().any(|n| n == cn)
 }
 
 /// The user is the first non-empty username header; groups are every value
-/// of every group header.
+/// of every group header, plus `system:authenticated`, which every
+/// authenticated user belongs to (as in kube-apiserver). The aggregator's own
+/// discovery and OpenAPI requests send no group header and rely on it.
 pub fn user_from_headers(
     headers: &HeaderMap,
     username_headers: &[String],
@@ -119,12 +124,15 @@ pub fn user_from_headers(
         .filter_map(|h| headers.get(h.as_str())?.to_str().ok())
         .find(|v| !v.is_empty())?
         .to_string();
-    let groups = group_headers
+    let mut groups: Vec<String> = group_headers
         .iter()
         .flat_map(|h| headers.get_all(h.as_str()))
         .filter_map(|v| v.to_str().ok())
         .map(str::to_string)
         .collect();
+    if !groups.iter().any(|g| g == AUTHENTICATED) {
+        groups.push(AUTHENTICATED.to_string());
+    }
     Some(User { name, groups })
 }
 
@@ -179,7 +187,7 @@ mod tests {
             user,
             User {
                 name: "bob".into(),
-                groups: vec![]
+                groups: strings(&[AUTHENTICATED])
             }
         );
     }
@@ -240,7 +248,7 @@ mod tests {
             alice,
             User {
                 name: "alice".into(),
-                groups: strings(&["devs"])
+                groups: strings(&["devs", AUTHENTICATED])
             }
         );
 

@@ -116,7 +116,7 @@ async fn handle(req: Request<Incoming>, certs: &[CertificateDer<'static>], state
             )
         }
     };
-    info!(user = %user.name, path, code = reply.code.as_u16(), "request");
+    info!(user = %user.name, groups = ?user.groups, path, code = reply.code.as_u16(), "request");
     reply
 }
 
