@@ -42,6 +42,8 @@ pub async fn test() -> Result<()> {
         ],
         &[],
     )?;
+    // The pod-runtime stand-in runs this binary for the end-to-end tests.
+    cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
     let path = std::env::var("PATH").unwrap_or_default();
     let bins: Vec<String> = cluster

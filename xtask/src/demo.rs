@@ -49,7 +49,16 @@ fn registered(server: Option<&ExtensionServer>) -> bool {
     })
 }
 
+fn ready(server: Option<&ExtensionServer>) -> bool {
+    server.and_then(|s| s.status.as_ref()).is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
 pub async fn run() -> Result<()> {
+    crate::cmd::cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
     let root = testenv::paths::workspace_root();
     std::env::set_current_dir(&root)?;
@@ -75,6 +84,11 @@ pub async fn run() -> Result<()> {
     eprintln!("==> applying examples/");
     kubectl(&cluster, &["apply", "-f", "examples/"], true)?;
     let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), "default");
+    // kwok simulates the pods; the stand-in runs the real sample server for each of them.
+    let mut pods = Vec::new();
+    for (name, _) in EXAMPLES {
+        pods.push(testenv::runtime::start(&cluster, "default", name).await?);
+    }
     for (name, _) in EXAMPLES {
         tokio::time::timeout(
             Duration::from_secs(120),
@@ -83,6 +97,12 @@ pub async fn run() -> Result<()> {
         .await
         .with_context(|| format!("{name} did not register within 120 s"))??;
     }
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        await_condition(servers.clone(), "my-extension-server", ready),
+    )
+    .await
+    .context("my-extension-server did not become Ready within 120 s")??;
 
     kubectl(
         &cluster,
@@ -99,6 +119,11 @@ pub async fn run() -> Result<()> {
     println!();
     kubectl(
         &cluster,
+        &["get", "myresources.my.custom.api", "-n", "default"],
+        true,
+    )?;
+    kubectl(
+        &cluster,
         &[
             "describe",
             "extensionserver",
@@ -110,13 +135,16 @@ pub async fn run() -> Result<()> {
     )?;
 
     eprintln!("==> removing the examples (the operator unregisters their APIServices first)");
+    let mut uids = Vec::new();
+    for (name, _) in EXAMPLES {
+        uids.push(servers.get(name).await?.metadata.uid.unwrap_or_default());
+    }
     kubectl(
         &cluster,
         &["delete", "-f", "examples/", "--wait=false"],
         false,
     )?;
-    for (name, _) in EXAMPLES {
-        let uid = servers.get(name).await?.metadata.uid.unwrap_or_default();
+    for ((name, _), uid) in EXAMPLES.iter().zip(uids) {
         tokio::time::timeout(
             Duration::from_secs(60),
             await_condition(servers.clone(), name, conditions::is_deleted(&uid)),
@@ -125,6 +153,7 @@ pub async fn run() -> Result<()> {
         .with_context(|| format!("{name} was not cleaned up within 60 s"))??;
     }
     operator.abort();
+    drop(pods);
     println!("The cluster keeps running. Use it with: eval \"$(cargo xtask cluster env)\"");
     println!("Stop it with: cargo xtask cluster down");
     Ok(())
