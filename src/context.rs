@@ -18,6 +18,8 @@ pub struct Settings {
     pub allowed_groups: Vec<String>,
     /// Safety-net requeue while nothing else is due.
     pub resync: Duration,
+    /// How often the certificate a registered server presents is verified.
+    pub probe_interval: Duration,
 }
 
 impl Default for Settings {
@@ -29,6 +31,7 @@ impl Default for Settings {
             },
             allowed_groups: Vec::new(),
             resync: Duration::from_secs(300),
+            probe_interval: Duration::from_secs(30),
         }
     }
 }

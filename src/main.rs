@@ -41,6 +41,10 @@ struct RunArgs {
     /// Re-check every ExtensionServer at least this often.
     #[arg(long, default_value = "5m")]
     resync: String,
+    /// How often the certificate a registered server presents is verified against its caBundle
+    /// (the aggregator's own availability check does not verify it).
+    #[arg(long, default_value = "30s")]
+    probe_interval: String,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -77,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             .filter(|g| !g.is_empty())
             .collect(),
         resync: duration::parse(&args.resync)?.max(Duration::from_secs(1)),
+        probe_interval: duration::parse(&args.probe_interval)?.max(Duration::from_secs(1)),
     };
     let config = kube::Config::infer()
         .await

@@ -14,6 +14,7 @@ use extension_server_operator::tls::certs;
 use futures::StreamExt;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::RoleBinding;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -244,7 +245,23 @@ async fn breakages_are_diagnosed_and_clear_after_the_fix() {
         .unwrap();
     available(&h).await;
 
-    // 3. The delegated-auth RoleBinding removed behind the operator's back.
+    // 3. The server presents a certificate from another CA. The aggregator's availability
+    // check does not verify TLS; the operator's handshake does.
+    let before = warnings(&h, "DiscoveryFailed").await;
+    let now = Timestamp::now();
+    let other_ca = certs::generate_ca("someone else's CA", now, Duration::from_secs(3600)).unwrap();
+    let names = vec![format!("{NAME}.{}.svc", h.ns.name)];
+    let foreign = certs::issue_serving(&other_ca, &names, now, Duration::from_secs(3600)).unwrap();
+    pod.serve_certificate(Some((
+        foreign.cert_pem.into_bytes(),
+        foreign.key_pem.into_bytes(),
+    )));
+    let message = broken(&h, "TLS verification failed", &before).await;
+    assert!(message.contains(&format!("Secret {NAME}-tls")), "{message}");
+    pod.serve_certificate(None);
+    available(&h).await;
+
+    // 4. The delegated-auth RoleBinding removed behind the operator's back.
     let before = warnings(&h, "RBACRestored").await;
     let bindings: Api<RoleBinding> = Api::namespaced(h.ns.client.clone(), "kube-system");
     let binding = format!("aggregation.dev:{}:{NAME}:auth-reader", h.ns.name);

@@ -9,6 +9,7 @@ mod cleanup;
 mod events;
 pub mod registration;
 mod tls;
+pub mod tls_probe;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +98,8 @@ async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
         None => apply_all::Applied::blocked(server, deployment, observed_api_services),
     };
 
-    // Status.
+    // Status: the aggregator's view, plus a verified handshake it does not make itself.
+    let handshakes = verify_handshakes(ctx, server, &names, &applied.api_services).await?;
     let observation = Observation {
         names: &names,
         generation: server.metadata.generation,
@@ -107,6 +109,7 @@ async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
         certificate: tls.outcome.clone(),
         registrations: applied.registrations.clone(),
         api_services: applied.api_services.clone(),
+        handshakes,
     };
     let now = Time(Timestamp::now());
     let new_status = status::compute(&observation, server.status.as_ref(), now);
@@ -122,6 +125,14 @@ async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
     write_status(ctx, server, &names, new_status).await?;
 
     let mut wait = next_requeue(ctx, &tls);
+    if observation
+        .registrations
+        .iter()
+        .any(|r| matches!(r, status::Registration::Registered(_)))
+    {
+        // Nothing watches the certificate a server presents: check again at the aggregator's pace.
+        wait = wait.min(ctx.settings.probe_interval);
+    }
     let limit = apply_all::unregister_after(server)?;
     for (_, live) in &applied.api_services {
         if let Some(deadline) = live
@@ -151,6 +162,43 @@ fn record_metrics(ctx: &Context, names: &ServerNames, status: &ExtensionServerSt
             api_service.available == "True",
         );
     }
+}
+
+/// Handshakes with the Service for every APIService the aggregator reports Available.
+async fn verify_handshakes(
+    ctx: &Context,
+    server: &ExtensionServer,
+    names: &ServerNames,
+    api_services: &[(ApiServiceName, Option<APIService>)],
+) -> Result<Vec<(ApiServiceName, tls_probe::Handshake)>> {
+    let mut results = Vec::new();
+    let checkable: Vec<_> = api_services
+        .iter()
+        .filter_map(|(name, live)| {
+            let live = live.as_ref()?;
+            let available = live.available().is_some_and(|c| c.status == "True");
+            let bundle = live.spec.ca_bundle.as_ref()?;
+            (available && !build::is_insecure(server)).then_some((name, bundle))
+        })
+        .collect();
+    if checkable.is_empty() {
+        return Ok(results);
+    }
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(ctx.client.clone(), &names.namespace);
+    let Some(cluster_ip) = get_opt(&services, names.workload())
+        .await?
+        .and_then(|s| s.spec?.cluster_ip)
+        .filter(|ip| !ip.is_empty() && ip != "None")
+    else {
+        return Ok(results);
+    };
+    let server_name = format!("{}.{}.svc", names.name, names.namespace);
+    for (name, bundle) in checkable {
+        let outcome = tls_probe::handshake(&cluster_ip, 443, &server_name, &bundle.0).await;
+        results.push((name.clone(), outcome));
+    }
+    Ok(results)
 }
 
 /// After `unregisterAfter` removed the APIServices, they stay out until the spec changes.

@@ -59,6 +59,8 @@ pub struct Observation<'a> {
     pub registrations: Vec<Registration>,
     /// Our APIServices as last seen (after apply), by name.
     pub api_services: Vec<(ApiServiceName, Option<APIService>)>,
+    /// TLS handshakes made as the aggregator's proxy would, by APIService.
+    pub handshakes: Vec<(ApiServiceName, crate::reconcile::tls_probe::Handshake)>,
 }
 
 /// Builds the whole status, merging conditions with the previous ones.
@@ -272,6 +274,21 @@ fn available_verdict(o: &Observation<'_>) -> Verdict {
     }
     for (name, api_service) in &o.api_services {
         let condition = api_service.as_ref().and_then(|a| a.available());
+        let untrusted = o.handshakes.iter().find_map(|(n, h)| match h {
+            crate::reconcile::tls_probe::Handshake::Untrusted(why) if n == name => Some(why),
+            _ => None,
+        });
+        if let Some(why) = untrusted {
+            return Verdict::new(
+                AVAILABLE,
+                Status::False,
+                "TLSVerificationFailed",
+                format!(
+                    "{name}: {} (the aggregator's availability check does not verify TLS, but every request through it does)",
+                    diagnose_unavailable("TLSVerificationFailed", why, o.names, o.port)
+                ),
+            );
+        }
         match condition {
             Some(c) if c.status == "True" => {}
             Some(c) => {

@@ -1,0 +1,69 @@
+//! A TLS handshake with the server, as the aggregator's proxy would make it.
+//!
+//! The aggregator's availability check skips TLS verification, so a server presenting a
+//! certificate the `caBundle` does not trust still shows `Available=True` while every real request
+//! fails. The operator dials the Service the same way the proxy does (ClusterIP and port, server
+//! name `<svc>.<ns>.svc`, roots from the `caBundle`) and reports a failed verification.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the handshake found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handshake {
+    /// The certificate verified against the bundle.
+    Trusted,
+    /// The server presented a certificate the bundle does not verify.
+    Untrusted(String),
+    /// No answer, or not checked; availability is the aggregator's call.
+    Inconclusive,
+}
+
+/// Handshakes with `address:port` and verifies the certificate for `server_name` against
+/// `bundle_pem`.
+pub async fn handshake(
+    address: &str,
+    port: u16,
+    server_name: &str,
+    bundle_pem: &[u8],
+) -> Handshake {
+    let mut roots = rustls::RootCertStore::empty();
+    for block in x509_parser::pem::Pem::iter_from_buffer(bundle_pem).flatten() {
+        let _ = roots.add(block.contents.into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let Ok(builder) =
+        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()
+    else {
+        return Handshake::Inconclusive;
+    };
+    let config = builder.with_root_certificates(roots).with_no_client_auth();
+    let Ok(name) = ServerName::try_from(server_name.to_string()) else {
+        return Handshake::Inconclusive;
+    };
+    let attempt = async {
+        let stream = TcpStream::connect((address, port)).await?;
+        TlsConnector::from(Arc::new(config))
+            .connect(name, stream)
+            .await
+    };
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
+        Ok(Ok(_)) => Handshake::Trusted,
+        Ok(Err(error)) => match error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            Some(rustls::Error::InvalidCertificate(reason)) => {
+                Handshake::Untrusted(format!("x509: the certificate is not trusted ({reason:?})"))
+            }
+            _ => Handshake::Inconclusive,
+        },
+        Err(_) => Handshake::Inconclusive,
+    }
+}
