@@ -57,6 +57,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// True once the controller's caches have synced (drives `/readyz`).
     pub ready: tokio::sync::watch::Sender<bool>,
+    /// Servers whose APIServices `unregisterAfter` removed, with the generation it happened at.
+    /// Status records the same, but the watch cache can lag behind the status write.
+    pub held_back: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
 }
 
 impl Context {
@@ -74,6 +77,7 @@ impl Context {
             settings,
             metrics,
             ready: tokio::sync::watch::Sender::new(false),
+            held_back: Default::default(),
         })
     }
 }

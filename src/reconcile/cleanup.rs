@@ -66,6 +66,9 @@ pub async fn run(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
         .collect();
     ctx.metrics
         .forget_server(&names.namespace, &names.name, &requested);
+    if let Ok(mut held) = ctx.held_back.lock() {
+        held.remove(&names.owner_key());
+    }
     Ok(Action::await_change())
 }
 

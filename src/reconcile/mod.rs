@@ -85,7 +85,7 @@ async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
         .as_ref()
         .and_then(|d| d.status.as_ref()?.ready_replicas)
         .unwrap_or(0);
-    let gate = if held_back(server) {
+    let gate = if held_back(server, ctx, &names) {
         Gate::HeldBack
     } else {
         registration_gate(server, ready_replicas, tls.input.is_some(), ctx)
@@ -97,6 +97,15 @@ async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
         }
         None => apply_all::Applied::blocked(server, deployment, observed_api_services),
     };
+
+    if applied
+        .registrations
+        .iter()
+        .any(|r| matches!(r, status::Registration::UnregisteredUnavailable(_)))
+        && let Ok(mut held) = ctx.held_back.lock()
+    {
+        held.insert(names.owner_key(), server.metadata.generation);
+    }
 
     // Status: the aggregator's view, plus a verified handshake it does not make itself.
     let handshakes = verify_handshakes(ctx, server, &names, &applied.api_services).await?;
@@ -202,7 +211,15 @@ async fn verify_handshakes(
 }
 
 /// After `unregisterAfter` removed the APIServices, they stay out until the spec changes.
-fn held_back(server: &ExtensionServer) -> bool {
+fn held_back(server: &ExtensionServer, ctx: &Context, names: &ServerNames) -> bool {
+    let remembered = ctx
+        .held_back
+        .lock()
+        .ok()
+        .and_then(|held| held.get(&names.owner_key()).copied());
+    if remembered.is_some_and(|generation| generation == server.metadata.generation) {
+        return true;
+    }
     server
         .status
         .as_ref()
