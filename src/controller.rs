@@ -70,42 +70,51 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
             None => Api::all(client.clone()),
         }
     }
-    Controller::new(
+    let controller = Controller::new(
         scoped::<ExtensionServer>(&client, &namespace),
         watcher::Config::default(),
-    )
-    .owns(scoped::<Deployment>(&client, &namespace), managed())
-    .owns(scoped::<Service>(&client, &namespace), managed())
-    .owns(scoped::<Secret>(&client, &namespace), managed())
-    .owns(scoped::<ServiceAccount>(&client, &namespace), managed())
-    .owns(
-        scoped::<PodDisruptionBudget>(&client, &namespace),
-        managed(),
-    )
-    .watches(
-        Api::<APIService>::all(client.clone()),
-        cluster_scoped(),
-        |a| owner_of(&a),
-    )
-    .watches(
-        Api::<ClusterRoleBinding>::all(client.clone()),
-        cluster_scoped(),
-        |b| owner_of(&b),
-    )
-    .watches(
-        Api::<RoleBinding>::namespaced(client.clone(), KUBE_SYSTEM),
-        cluster_scoped(),
-        |b| owner_of(&b),
-    )
-    .shutdown_on_signal()
-    .run(reconcile_counted, error_policy, ctx)
-    .for_each(|result| async move {
-        match result {
-            Ok((object, _)) => tracing::debug!(server = %object, "reconciled"),
-            Err(error) => tracing::debug!(%error, "reconcile error"),
+    );
+    let store = controller.store();
+    let readiness = ctx.clone();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            readiness.ready.send_replace(true);
+            tracing::info!("caches synced");
         }
-    })
-    .await;
+    });
+    controller
+        .owns(scoped::<Deployment>(&client, &namespace), managed())
+        .owns(scoped::<Service>(&client, &namespace), managed())
+        .owns(scoped::<Secret>(&client, &namespace), managed())
+        .owns(scoped::<ServiceAccount>(&client, &namespace), managed())
+        .owns(
+            scoped::<PodDisruptionBudget>(&client, &namespace),
+            managed(),
+        )
+        .watches(
+            Api::<APIService>::all(client.clone()),
+            cluster_scoped(),
+            |a| owner_of(&a),
+        )
+        .watches(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            cluster_scoped(),
+            |b| owner_of(&b),
+        )
+        .watches(
+            Api::<RoleBinding>::namespaced(client.clone(), KUBE_SYSTEM),
+            cluster_scoped(),
+            |b| owner_of(&b),
+        )
+        .shutdown_on_signal()
+        .run(reconcile_counted, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(server = %object, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile error"),
+            }
+        })
+        .await;
 }
 
 async fn reconcile_counted(

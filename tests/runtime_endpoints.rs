@@ -1,0 +1,127 @@
+//! The operator's HTTP endpoints over real HTTP: `/healthz`, `/readyz` before the controller runs,
+//! and `/metrics` with the reconcile, certificate and APIService series after a reconcile.
+#![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use extension_server_operator::context::{Context, Settings};
+use extension_server_operator::crd::ExtensionServer;
+use kube::api::{Api, PostParams};
+use kube::runtime::wait::await_condition;
+use testenv::TestNamespace;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 GET; returns the status code and the body.
+async fn get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn endpoints_answer_and_metrics_show_a_reconcile() {
+    let ns = TestNamespace::create("es-endpoints").await.unwrap();
+    support::install_crd(&ns.client).await;
+    let ctx =
+        Arc::new(Context::connect(support::config_for(&ns).await, Settings::default()).unwrap());
+    let listener = extension_server_operator::http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(extension_server_operator::http::serve(
+        listener,
+        ctx.clone(),
+    ));
+
+    assert_eq!(get(port, "/healthz").await.0, 200);
+    assert_eq!(
+        get(port, "/readyz").await.0,
+        503,
+        "ready before the caches synced"
+    );
+
+    let operator = tokio::spawn(extension_server_operator::controller::run(
+        ctx.clone(),
+        Some(ns.name.clone()),
+    ));
+
+    let group = format!("{}.custom.api", ns.name);
+    let server_object: ExtensionServer = serde_yaml::from_str(&format!(
+        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: measured, namespace: {}}}\nspec: {{group: {group}, versions: [{{name: v1}}], image: img}}\n",
+        ns.name
+    ))
+    .unwrap();
+    let servers: Api<ExtensionServer> = ns.api();
+    servers
+        .create(&PostParams::default(), &server_object)
+        .await
+        .unwrap();
+    let registered = |s: Option<&ExtensionServer>| {
+        s.and_then(|s| s.status.as_ref()).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Registered" && c.status == "True")
+                && !s.api_services.is_empty()
+        })
+    };
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(servers, "measured", registered),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    let (status, metrics) = get(port, "/metrics").await;
+    assert_eq!(status, 200);
+    for series in [
+        "extension_server_operator_reconciles_total",
+        "extension_server_operator_reconcile_duration_seconds_bucket",
+        "extension_server_operator_api_writes_total",
+        &format!(
+            "extension_server_operator_certificate_expiry_timestamp_seconds{{namespace=\"{}\",name=\"measured\"}}",
+            ns.name
+        ),
+        &format!(
+            "extension_server_operator_apiservice_available{{apiservice=\"v1.{group}\",namespace=\"{}\",name=\"measured\"}}",
+            ns.name
+        ),
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
+    operator.abort();
+    server.abort();
+    // Leave no APIService behind for other tests.
+    let selector = format!("aggregation.dev/extension-server-namespace={}", ns.name);
+    ns.kubectl(&["delete", "apiservices", "-l", &selector]);
+    ns.kubectl(&[
+        "patch",
+        "extensionserver",
+        "measured",
+        "-n",
+        &ns.name,
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
+}
