@@ -77,9 +77,17 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let store = controller.store();
     let readiness = ctx.clone();
     tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            readiness.ready.send_replace(true);
-            tracing::info!("caches synced");
+        // Re-poll every second: the store's readiness future can miss its wake-up.
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+                Ok(Ok(())) => {
+                    readiness.ready.send_replace(true);
+                    tracing::info!("caches synced");
+                    break;
+                }
+                Ok(Err(_)) => break,
+                Err(_) => continue,
+            }
         }
     });
     controller

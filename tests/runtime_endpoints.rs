@@ -1,5 +1,5 @@
-//! The operator's HTTP endpoints over real HTTP: `/healthz`, `/readyz` before the controller runs,
-//! and `/metrics` with the reconcile, certificate and APIService series after a reconcile.
+//! The operator's HTTP endpoints over real HTTP: `/readyz` is 503 until the caches sync and 200
+//! after; `/metrics` shows the reconcile, certificate and APIService series after a reconcile.
 #![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
 
 mod support;
@@ -61,6 +61,12 @@ async fn endpoints_answer_and_metrics_show_a_reconcile() {
         ctx.clone(),
         Some(ns.name.clone()),
     ));
+    let mut ready = ctx.ready.subscribe();
+    tokio::time::timeout(Duration::from_secs(30), ready.wait_for(|r| *r))
+        .await
+        .expect("the caches did not sync")
+        .unwrap();
+    assert_eq!(get(port, "/readyz").await.0, 200);
 
     let group = format!("{}.custom.api", ns.name);
     let server_object: ExtensionServer = serde_yaml::from_str(&format!(
