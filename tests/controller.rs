@@ -5,7 +5,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use extension_server_operator::apiservice::APIService;
@@ -17,10 +16,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt, watcher};
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::ServerCertVerifier;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use support::{Harness, wait_for};
+use support::{Harness, bundle_verifies, wait_for};
 
 fn basic(name: &str, group: &str) -> String {
     format!(
@@ -49,34 +45,6 @@ fn merge(value: serde_json::Value) -> Patch<serde_json::Value> {
 
 fn pp() -> PatchParams {
     PatchParams::default()
-}
-
-fn der_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
-    x509_parser::pem::Pem::iter_from_buffer(pem)
-        .map(|p| CertificateDer::from(p.unwrap().contents))
-        .collect()
-}
-
-/// rustls verifies `serving` for `host` against the CA bundle.
-fn bundle_verifies(bundle: &[u8], serving: &[u8], host: &str) -> bool {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in der_certs(bundle) {
-        roots.add(ca).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .unwrap();
-    let chain = der_certs(serving);
-    verifier
-        .verify_server_cert(
-            &chain[0],
-            &chain[1..],
-            &ServerName::try_from(host.to_string()).unwrap(),
-            &[],
-            UnixTime::now(),
-        )
-        .is_ok()
 }
 
 fn condition<'a>(

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use extension_server_operator::apiservice::APIService;
@@ -14,37 +13,7 @@ use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::ServerCertVerifier;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use support::Harness;
-
-fn der_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
-    x509_parser::pem::Pem::iter_from_buffer(pem)
-        .map(|p| CertificateDer::from(p.unwrap().contents))
-        .collect()
-}
-
-fn bundle_verifies(bundle: &[u8], serving: &[u8], host: &str) -> bool {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in der_certs(bundle) {
-        roots.add(ca).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .unwrap();
-    let chain = der_certs(serving);
-    verifier
-        .verify_server_cert(
-            &chain[0],
-            &chain[1..],
-            &ServerName::try_from(host.to_string()).unwrap(),
-            &[],
-            UnixTime::now(),
-        )
-        .is_ok()
-}
+use support::{Harness, bundle_verifies};
 
 #[tokio::test]
 async fn renewal_and_ca_rotation_keep_trust_at_every_step() {

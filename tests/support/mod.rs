@@ -183,3 +183,33 @@ where
     .await;
     assert!(outcome.is_ok(), "timed out waiting for {what}");
 }
+
+fn der_certs(pem: &[u8]) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+    x509_parser::pem::Pem::iter_from_buffer(pem)
+        .map(|p| rustls_pki_types::CertificateDer::from(p.unwrap().contents))
+        .collect()
+}
+
+/// rustls verifies `serving` for `host` against the CA bundle, now.
+pub fn bundle_verifies(bundle: &[u8], serving: &[u8], host: &str) -> bool {
+    use rustls::client::danger::ServerCertVerifier;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in der_certs(bundle) {
+        roots.add(ca).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+    let chain = der_certs(serving);
+    verifier
+        .verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &rustls_pki_types::ServerName::try_from(host.to_string()).unwrap(),
+            &[],
+            rustls_pki_types::UnixTime::now(),
+        )
+        .is_ok()
+}
