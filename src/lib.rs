@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod reconcile;

@@ -1,12 +1,14 @@
 //! The operator binary: parses flags and starts the controller.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use extension_server_operator::context::{Context, Settings};
-use extension_server_operator::http;
+use extension_server_operator::leader::{LeaderElector, LeaseSettings};
 use extension_server_operator::tls::{Lifetimes, duration};
+use extension_server_operator::{controller, http};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +53,27 @@ struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "METRICS_ADDRESS")]
     metrics_address: std::net::SocketAddr,
+    /// Run the controller only while holding a Lease, so replicas can stand by.
+    #[arg(long, env = "LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the kubeconfig's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_elect_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "extension-server-operator")]
+    leader_elect_lease_name: String,
+    /// This process's identity in the Lease (default: POD_NAME, else host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    leader_elect_identity: Option<String>,
+    /// How long a standby waits after the leader's last renewal before taking over.
+    #[arg(long, default_value = "15s")]
+    leader_elect_lease_duration: String,
+    /// How long the leader tries to renew before giving up (shorter than the lease duration).
+    #[arg(long, default_value = "10s")]
+    leader_elect_renew_deadline: String,
+    /// Time between attempts to acquire or renew the Lease.
+    #[arg(long, default_value = "2s")]
+    leader_elect_retry_period: String,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LOG_FORMAT")]
     log_format: LogFormat,
@@ -77,8 +100,9 @@ async fn main() -> anyhow::Result<()> {
         },
         allowed_groups: args
             .allowed_groups
-            .into_iter()
+            .iter()
             .filter(|g| !g.is_empty())
+            .cloned()
             .collect(),
         resync: duration::parse(&args.resync)?.max(Duration::from_secs(1)),
         probe_interval: duration::parse(&args.probe_interval)?.max(Duration::from_secs(1)),
@@ -86,15 +110,101 @@ async fn main() -> anyhow::Result<()> {
     let config = kube::Config::infer()
         .await
         .context("loading the Kubernetes config (KUBECONFIG or in-cluster)")?;
+    let lease = if args.leader_elect {
+        Some(lease_settings(&args, &config)?)
+    } else {
+        None
+    };
     tracing::info!("starting extension-server-operator");
-    let ctx = std::sync::Arc::new(Context::connect(config, settings)?);
+    let ctx = Arc::new(Context::connect(config.clone(), settings)?);
     let listener = http::bind(args.metrics_address)
         .await
         .with_context(|| format!("binding {}", args.metrics_address))?;
     tokio::spawn(http::serve(listener, ctx.clone()));
-    extension_server_operator::controller::run(ctx, args.namespace).await;
+    match lease {
+        None => {
+            ctx.metrics.set_leader(true);
+            controller::run(ctx, args.namespace).await;
+        }
+        Some(lease) => {
+            // The Lease is written with its own client, so `api_writes` counts only reconciling.
+            let elector = LeaderElector::new(kube::Client::try_from(config)?, lease);
+            run_as_leader(ctx, args.namespace, elector).await?;
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Stands by until this process holds the Lease, then runs the controller while renewing it.
+/// On SIGTERM the controller finishes and the Lease is released; if renewal fails, the process
+/// exits before a standby may take over.
+async fn run_as_leader(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    mut elector: LeaderElector,
+) -> anyhow::Result<()> {
+    // A standby is healthy and ready: it has nothing to sync until it leads.
+    ctx.ready.send_replace(true);
+    tracing::info!(identity = elector.identity(), "waiting to become leader");
+    tokio::select! {
+        () = elector.acquire() => {}
+        () = shutdown_signal() => return Ok(()),
+    }
+    ctx.metrics.set_leader(true);
+    let lost = {
+        let controller = controller::run(ctx.clone(), namespace);
+        tokio::select! {
+            () = controller => false,
+            () = elector.hold() => true,
+        }
+    };
+    ctx.metrics.set_leader(false);
+    if lost {
+        anyhow::bail!("lost the leader Lease; exiting so that only one process reconciles");
+    }
+    if let Err(error) = elector.release().await {
+        tracing::warn!(%error, "releasing the lease; a standby takes over when it expires");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn lease_settings(args: &RunArgs, config: &kube::Config) -> anyhow::Result<LeaseSettings> {
+    let identity = match &args.leader_elect_identity {
+        Some(identity) => identity.clone(),
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_else(|_| "localhost".into());
+            format!("{}_{}", host.trim(), std::process::id())
+        }
+    };
+    let settings = LeaseSettings {
+        namespace: args
+            .leader_elect_namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone()),
+        name: args.leader_elect_lease_name.clone(),
+        identity,
+        lease_duration: duration::parse(&args.leader_elect_lease_duration)?,
+        renew_deadline: duration::parse(&args.leader_elect_renew_deadline)?,
+        retry_period: duration::parse(&args.leader_elect_retry_period)?,
+    };
+    settings
+        .validate()
+        .map_err(|e| anyhow::anyhow!("leader election: {e}"))?;
+    Ok(settings)
 }
 
 fn init_logging(format: LogFormat) {

@@ -46,6 +46,7 @@ pub struct Metrics {
     writes: Counter,
     certificate_expiry: Family<ServerLabels, Gauge>,
     apiservice_available: Family<ApiServiceLabels, Gauge>,
+    leader: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -68,6 +69,7 @@ impl Default for Metrics {
             writes: Counter::default(),
             certificate_expiry: Family::default(),
             apiservice_available: Family::default(),
+            leader: Gauge::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -100,6 +102,11 @@ impl Default for Metrics {
             "1 when the aggregator reports the APIService Available, else 0",
             metrics.apiservice_available.clone(),
         );
+        registry.register(
+            "leader",
+            "1 while this process runs the controller (holds the Lease, or runs without election)",
+            metrics.leader.clone(),
+        );
         metrics
     }
 }
@@ -118,6 +125,11 @@ impl Metrics {
             self.error_count.fetch_add(1, Ordering::Relaxed);
         }
         self.reconciles_seen.send_modify(|n| *n += 1);
+    }
+
+    /// Records whether this process is running the controller.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Counts one API write.

@@ -2,6 +2,8 @@
 //! test's namespace, and waits on conditions (never sleeps).
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset; setup fails loudly
 
+pub mod operator;
+
 use std::sync::Arc;
 use std::time::Duration;
 
