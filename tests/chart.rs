@@ -50,6 +50,8 @@ async fn chart_lints_and_renders_valid_objects() {
             &ns.name,
             "--set",
             "podDisruptionBudget.enabled=true",
+            "--set",
+            "replicaCount=2",
         ])
         .output()
         .unwrap();
@@ -86,8 +88,15 @@ async fn chart_lints_and_renders_valid_objects() {
         "deployment.apps/",
         "service/",
         "poddisruptionbudget.policy/",
+        "role.rbac.authorization.k8s.io/eso-leader-election",
+        "rolebinding.rbac.authorization.k8s.io/eso-leader-election",
     ] {
         assert!(out.contains(kind), "{kind} missing from:\n{out}");
     }
-    assert!(!String::from_utf8_lossy(&template.stdout).contains("verbs: [\"*\"]"));
+    let rendered = String::from_utf8_lossy(&template.stdout);
+    assert!(!rendered.contains("verbs: [\"*\"]"));
+    assert!(
+        rendered.contains("- --leader-elect\n"),
+        "replicas > 1 must elect a leader"
+    );
 }
