@@ -67,18 +67,23 @@ impl Context {
     pub fn connect(config: kube::Config, settings: Settings) -> Result<Self, kube::Error> {
         let metrics = Arc::new(Metrics::default());
         let client = crate::client::counting_client(config, metrics.clone())?;
+        Ok(Self::from_parts(client, metrics, settings))
+    }
+
+    /// A context around an existing client (which may or may not count writes in `metrics`).
+    pub fn from_parts(client: Client, metrics: Arc<Metrics>, settings: Settings) -> Self {
         let reporter = Reporter {
             controller: crate::names::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        Ok(Self {
+        Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
             metrics,
             ready: tokio::sync::watch::Sender::new(false),
             held_back: Default::default(),
-        })
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset; setup fails loudly
 
 pub mod operator;
+pub mod requests;
 
 use std::sync::Arc;
 use std::time::Duration;
