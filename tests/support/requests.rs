@@ -90,7 +90,7 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let op = operation(request.method(), request.uri());
-        let example = format!("{} {}", request.method(), request.uri().path());
+        let example = format!("{} {}", request.method(), request.uri());
         let seen = self.seen.clone();
         let response = self.inner.call(request);
         Box::pin(async move {
