@@ -13,7 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt, watcher};
 use support::{Harness, bundle_verifies, wait_for};
@@ -399,33 +399,8 @@ async fn drift_is_restored() {
     .await;
 
     // The Service and the TLS Secret, deleted.
-    let services: Api<Service> = h.ns.api();
-    let uid = services.get("drifty").await.unwrap().metadata.uid.unwrap();
-    services
-        .delete("drifty", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for(services, "drifty", move |s: Option<&Service>| {
-        s.is_some_and(|s| s.metadata.uid.as_deref() != Some(uid.as_str()))
-    })
-    .await;
-    let secrets: Api<Secret> = h.ns.api();
-    let uid = secrets
-        .get("drifty-tls")
-        .await
-        .unwrap()
-        .metadata
-        .uid
-        .unwrap();
-    secrets
-        .delete("drifty-tls", &DeleteParams::default())
-        .await
-        .unwrap();
-    let secret = wait_for(secrets, "drifty-tls", move |s: Option<&Secret>| {
-        s.is_some_and(|s| s.metadata.uid.as_deref() != Some(uid.as_str()))
-    })
-    .await
-    .unwrap();
+    support::delete_and_wait_recreated(h.ns.api::<Service>(), "drifty").await;
+    let secret = support::delete_and_wait_recreated(h.ns.api::<Secret>(), "drifty-tls").await;
 
     // The APIService's caBundle, then insecureSkipTLSVerify.
     let api_services: Api<APIService> = Api::all(h.ns.client.clone());

@@ -13,7 +13,7 @@ use futures::{StreamExt, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::wait::conditions;
 use support::operator::OperatorProcess;
 use testenv::TestNamespace;
 
@@ -72,27 +72,7 @@ async fn unrelated_secrets_never_enter_the_operators_memory() {
 
     // A barrier on the same watch stream: the operator recreates its serving Secret only after
     // it has seen the deletion, which the API server sends after every creation above.
-    let old = secrets
-        .get("cached-tls")
-        .await
-        .unwrap()
-        .metadata
-        .uid
-        .unwrap();
-    secrets
-        .delete("cached-tls", &DeleteParams::default())
-        .await
-        .unwrap();
-    let recreated = move |s: Option<&Secret>| {
-        s.is_some_and(|s| s.metadata.uid.as_deref() != Some(old.as_str()))
-    };
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(secrets.clone(), "cached-tls", recreated),
-    )
-    .await
-    .expect("the operator did not recreate its Secret")
-    .unwrap();
+    support::delete_and_wait_recreated(secrets.clone(), "cached-tls").await;
     let after = operator.rss_kib();
 
     let data_kib = (UNRELATED * SECRET_BYTES / 1024) as u64;

@@ -167,6 +167,18 @@ where
     .unwrap()
 }
 
+/// Deletes the named object and waits until one with a new uid (recreated) exists.
+pub async fn delete_and_wait_recreated<K>(api: Api<K>, name: &str) -> K
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let old = api.get(name).await.unwrap().meta().uid.clone().unwrap();
+    api.delete(name, &Default::default()).await.unwrap();
+    let recreated =
+        move |k: Option<&K>| k.is_some_and(|k| k.meta().uid.as_deref() != Some(old.as_str()));
+    wait_for(api, name, recreated).await.unwrap()
+}
+
 /// Re-checks `check` every 250 ms until it passes or `timeout` elapses. Only for state that has
 /// no watch API, such as the aggregated discovery documents kubectl reads.
 pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
