@@ -3,6 +3,7 @@
 //! kube-scheduler and kwok, all on loopback. No container runtime is needed.
 
 pub mod cluster;
+pub mod hadolint;
 pub mod namespace;
 pub mod paths;
 pub mod pki;

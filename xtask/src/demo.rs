@@ -57,15 +57,14 @@ fn ready(server: Option<&ExtensionServer>) -> bool {
     })
 }
 
-pub async fn run() -> Result<()> {
-    crate::cmd::cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
-    let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
+/// Applies `crds/` and waits until the CRD is established.
+pub fn install_crd(cluster: &Cluster) -> Result<()> {
     let root = testenv::paths::workspace_root();
-    std::env::set_current_dir(&root)?;
-    eprintln!("==> installing the CRD");
-    kubectl(&cluster, &["apply", "--server-side", "-f", "crds/"], false)?;
+    let crds = root.join("crds");
+    let crds = crds.to_string_lossy();
+    kubectl(cluster, &["apply", "--server-side", "-f", &crds], false)?;
     kubectl(
-        &cluster,
+        cluster,
         &[
             "wait",
             "--for=condition=Established",
@@ -73,6 +72,16 @@ pub async fn run() -> Result<()> {
         ],
         false,
     )?;
+    Ok(())
+}
+
+pub async fn run() -> Result<()> {
+    crate::cmd::cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
+    let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
+    let root = testenv::paths::workspace_root();
+    std::env::set_current_dir(&root)?;
+    eprintln!("==> installing the CRD");
+    install_crd(&cluster)?;
 
     eprintln!("==> starting the operator");
     let client = cluster.client().await?;

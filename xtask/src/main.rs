@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's task runner (local cluster, tests, demo).
 
+mod bench;
 mod cmd;
 mod demo;
 
@@ -25,6 +26,8 @@ enum Task {
     Test,
     /// Bring up the local control plane and run the seed scenario on it.
     Demo,
+    /// Measure the release binary: size, RSS idle and with 100 ExtensionServers, failover.
+    Bench,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +63,7 @@ async fn main() -> Result<()> {
         },
         Task::Test => cmd::test().await?,
         Task::Demo => demo::run().await?,
+        Task::Bench => bench::run().await?,
     }
     Ok(())
 }
