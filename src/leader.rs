@@ -46,6 +46,16 @@ impl LeaseSettings {
     }
 }
 
+/// The current holder of `lease`; an empty identity (a released Lease) is no holder.
+pub fn holder(lease: &Lease) -> Option<&str> {
+    lease
+        .spec
+        .as_ref()?
+        .holder_identity
+        .as_deref()
+        .filter(|h| !h.is_empty())
+}
+
 /// The last Lease record this candidate saw, and when it first saw it.
 #[derive(Debug)]
 struct Observed {
@@ -150,9 +160,9 @@ impl LeaderElector {
             });
         }
         let spec = current.spec.clone().unwrap_or_default();
-        let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty());
-        let ours = holder == Some(self.settings.identity.as_str());
-        if !ours && holder.is_some() && !self.expired(&spec) {
+        let held_by = holder(&current);
+        let ours = held_by == Some(self.settings.identity.as_str());
+        if !ours && held_by.is_some() && !self.expired(&spec) {
             return Ok(false);
         }
         let (acquired, transitions) = if ours {

@@ -7,6 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use extension_server_operator::crd::ExtensionServer;
+use extension_server_operator::leader;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
@@ -33,12 +34,7 @@ fn candidate(ns: &TestNamespace, identity: &str) -> OperatorProcess {
 }
 
 fn holder(lease: Option<&Lease>) -> Option<String> {
-    lease?
-        .spec
-        .as_ref()?
-        .holder_identity
-        .clone()
-        .filter(|h| !h.is_empty())
+    lease.and_then(leader::holder).map(str::to_string)
 }
 
 async fn wait_holder(leases: &Api<Lease>, wanted: impl Fn(Option<String>) -> bool) -> Lease {

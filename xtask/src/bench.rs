@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use extension_server_operator::crd::ExtensionServer;
+use extension_server_operator::leader;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
@@ -160,12 +161,7 @@ async fn many_servers(binary: &Path, report: &mut Vec<String>) -> Result<()> {
 }
 
 fn holder(lease: Option<&Lease>) -> Option<String> {
-    lease?
-        .spec
-        .as_ref()?
-        .holder_identity
-        .clone()
-        .filter(|h| !h.is_empty())
+    lease.and_then(leader::holder).map(str::to_string)
 }
 
 /// Two candidates with the default timings; the leader is stopped with `signal`.
