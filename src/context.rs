@@ -55,8 +55,11 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
-    /// True once the controller's caches have synced (drives `/readyz`).
+    /// Drives `/readyz`: true once the controller's caches have synced, or while standing by
+    /// for the leader Lease.
     pub ready: tokio::sync::watch::Sender<bool>,
+    /// True once the controller's caches have synced.
+    pub synced: tokio::sync::watch::Sender<bool>,
     /// Servers whose APIServices `unregisterAfter` removed, with the generation it happened at.
     /// Status records the same, but the watch cache can lag behind the status write.
     pub held_back: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
@@ -82,6 +85,7 @@ impl Context {
             settings,
             metrics,
             ready: tokio::sync::watch::Sender::new(false),
+            synced: tokio::sync::watch::Sender::new(false),
             held_back: Default::default(),
         }
     }

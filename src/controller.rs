@@ -48,9 +48,42 @@ fn error_policy(server: Arc<ExtensionServer>, error: &Error, _ctx: Arc<Context>)
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Runs the controller until a shutdown signal. With `namespace`, only ExtensionServers (and
+/// Runs the controller until SIGTERM or Ctrl-C. With `namespace`, only ExtensionServers (and
 /// their children) in that namespace are watched.
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    run_until(ctx, namespace, crate::shutdown::watch_signal()).await;
+}
+
+/// Runs the controller until `shutdown` turns true. In-flight reconciles then get
+/// [`GRACE`](crate::shutdown::GRACE) to finish. Before the caches have synced nothing is in
+/// flight, so it stops at once (kube-runtime's runner would otherwise wait for a store that
+/// never becomes ready).
+pub async fn run_until(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let forced = {
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        async move {
+            crate::shutdown::requested(shutdown).await;
+            if *ctx.synced.borrow() {
+                tokio::time::sleep(crate::shutdown::GRACE).await;
+                tracing::warn!("reconciles did not finish within the shutdown grace period");
+            }
+        }
+    };
+    tokio::select! {
+        () = controller(ctx, namespace, shutdown) => {}
+        () = forced => {}
+    }
+}
+
+async fn controller(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let client = ctx.client.clone();
     let managed = || watcher::Config::default().labels(&managed_selector());
     let cluster_scoped = || match &namespace {
@@ -81,6 +114,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         loop {
             match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
                 Ok(Ok(())) => {
+                    readiness.synced.send_replace(true);
                     readiness.ready.send_replace(true);
                     tracing::info!("caches synced");
                     break;
@@ -114,7 +148,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
             cluster_scoped(),
             |b| owner_of(&b),
         )
-        .shutdown_on_signal()
+        .graceful_shutdown_on(crate::shutdown::requested(shutdown))
         .run(reconcile_counted, error_policy, ctx)
         .for_each(|result| async move {
             match result {

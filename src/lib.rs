@@ -14,5 +14,6 @@ pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod reconcile;
+pub mod shutdown;
 pub mod status;
 pub mod tls;

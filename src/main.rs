@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use extension_server_operator::context::{Context, Settings};
 use extension_server_operator::leader::{LeaderElector, LeaseSettings};
 use extension_server_operator::tls::{Lifetimes, duration};
-use extension_server_operator::{controller, http};
+use extension_server_operator::{controller, http, shutdown};
 
 #[derive(Parser)]
 #[command(
@@ -147,13 +147,14 @@ async fn run_as_leader(
     // A standby is healthy and ready: it has nothing to sync until it leads.
     ctx.ready.send_replace(true);
     tracing::info!(identity = elector.identity(), "waiting to become leader");
+    let shutdown = shutdown::watch_signal();
     tokio::select! {
         () = elector.acquire() => {}
-        () = shutdown_signal() => return Ok(()),
+        () = shutdown::requested(shutdown.clone()) => return Ok(()),
     }
     ctx.metrics.set_leader(true);
     let lost = {
-        let controller = controller::run(ctx.clone(), namespace);
+        let controller = controller::run_until(ctx.clone(), namespace, shutdown);
         tokio::select! {
             () = controller => false,
             () = elector.hold() => true,
@@ -167,18 +168,6 @@ async fn run_as_leader(
         tracing::warn!(%error, "releasing the lease; a standby takes over when it expires");
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return std::future::pending().await,
-        };
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }
 
 fn lease_settings(args: &RunArgs, config: &kube::Config) -> anyhow::Result<LeaseSettings> {

@@ -163,3 +163,24 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     assert_eq!(holder(Some(&released)), None, "the Lease was not released");
     assert!(standby.logs().contains("released the lease"));
 }
+
+#[tokio::test]
+async fn sigterm_right_after_winning_exits_promptly_and_releases() {
+    let ns = TestNamespace::create("es-leader-stop").await.unwrap();
+    support::install_crd(&ns.client).await;
+    let leases: Api<Lease> = ns.api();
+    let mut only = candidate(&ns, "only");
+    wait_holder(&leases, |h| h.as_deref() == Some("only")).await;
+    // Usually before the controller's caches have synced: nothing is in flight, so no grace.
+    only.signal("-TERM");
+    let exited = tokio::time::timeout(
+        extension_server_operator::shutdown::GRACE,
+        only.child.wait(),
+    )
+    .await
+    .expect("the operator hung after SIGTERM")
+    .unwrap();
+    assert!(exited.success(), "exit status {exited}");
+    let released = leases.get(LEASE).await.unwrap();
+    assert_eq!(holder(Some(&released)), None, "the Lease was not released");
+}

@@ -25,14 +25,19 @@ struct Operator {
 impl Operator {
     fn start(binary: &Path, ns: &TestNamespace, extra: &[String]) -> Result<Self> {
         let port = testenv::process::free_port()?;
+        let dir = testenv::paths::workspace_root().join("target/bench");
+        std::fs::create_dir_all(&dir)?;
+        let log = std::fs::File::create(dir.join(format!("{}-{port}.log", ns.name)))?;
+        let err = log.try_clone()?;
         let child = Command::new(binary)
             .arg(format!("--namespace={}", ns.name))
             .arg(format!("--metrics-address=127.0.0.1:{port}"))
             .args(extra)
             .env("KUBECONFIG", &ns.cluster.kubeconfig)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log)
+            .stderr(err)
             .kill_on_drop(true)
             .spawn()?;
         Ok(Self { child, port })
@@ -185,7 +190,8 @@ async fn failover(binary: &Path, kill: bool) -> Result<Duration> {
             |l: Option<&Lease>| holder(l).is_some(),
         ),
     )
-    .await??;
+    .await
+    .context("no candidate took the Lease within 60 s")??;
     let leader = holder(lease.as_ref()).context("no leader")?;
     let (index, _) = candidates
         .iter()
@@ -193,7 +199,7 @@ async fn failover(binary: &Path, kill: bool) -> Result<Duration> {
         .find(|(_, (id, _))| *id == leader)
         .context("unknown leader")?;
     let (_, mut stopped) = candidates.remove(index);
-    let (standby, _) = candidates.remove(0);
+    let (standby, _standby_process) = candidates.remove(0);
     let pid = stopped.child.id().context("the leader exited")?;
     let began = Instant::now();
     if kill {
@@ -211,7 +217,8 @@ async fn failover(binary: &Path, kill: bool) -> Result<Duration> {
             move |l: Option<&Lease>| holder(l).as_deref() == Some(standby),
         ),
     )
-    .await??;
+    .await
+    .context("the standby did not take over within 60 s")??;
     Ok(began.elapsed())
 }
 
