@@ -100,3 +100,33 @@ async fn chart_lints_and_renders_valid_objects() {
         "replicas > 1 must elect a leader"
     );
 }
+
+#[test]
+fn service_monitor_renders_only_when_its_api_exists() {
+    let helm = testenv::tools::built().unwrap().helm;
+    let render = |extra: &[&str]| {
+        let output = Command::new(&helm)
+            .args(["template", "eso", CHART, "--kube-version", "v1.35.4"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    assert!(!render(&[]).contains("kind: ServiceMonitor"));
+    let with_api = render(&["--api-versions", "monitoring.coreos.com/v1"]);
+    assert!(with_api.contains("kind: ServiceMonitor"));
+    assert!(
+        !render(&[
+            "--api-versions",
+            "monitoring.coreos.com/v1",
+            "--set",
+            "serviceMonitor.enabled=false"
+        ])
+        .contains("kind: ServiceMonitor")
+    );
+}
