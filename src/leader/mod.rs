@@ -8,13 +8,14 @@
 //!   than the lease duration), it gives up before anyone else may take over.
 //! - Releasing clears the holder, so a standby takes over on its next attempt.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
+use tokio::time::Instant;
 
 /// Where the Lease lives, who we are, and the timings.
 #[derive(Debug, Clone)]
@@ -231,24 +232,4 @@ impl LeaderElector {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(lease: u64, renew: u64, retry: u64) -> LeaseSettings {
-        LeaseSettings {
-            namespace: "ns".into(),
-            name: "lease".into(),
-            identity: "me".into(),
-            lease_duration: Duration::from_secs(lease),
-            renew_deadline: Duration::from_secs(renew),
-            retry_period: Duration::from_secs(retry),
-        }
-    }
-
-    #[test]
-    fn timings_must_leave_the_leader_time_to_stop() {
-        assert!(settings(15, 10, 2).validate().is_ok());
-        assert!(settings(10, 10, 2).validate().is_err());
-        assert!(settings(15, 10, 10).validate().is_err());
-    }
-}
+mod tests;
