@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use extension_server_operator::context::{Context, Settings};
-use extension_server_operator::leader::{LeaderElector, LeaseSettings};
+use extension_server_operator::leader::{self, LeaderElector, LeaseSettings};
 use extension_server_operator::tls::{Lifetimes, duration};
-use extension_server_operator::{controller, http, shutdown};
+use extension_server_operator::{controller, http};
 
 #[derive(Parser)]
 #[command(
@@ -129,44 +129,10 @@ async fn main() -> anyhow::Result<()> {
         Some(lease) => {
             // The Lease is written with its own client, so `api_writes` counts only reconciling.
             let elector = LeaderElector::new(kube::Client::try_from(config)?, lease);
-            run_as_leader(ctx, args.namespace, elector).await?;
+            leader::lead(ctx, args.namespace, elector).await?;
         }
     }
     tracing::info!("stopped");
-    Ok(())
-}
-
-/// Stands by until this process holds the Lease, then runs the controller while renewing it.
-/// On SIGTERM the controller finishes and the Lease is released; if renewal fails, the process
-/// exits before a standby may take over.
-async fn run_as_leader(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-    mut elector: LeaderElector,
-) -> anyhow::Result<()> {
-    // A standby is healthy and ready: it has nothing to sync until it leads.
-    ctx.ready.send_replace(true);
-    tracing::info!(identity = elector.identity(), "waiting to become leader");
-    let shutdown = shutdown::watch_signal();
-    tokio::select! {
-        () = elector.acquire() => {}
-        () = shutdown::requested(shutdown.clone()) => return Ok(()),
-    }
-    ctx.metrics.set_leader(true);
-    let lost = {
-        let controller = controller::run_until(ctx.clone(), namespace, shutdown);
-        tokio::select! {
-            () = controller => false,
-            () = elector.hold() => true,
-        }
-    };
-    ctx.metrics.set_leader(false);
-    if lost {
-        anyhow::bail!("lost the leader Lease; exiting so that only one process reconciles");
-    }
-    if let Err(error) = elector.release().await {
-        tracing::warn!(%error, "releasing the lease; a standby takes over when it expires");
-    }
     Ok(())
 }
 

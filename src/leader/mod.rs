@@ -17,6 +17,9 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use tokio::time::Instant;
 
+mod lead;
+pub use lead::{LeaseLost, lead};
+
 /// Where the Lease lives, who we are, and the timings.
 #[derive(Debug, Clone)]
 pub struct LeaseSettings {
