@@ -1,8 +1,12 @@
-//! The chart's RBAC is exactly what the operator uses. Running as the chart's ServiceAccount
-//! (impersonated), the operator takes the basic example through its whole life (Ready,
-//! certificate renewal, CA rotation, scaling down, deletion) plus leader election, with no
-//! failed reconcile. Every request is recorded, and every ClusterRole and Role rule is shown
-//! next to a request that needed it; there is no `*` anywhere.
+//! The chart's RBAC is exactly what the operator uses.
+//!
+//! 1. The operator binary, with a kubeconfig that impersonates the chart's ServiceAccount and
+//!    with `--leader-elect`, brings the basic example to Ready and deletes it: no 403 in its
+//!    logs, no failed reconcile.
+//! 2. In-process under the same identity, the operator takes the example through its whole
+//!    life (Ready, certificate renewal, CA rotation, scaling down, deletion) plus leader
+//!    election. Every request is recorded, and every ClusterRole and Role rule is shown next
+//!    to a request that needed it; there is no `*` anywhere.
 #![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
 
 mod support;
@@ -19,6 +23,7 @@ use extension_server_operator::metrics::Metrics;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{Api, Patch, PatchParams};
 use serde::Deserialize;
+use support::operator::OperatorProcess;
 use support::requests::{Seen, recording_client};
 use testenv::{TestNamespace, runtime};
 
@@ -96,10 +101,94 @@ async fn wait_seen(
     .unwrap();
 }
 
-fn server_yaml(ns: &str, replicas: u32) -> String {
+/// The basic example; `tls` adds fields to its spec.
+fn server_yaml(ns: &str, replicas: u32, tls: &str) -> String {
     format!(
-        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: basic, namespace: {ns}}}\nspec: {{group: my.custom.api, versions: [{{name: v1}}], image: img, port: 443, args: [--secure-port=443], replicas: {replicas}, tls: {{certificateDuration: 10s, caDuration: 20s}}}}\n"
+        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: basic, namespace: {ns}}}\nspec: {{group: my.custom.api, versions: [{{name: v1}}], image: img, port: 443, args: [--secure-port=443], replicas: {replicas}{tls}}}\n"
     )
+}
+
+fn ready(s: Option<&ExtensionServer>) -> bool {
+    s.and_then(|s| s.status.as_ref()).is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+async fn delete_and_wait(servers: &Api<ExtensionServer>, name: &str) {
+    let uid = servers.get(name).await.unwrap().metadata.uid.unwrap();
+    servers.delete(name, &Default::default()).await.unwrap();
+    support::wait_for(
+        servers.clone(),
+        name,
+        kube::runtime::wait::conditions::is_deleted(&uid),
+    )
+    .await;
+}
+
+/// A kubeconfig for the test cluster that impersonates the chart's ServiceAccount.
+fn impersonating_kubeconfig(ns: &TestNamespace) -> std::path::PathBuf {
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(&ns.cluster.kubeconfig).unwrap();
+    for named in &mut kubeconfig.auth_infos {
+        let auth = named.auth_info.get_or_insert_with(Default::default);
+        auth.impersonate = Some(format!("system:serviceaccount:{}:{}", ns.name, ns.name));
+        auth.impersonate_groups = Some(vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{}", ns.name),
+            "system:authenticated".into(),
+        ]);
+    }
+    let dir = testenv::paths::workspace_root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}-chart-sa.kubeconfig", ns.name));
+    std::fs::write(&path, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
+    path
+}
+
+/// Phase 1: the real binary as the chart's ServiceAccount.
+async fn binary_reaches_ready_without_a_403(ns: &TestNamespace, kubeconfig: &std::path::Path) {
+    let operator = OperatorProcess::start_with_kubeconfig(
+        ns,
+        "chart-sa",
+        kubeconfig,
+        &[
+            "--leader-elect",
+            &format!("--leader-elect-namespace={}", ns.name),
+            // The chart names the Lease after the release; its Role may update only that one.
+            &format!("--leader-elect-lease-name={}", ns.name),
+        ],
+    );
+    operator.wait_listening().await;
+    let server: ExtensionServer = serde_yaml::from_str(&server_yaml(&ns.name, 1, "")).unwrap();
+    let servers: Api<ExtensionServer> = ns.api();
+    servers.create(&Default::default(), &server).await.unwrap();
+    let pod = runtime::start(&ns.cluster, &ns.name, "basic")
+        .await
+        .unwrap();
+    support::wait_for(servers.clone(), "basic", ready).await;
+    delete_and_wait(&servers, "basic").await;
+    drop(pod);
+    let (_, metrics) = support::operator::http_get(operator.port, "/metrics").await;
+    assert!(
+        !metrics.contains("extension_server_operator_reconcile_errors_total{"),
+        "a reconcile failed:\n{metrics}"
+    );
+    operator.signal("-TERM");
+    let mut operator = operator;
+    let exited = tokio::time::timeout(Duration::from_secs(30), operator.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exited.success(), "exit status {exited}");
+    let logs = operator.logs();
+    assert!(logs.contains("became leader"), "{logs}");
+    for denied in ["403", "forbidden", "Forbidden"] {
+        assert!(
+            !logs.contains(denied),
+            "{denied} in the operator's log:\n{logs}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -113,14 +202,21 @@ async fn every_chart_rule_is_needed_and_enough() {
         "{}",
         String::from_utf8_lossy(&applied.stderr)
     );
+    let kubeconfig = impersonating_kubeconfig(&ns);
+    binary_reaches_ready_without_a_403(&ns, &kubeconfig).await;
+    // Phase 2 creates the Lease again.
+    ns.api::<k8s_openapi::api::coordination::v1::Lease>()
+        .delete(&ns.name, &Default::default())
+        .await
+        .unwrap();
 
-    let mut config = support::config_for(&ns).await;
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{}:{}", ns.name, ns.name));
-    config.auth_info.impersonate_groups = Some(vec![
-        "system:serviceaccounts".into(),
-        format!("system:serviceaccounts:{}", ns.name),
-        "system:authenticated".into(),
-    ]);
+    // Phase 2: in-process under the same identity, with every request recorded.
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let (client, mut seen) = recording_client(config);
 
     // Leader election: create the Lease, renew it, release it.
@@ -156,19 +252,17 @@ async fn every_chart_rule_is_needed_and_enough() {
     ));
 
     // The sample server serves my.custom.api; test binaries run one at a time.
-    let server: ExtensionServer = serde_yaml::from_str(&server_yaml(&ns.name, 2)).unwrap();
+    let server: ExtensionServer = serde_yaml::from_str(&server_yaml(
+        &ns.name,
+        2,
+        ", tls: {certificateDuration: 10s, caDuration: 20s}",
+    ))
+    .unwrap();
     let servers: Api<ExtensionServer> = ns.api();
     servers.create(&Default::default(), &server).await.unwrap();
     let _pod = runtime::start(&ns.cluster, &ns.name, "basic")
         .await
         .unwrap();
-    let ready = |s: Option<&ExtensionServer>| {
-        s.and_then(|s| s.status.as_ref()).is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
-    };
     support::wait_for(servers.clone(), "basic", ready).await;
     // CA rotation replaces the CA Secret; a second renewal patches the Event series.
     wait_seen(&mut seen, "", "secrets", "update").await;
@@ -184,14 +278,7 @@ async fn every_chart_rule_is_needed_and_enough() {
         .unwrap();
     wait_seen(&mut seen, "policy", "poddisruptionbudgets", "delete").await;
     // Deletion: the finalizer removes the APIService and the bindings.
-    let uid = servers.get("basic").await.unwrap().metadata.uid.unwrap();
-    servers.delete("basic", &Default::default()).await.unwrap();
-    support::wait_for(
-        servers,
-        "basic",
-        kube::runtime::wait::conditions::is_deleted(&uid),
-    )
-    .await;
+    delete_and_wait(&servers, "basic").await;
     assert_eq!(
         ctx.metrics.errors(),
         0,

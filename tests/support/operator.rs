@@ -40,6 +40,16 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// Starts the binary against the test cluster, scoped to `ns`, with `extra` flags.
     pub fn start(ns: &TestNamespace, name: &str, extra: &[&str]) -> Self {
+        Self::start_with_kubeconfig(ns, name, &ns.cluster.kubeconfig, extra)
+    }
+
+    /// Like [`start`](Self::start), with another kubeconfig (another identity).
+    pub fn start_with_kubeconfig(
+        ns: &TestNamespace,
+        name: &str,
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+    ) -> Self {
         let port = testenv::process::free_port().unwrap();
         let logs = testenv::paths::workspace_root().join("target/test-logs");
         std::fs::create_dir_all(&logs).unwrap();
@@ -49,7 +59,7 @@ impl OperatorProcess {
             .arg(format!("--namespace={}", ns.name))
             .arg(format!("--metrics-address=127.0.0.1:{port}"))
             .args(extra)
-            .env("KUBECONFIG", &ns.cluster.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
