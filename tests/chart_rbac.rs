@@ -101,19 +101,11 @@ async fn wait_seen(
     .unwrap();
 }
 
-/// The basic example; `tls` adds fields to its spec.
-fn server_yaml(ns: &str, replicas: u32, tls: &str) -> String {
+/// The basic example named `name`; `tls` adds fields to its spec.
+fn server_yaml(name: &str, ns: &str, replicas: u32, tls: &str) -> String {
     format!(
-        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: basic, namespace: {ns}}}\nspec: {{group: my.custom.api, versions: [{{name: v1}}], image: img, port: 443, args: [--secure-port=443], replicas: {replicas}{tls}}}\n"
+        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{group: my.custom.api, versions: [{{name: v1}}], image: img, port: 443, args: [--secure-port=443], replicas: {replicas}{tls}}}\n"
     )
-}
-
-fn ready(s: Option<&ExtensionServer>) -> bool {
-    s.and_then(|s| s.status.as_ref()).is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
 }
 
 async fn delete_and_wait(servers: &Api<ExtensionServer>, name: &str) {
@@ -160,13 +152,14 @@ async fn binary_reaches_ready_without_a_403(ns: &TestNamespace, kubeconfig: &std
         ],
     );
     operator.wait_listening().await;
-    let server: ExtensionServer = serde_yaml::from_str(&server_yaml(&ns.name, 1, "")).unwrap();
+    let server: ExtensionServer =
+        serde_yaml::from_str(&server_yaml("basic", &ns.name, 1, "")).unwrap();
     let servers: Api<ExtensionServer> = ns.api();
     servers.create(&Default::default(), &server).await.unwrap();
     let pod = runtime::start(&ns.cluster, &ns.name, "basic")
         .await
         .unwrap();
-    support::wait_for(servers.clone(), "basic", ready).await;
+    support::wait_for(servers.clone(), "basic", support::is_true("Ready")).await;
     delete_and_wait(&servers, "basic").await;
     drop(pod);
     let (_, metrics) = support::operator::http_get(operator.port, "/metrics").await;
@@ -190,6 +183,10 @@ async fn binary_reaches_ready_without_a_403(ns: &TestNamespace, kubeconfig: &std
         );
     }
 }
+
+/// Phase 2's ExtensionServer: a new name, so garbage collection of phase 1's children cannot
+/// turn its creations into updates.
+const LIFECYCLE: &str = "lifecycle";
 
 #[tokio::test]
 async fn every_chart_rule_is_needed_and_enough() {
@@ -253,6 +250,7 @@ async fn every_chart_rule_is_needed_and_enough() {
 
     // The sample server serves my.custom.api; test binaries run one at a time.
     let server: ExtensionServer = serde_yaml::from_str(&server_yaml(
+        LIFECYCLE,
         &ns.name,
         2,
         ", tls: {certificateDuration: 10s, caDuration: 20s}",
@@ -260,17 +258,17 @@ async fn every_chart_rule_is_needed_and_enough() {
     .unwrap();
     let servers: Api<ExtensionServer> = ns.api();
     servers.create(&Default::default(), &server).await.unwrap();
-    let _pod = runtime::start(&ns.cluster, &ns.name, "basic")
+    let _pod = runtime::start(&ns.cluster, &ns.name, LIFECYCLE)
         .await
         .unwrap();
-    support::wait_for(servers.clone(), "basic", ready).await;
+    support::wait_for(servers.clone(), LIFECYCLE, support::is_true("Ready")).await;
     // CA rotation replaces the CA Secret; a second renewal patches the Event series.
     wait_seen(&mut seen, "", "secrets", "update").await;
     wait_seen(&mut seen, "events.k8s.io", "events", "patch").await;
     // Scaling to one replica deletes the PodDisruptionBudget.
     servers
         .patch(
-            "basic",
+            LIFECYCLE,
             &PatchParams::default(),
             &Patch::Merge(serde_json::json!({"spec": {"replicas": 1}})),
         )
@@ -278,7 +276,7 @@ async fn every_chart_rule_is_needed_and_enough() {
         .unwrap();
     wait_seen(&mut seen, "policy", "poddisruptionbudgets", "delete").await;
     // Deletion: the finalizer removes the APIService and the bindings.
-    delete_and_wait(&servers, "basic").await;
+    delete_and_wait(&servers, LIFECYCLE).await;
     assert_eq!(
         ctx.metrics.errors(),
         0,

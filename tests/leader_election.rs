@@ -63,20 +63,12 @@ async fn create_server(ns: &TestNamespace, name: &str) {
 }
 
 async fn wait_registered(ns: &TestNamespace, name: &str) {
-    let registered = |s: Option<&ExtensionServer>| {
-        s.and_then(|s| s.status.as_ref()).is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Registered" && c.status == "True")
-        })
-    };
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(ns.api::<ExtensionServer>(), name, registered),
+    support::wait_for(
+        ns.api::<ExtensionServer>(),
+        name,
+        support::is_true("Registered"),
     )
-    .await
-    .unwrap_or_else(|_| panic!("{name} was not registered"))
-    .unwrap();
+    .await;
 }
 
 #[tokio::test]

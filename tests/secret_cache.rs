@@ -20,14 +20,6 @@ use testenv::TestNamespace;
 const UNRELATED: usize = 200;
 const SECRET_BYTES: usize = 64 * 1024;
 
-fn registered(s: Option<&ExtensionServer>) -> bool {
-    s.and_then(|s| s.status.as_ref()).is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Registered" && c.status == "True")
-    })
-}
-
 #[tokio::test]
 async fn unrelated_secrets_never_enter_the_operators_memory() {
     let ns = TestNamespace::create("es-secrets").await.unwrap();
@@ -45,7 +37,7 @@ async fn unrelated_secrets_never_enter_the_operators_memory() {
         .create(&PostParams::default(), &server)
         .await
         .unwrap();
-    support::wait_for(servers.clone(), "cached", registered).await;
+    support::wait_for(servers.clone(), "cached", support::is_true("Registered")).await;
     let before = operator.rss_kib();
 
     let secrets: Api<Secret> = ns.api();

@@ -167,6 +167,17 @@ where
     .unwrap()
 }
 
+/// A wait condition: the ExtensionServer has condition `type_` with status True.
+pub fn is_true(type_: &'static str) -> impl Fn(Option<&ExtensionServer>) -> bool + Send + 'static {
+    move |server| {
+        server.and_then(|s| s.status.as_ref()).is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == type_ && c.status == "True")
+        })
+    }
+}
+
 /// Deletes the named object and waits until one with a new uid (recreated) exists.
 pub async fn delete_and_wait_recreated<K>(api: Api<K>, name: &str) -> K
 where
