@@ -2,15 +2,12 @@
 //! server-side dry run against the real API server.
 #![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod support;
 
+use std::process::Command;
+
+use support::chart::{CHART, kubectl_stdin, template};
 use testenv::TestNamespace;
-
-const CHART: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/charts/extension-server-operator"
-);
 
 #[test]
 fn chart_crd_is_the_generated_crd() {
@@ -39,42 +36,23 @@ async fn chart_lints_and_renders_valid_objects() {
         String::from_utf8_lossy(&lint.stderr)
     );
 
-    let template = Command::new(helm)
-        .args([
-            "template",
-            "eso",
-            CHART,
-            "--kube-version",
-            "v1.35.4",
+    let rendered = template(
+        helm,
+        "eso",
+        &[
             "--namespace",
             &ns.name,
             "--set",
             "podDisruptionBudget.enabled=true",
             "--set",
             "replicaCount=2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        template.status.success(),
-        "{}",
-        String::from_utf8_lossy(&template.stderr)
+        ],
     );
-    let mut apply = Command::new(&ns.cluster.tools.kubectl)
-        .env("KUBECONFIG", &ns.cluster.kubeconfig)
-        .args(["apply", "--dry-run=server", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    apply
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&template.stdout)
-        .unwrap();
-    let applied = apply.wait_with_output().unwrap();
+    let applied = kubectl_stdin(
+        &ns,
+        &["apply", "--dry-run=server", "-f", "-"],
+        rendered.as_bytes(),
+    );
     let out = String::from_utf8_lossy(&applied.stdout);
     assert!(
         applied.status.success(),
@@ -93,7 +71,6 @@ async fn chart_lints_and_renders_valid_objects() {
     ] {
         assert!(out.contains(kind), "{kind} missing from:\n{out}");
     }
-    let rendered = String::from_utf8_lossy(&template.stdout);
     assert!(!rendered.contains("verbs: [\"*\"]"));
     assert!(
         rendered.contains("- --leader-elect\n"),
@@ -104,19 +81,7 @@ async fn chart_lints_and_renders_valid_objects() {
 #[test]
 fn service_monitor_renders_only_when_its_api_exists() {
     let helm = testenv::tools::built().unwrap().helm;
-    let render = |extra: &[&str]| {
-        let output = Command::new(&helm)
-            .args(["template", "eso", CHART, "--kube-version", "v1.35.4"])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).to_string()
-    };
+    let render = |extra: &[&str]| template(&helm, "eso", extra);
     assert!(!render(&[]).contains("kind: ServiceMonitor"));
     let with_api = render(&["--api-versions", "monitoring.coreos.com/v1"]);
     assert!(with_api.contains("kind: ServiceMonitor"));

@@ -11,12 +11,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
+use support::chart::CHART;
 use testenv::TestNamespace;
-
-const CHART: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/charts/extension-server-operator"
-);
 
 fn helm(ns: &TestNamespace, args: &[&str]) -> std::process::Output {
     let output = Command::new(&ns.cluster.tools.helm)

@@ -11,8 +11,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,50 +21,29 @@ use extension_server_operator::metrics::Metrics;
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::api::{Api, Patch, PatchParams};
 use serde::Deserialize;
-use support::operator::OperatorProcess;
 use support::requests::{Seen, recording_client};
 use testenv::{TestNamespace, runtime};
 
-const CHART: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/charts/extension-server-operator"
-);
-
-fn kubectl_stdin(ns: &TestNamespace, args: &[&str], input: &[u8]) -> std::process::Output {
-    let mut child = Command::new(&ns.cluster.tools.kubectl)
-        .env("KUBECONFIG", &ns.cluster.kubeconfig)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
-}
-
 /// The chart's RBAC objects, rendered for a release named after the namespace.
-fn render_rbac(ns: &TestNamespace) -> Vec<u8> {
-    let template = Command::new(&ns.cluster.tools.helm)
-        .args(["template", &ns.name, CHART, "--kube-version", "v1.35.4"])
-        .args([
+fn render_rbac(ns: &TestNamespace) -> String {
+    support::chart::template(
+        &ns.cluster.tools.helm,
+        &ns.name,
+        &[
             "--namespace",
             &ns.name,
             "--set",
             "leaderElection.enabled=true",
-        ])
-        .args(["--show-only", "templates/serviceaccount.yaml"])
-        .args(["--show-only", "templates/clusterrole.yaml"])
-        .args(["--show-only", "templates/clusterrolebinding.yaml"])
-        .args(["--show-only", "templates/leader-election-role.yaml"])
-        .output()
-        .unwrap();
-    assert!(
-        template.status.success(),
-        "{}",
-        String::from_utf8_lossy(&template.stderr)
-    );
-    template.stdout
+            "--show-only",
+            "templates/serviceaccount.yaml",
+            "--show-only",
+            "templates/clusterrole.yaml",
+            "--show-only",
+            "templates/clusterrolebinding.yaml",
+            "--show-only",
+            "templates/leader-election-role.yaml",
+        ],
+    )
 }
 
 #[derive(Deserialize)]
@@ -77,8 +54,8 @@ struct Rendered {
 }
 
 /// Every rule of the rendered ClusterRole and Role, with the kind it came from.
-fn rules(rendered: &[u8]) -> Vec<(String, PolicyRule)> {
-    serde_yaml::Deserializer::from_slice(rendered)
+fn rules(rendered: &str) -> Vec<(String, PolicyRule)> {
+    serde_yaml::Deserializer::from_str(rendered)
         .filter_map(|doc| Rendered::deserialize(doc).ok())
         .filter(|r| r.kind == "ClusterRole" || r.kind == "Role")
         .flat_map(|r| r.rules.into_iter().map(move |rule| (r.kind.clone(), rule)))
@@ -140,7 +117,7 @@ fn impersonating_kubeconfig(ns: &TestNamespace) -> std::path::PathBuf {
 
 /// Phase 1: the real binary as the chart's ServiceAccount.
 async fn binary_reaches_ready_without_a_403(ns: &TestNamespace, kubeconfig: &std::path::Path) {
-    let operator = OperatorProcess::start_with_kubeconfig(
+    let operator = support::operator::start_with_kubeconfig(
         ns,
         "chart-sa",
         kubeconfig,
@@ -151,7 +128,7 @@ async fn binary_reaches_ready_without_a_403(ns: &TestNamespace, kubeconfig: &std
             &format!("--leader-elect-lease-name={}", ns.name),
         ],
     );
-    operator.wait_listening().await;
+    operator.wait_listening().await.unwrap();
     let server: ExtensionServer =
         serde_yaml::from_str(&server_yaml("basic", &ns.name, 1, "")).unwrap();
     let servers: Api<ExtensionServer> = ns.api();
@@ -162,12 +139,14 @@ async fn binary_reaches_ready_without_a_403(ns: &TestNamespace, kubeconfig: &std
     support::wait_for(servers.clone(), "basic", support::is_true("Ready")).await;
     delete_and_wait(&servers, "basic").await;
     drop(pod);
-    let (_, metrics) = support::operator::http_get(operator.port, "/metrics").await;
+    let (_, metrics) = support::operator::http_get(operator.port, "/metrics")
+        .await
+        .unwrap();
     assert!(
         !metrics.contains("extension_server_operator_reconcile_errors_total{"),
         "a reconcile failed:\n{metrics}"
     );
-    operator.signal("-TERM");
+    operator.signal("-TERM").unwrap();
     let mut operator = operator;
     let exited = tokio::time::timeout(Duration::from_secs(30), operator.child.wait())
         .await
@@ -193,7 +172,7 @@ async fn every_chart_rule_is_needed_and_enough() {
     let ns = TestNamespace::create("chart-rbac").await.unwrap();
     support::install_crd(&ns.client).await;
     let rendered = render_rbac(&ns);
-    let applied = kubectl_stdin(&ns, &["apply", "-f", "-"], &rendered);
+    let applied = support::chart::kubectl_stdin(&ns, &["apply", "-f", "-"], rendered.as_bytes());
     assert!(
         applied.status.success(),
         "{}",

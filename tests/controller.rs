@@ -47,20 +47,6 @@ fn pp() -> PatchParams {
     PatchParams::default()
 }
 
-fn condition<'a>(
-    server: &'a ExtensionServer,
-    type_: &str,
-) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    server
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .unwrap_or_else(|| panic!("no {type_} condition"))
-}
-
 #[tokio::test]
 async fn basic_example_is_wired_up_and_registered_only_after_a_replica_is_ready() {
     let h = Harness::start("es-basic").await;
@@ -85,7 +71,10 @@ async fn basic_example_is_wired_up_and_registered_only_after_a_replica_is_ready(
             Some("WaitingForReadyReplicas"),
         )
         .await;
-    assert_eq!(condition(&waiting, "DeploymentAvailable").status, "False");
+    assert_eq!(
+        support::condition(&waiting, "DeploymentAvailable").status,
+        "False"
+    );
     assert!(
         api_services
             .get_opt(&api_service_name)
@@ -115,15 +104,21 @@ async fn basic_example_is_wired_up_and_registered_only_after_a_replica_is_ready(
         .await;
 
     // Conditions, as the design's table says (no server process listens yet).
-    assert_eq!(condition(&server, "DeploymentAvailable").status, "True");
-    assert_eq!(condition(&server, "CertificateReady").status, "True");
-    let available = condition(&server, "Available");
+    assert_eq!(
+        support::condition(&server, "DeploymentAvailable").status,
+        "True"
+    );
+    assert_eq!(
+        support::condition(&server, "CertificateReady").status,
+        "True"
+    );
+    let available = support::condition(&server, "Available");
     assert!(
         available.message.contains("spec.port (443)"),
         "{}",
         available.message
     );
-    let ready = condition(&server, "Ready");
+    let ready = support::condition(&server, "Ready");
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
         ("False", "FailedDiscoveryCheck")
@@ -247,7 +242,7 @@ async fn conflicts_leave_foreign_api_services_alone() {
         .wait_condition("hijack", "Registered", "False", Some("Conflict"))
         .await;
     assert!(
-        condition(&server, "Registered")
+        support::condition(&server, "Registered")
             .message
             .contains("built-in")
     );
@@ -288,7 +283,7 @@ async fn conflicts_leave_foreign_api_services_alone() {
         .wait_condition("claimer", "Registered", "False", Some("Conflict"))
         .await;
     assert!(
-        condition(&server, "Registered")
+        support::condition(&server, "Registered")
             .message
             .contains("adoptExisting")
     );
@@ -329,9 +324,13 @@ async fn two_servers_claiming_one_version_do_not_flap() {
     let second = h
         .wait_condition("second", "Registered", "False", Some("Conflict"))
         .await;
-    assert!(condition(&second, "Registered").message.contains("/first"));
+    assert!(
+        support::condition(&second, "Registered")
+            .message
+            .contains("/first")
+    );
     let first = h.wait_condition("first", "Available", "False", None).await;
-    assert_eq!(condition(&first, "Registered").status, "True");
+    assert_eq!(support::condition(&first, "Registered").status, "True");
 
     // Watch the APIService for 30 s: the holder never changes and nothing rewrites its spec.
     let api_services: Api<APIService> = Api::all(h.ns.client.clone());
@@ -553,7 +552,7 @@ async fn scaling_to_zero_unregisters_and_back_registers() {
         .wait_condition("scaler", "Registered", "False", Some("ScaledToZero"))
         .await;
     assert_eq!(
-        condition(&server, "DeploymentAvailable").reason,
+        support::condition(&server, "DeploymentAvailable").reason,
         "ScaledToZero"
     );
     wait_for(api_services.clone(), &name, conditions::is_deleted(&uid)).await;

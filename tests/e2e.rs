@@ -60,19 +60,6 @@ async fn available(h: &Harness) -> ExtensionServer {
     h.wait_condition(NAME, "Ready", "True", None).await
 }
 
-fn available_message(server: &ExtensionServer) -> String {
-    server
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Available")
-        .unwrap()
-        .message
-        .clone()
-}
-
 /// The Warning Events with `reason` so far: name and series count.
 async fn warnings(h: &Harness, reason: &str) -> BTreeMap<String, i32> {
     let events: Api<Event> = h.ns.api();
@@ -128,7 +115,7 @@ async fn broken(h: &Harness, cause: &str, known: &BTreeMap<String, i32>) -> Stri
         })
         .await;
     new_warning(h, "DiscoveryFailed", known).await;
-    available_message(&server)
+    support::condition(&server, "Available").message.clone()
 }
 
 #[tokio::test]

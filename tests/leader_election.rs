@@ -19,7 +19,7 @@ const LEASE_DURATION: Duration = Duration::from_secs(6);
 const RETRY_PERIOD: Duration = Duration::from_secs(1);
 
 fn candidate(ns: &TestNamespace, identity: &str) -> OperatorProcess {
-    OperatorProcess::start(
+    support::operator::start(
         ns,
         identity,
         &[
@@ -78,7 +78,7 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     let leases: Api<Lease> = ns.api();
     let mut processes = vec![candidate(&ns, "first"), candidate(&ns, "second")];
     for process in &processes {
-        process.wait_listening().await;
+        process.wait_listening().await.unwrap();
     }
 
     let lease = wait_holder(&leases, |h| h.is_some()).await;
@@ -92,15 +92,30 @@ async fn one_leader_writes_and_a_standby_takes_over() {
 
     create_server(&ns, "alpha").await;
     wait_registered(&ns, "alpha").await;
-    assert!(leader.writes().await > 0.0, "the leader wrote nothing");
-    assert_eq!(standby.writes().await, 0.0, "the standby wrote");
-    assert_eq!(leader.metric("extension_server_operator_leader").await, 1.0);
+    assert!(
+        leader.writes().await.unwrap() > 0.0,
+        "the leader wrote nothing"
+    );
+    assert_eq!(standby.writes().await.unwrap(), 0.0, "the standby wrote");
     assert_eq!(
-        standby.metric("extension_server_operator_leader").await,
+        leader
+            .metric("extension_server_operator_leader")
+            .await
+            .unwrap(),
+        1.0
+    );
+    assert_eq!(
+        standby
+            .metric("extension_server_operator_leader")
+            .await
+            .unwrap(),
         0.0
     );
     assert_eq!(
-        support::operator::http_get(standby.port, "/readyz").await.0,
+        support::operator::http_get(standby.port, "/readyz")
+            .await
+            .unwrap()
+            .0,
         200
     );
 
@@ -127,7 +142,10 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     // The new leader reconciles new work and deletes old work.
     create_server(&ns, "beta").await;
     wait_registered(&ns, "beta").await;
-    assert!(standby.writes().await > 0.0, "the new leader wrote nothing");
+    assert!(
+        standby.writes().await.unwrap() > 0.0,
+        "the new leader wrote nothing"
+    );
     for name in ["alpha", "beta"] {
         let servers = ns.api::<ExtensionServer>();
         let uid = servers.get(name).await.unwrap().metadata.uid.unwrap();
@@ -145,7 +163,7 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     }
 
     // SIGTERM: the leader releases the Lease and exits cleanly.
-    standby.signal("-TERM");
+    standby.signal("-TERM").unwrap();
     let exited = tokio::time::timeout(Duration::from_secs(30), standby.child.wait())
         .await
         .expect("the leader did not exit after SIGTERM")
@@ -164,7 +182,7 @@ async fn sigterm_right_after_winning_exits_promptly_and_releases() {
     let mut only = candidate(&ns, "only");
     wait_holder(&leases, |h| h.as_deref() == Some("only")).await;
     // Usually before the controller's caches have synced: nothing is in flight, so no grace.
-    only.signal("-TERM");
+    only.signal("-TERM").unwrap();
     let exited = tokio::time::timeout(
         extension_server_operator::shutdown::GRACE,
         only.child.wait(),

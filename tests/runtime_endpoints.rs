@@ -29,9 +29,9 @@ async fn endpoints_answer_and_metrics_show_a_reconcile() {
         ctx.clone(),
     ));
 
-    assert_eq!(get(port, "/healthz").await.0, 200);
+    assert_eq!(get(port, "/healthz").await.unwrap().0, 200);
     assert_eq!(
-        get(port, "/readyz").await.0,
+        get(port, "/readyz").await.unwrap().0,
         503,
         "ready before the caches synced"
     );
@@ -45,7 +45,7 @@ async fn endpoints_answer_and_metrics_show_a_reconcile() {
         .await
         .expect("the caches did not sync")
         .unwrap();
-    assert_eq!(get(port, "/readyz").await.0, 200);
+    assert_eq!(get(port, "/readyz").await.unwrap().0, 200);
 
     let group = format!("{}.custom.api", ns.name);
     let server_object: ExtensionServer = serde_yaml::from_str(&format!(
@@ -74,7 +74,7 @@ async fn endpoints_answer_and_metrics_show_a_reconcile() {
     .unwrap()
     .unwrap();
 
-    let (status, metrics) = get(port, "/metrics").await;
+    let (status, metrics) = get(port, "/metrics").await.unwrap();
     assert_eq!(status, 200);
     for series in [
         "extension_server_operator_reconciles_total",

@@ -14,7 +14,6 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::wait::conditions;
-use support::operator::OperatorProcess;
 use testenv::TestNamespace;
 
 const UNRELATED: usize = 200;
@@ -24,8 +23,8 @@ const SECRET_BYTES: usize = 64 * 1024;
 async fn unrelated_secrets_never_enter_the_operators_memory() {
     let ns = TestNamespace::create("es-secrets").await.unwrap();
     support::install_crd(&ns.client).await;
-    let operator = OperatorProcess::start(&ns, "operator", &[]);
-    operator.wait_listening().await;
+    let operator = support::operator::start(&ns, "operator", &[]);
+    operator.wait_listening().await.unwrap();
 
     let server: ExtensionServer = serde_yaml::from_str(&format!(
         "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: cached, namespace: {}}}\nspec: {{group: {}.custom.api, versions: [{{name: v1}}], image: img}}\n",
@@ -38,7 +37,7 @@ async fn unrelated_secrets_never_enter_the_operators_memory() {
         .await
         .unwrap();
     support::wait_for(servers.clone(), "cached", support::is_true("Registered")).await;
-    let before = operator.rss_kib();
+    let before = operator.rss_kib().unwrap();
 
     let secrets: Api<Secret> = ns.api();
     stream::iter(0..UNRELATED)
@@ -65,7 +64,7 @@ async fn unrelated_secrets_never_enter_the_operators_memory() {
     // A barrier on the same watch stream: the operator recreates its serving Secret only after
     // it has seen the deletion, which the API server sends after every creation above.
     support::delete_and_wait_recreated(secrets.clone(), "cached-tls").await;
-    let after = operator.rss_kib();
+    let after = operator.rss_kib().unwrap();
 
     let data_kib = (UNRELATED * SECRET_BYTES / 1024) as u64;
     println!(

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod hadolint;
 pub mod namespace;
+pub mod operator;
 pub mod paths;
 pub mod pki;
 pub mod process;

@@ -64,6 +64,23 @@ pub struct Tools {
     pub bin_dirs: Vec<PathBuf>,
 }
 
+impl Tools {
+    /// The binaries in the `bin` directories of [`MODULES`], in that order.
+    fn in_dirs(dirs: Vec<PathBuf>) -> Self {
+        let [etcd, kubernetes, kwok, helm] = [&dirs[0], &dirs[1], &dirs[2], &dirs[3]];
+        Tools {
+            etcd: etcd.join("etcd"),
+            kube_apiserver: kubernetes.join("kube-apiserver"),
+            kube_controller_manager: kubernetes.join("kube-controller-manager"),
+            kube_scheduler: kubernetes.join("kube-scheduler"),
+            kubectl: kubernetes.join("kubectl"),
+            kwok: kwok.join("kwok"),
+            helm: helm.join("helm"),
+            bin_dirs: dirs,
+        }
+    }
+}
+
 /// Returns the cached binaries, building any module whose pin has no completed build yet.
 pub fn ensure_built() -> Result<Tools> {
     let go_version = go_version()?;
@@ -71,17 +88,7 @@ pub fn ensure_built() -> Result<Tools> {
     for module in MODULES {
         dirs.push(ensure_module(module, &go_version)?);
     }
-    let [etcd, kubernetes, kwok, helm] = [&dirs[0], &dirs[1], &dirs[2], &dirs[3]];
-    Ok(Tools {
-        etcd: etcd.join("etcd"),
-        kube_apiserver: kubernetes.join("kube-apiserver"),
-        kube_controller_manager: kubernetes.join("kube-controller-manager"),
-        kube_scheduler: kubernetes.join("kube-scheduler"),
-        kubectl: kubernetes.join("kubectl"),
-        kwok: kwok.join("kwok"),
-        helm: helm.join("helm"),
-        bin_dirs: dirs,
-    })
+    Ok(Tools::in_dirs(dirs))
 }
 
 /// Returns the cached binaries without building; fails if any is missing.
@@ -98,17 +105,7 @@ pub fn built() -> Result<Tools> {
         }
         dirs.push(dir.join("bin"));
     }
-    let [etcd, kubernetes, kwok, helm] = [&dirs[0], &dirs[1], &dirs[2], &dirs[3]];
-    Ok(Tools {
-        etcd: etcd.join("etcd"),
-        kube_apiserver: kubernetes.join("kube-apiserver"),
-        kube_controller_manager: kubernetes.join("kube-controller-manager"),
-        kube_scheduler: kubernetes.join("kube-scheduler"),
-        kubectl: kubernetes.join("kubectl"),
-        kwok: kwok.join("kwok"),
-        helm: helm.join("helm"),
-        bin_dirs: dirs,
-    })
+    Ok(Tools::in_dirs(dirs))
 }
 
 fn go_version() -> Result<String> {

@@ -2,6 +2,7 @@
 //! test's namespace, and waits on conditions (never sleeps).
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset; setup fails loudly
 
+pub mod chart;
 pub mod operator;
 pub mod requests;
 
@@ -165,6 +166,21 @@ where
     .await
     .unwrap_or_else(|_| panic!("timed out waiting on {name}"))
     .unwrap()
+}
+
+/// The ExtensionServer's condition `type_`; panics if it has none.
+pub fn condition<'a>(
+    server: &'a ExtensionServer,
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    server
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition"))
 }
 
 /// A wait condition: the ExtensionServer has condition `type_` with status True.

@@ -3,83 +3,29 @@
 //! failover with the default timings. The report goes to stdout and `target/bench/report.md`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use extension_server_operator::crd::ExtensionServer;
 use extension_server_operator::leader;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use testenv::TestNamespace;
-use tokio::process::{Child, Command};
+use testenv::operator::OperatorProcess;
 
 const SERVERS: usize = 100;
 
-struct Operator {
-    child: Child,
-    port: u16,
+/// Starts the release binary scoped to `ns`; its log goes to `target/bench/`.
+fn start(binary: &Path, ns: &TestNamespace, name: &str, extra: &[&str]) -> Result<OperatorProcess> {
+    let log = testenv::paths::workspace_root()
+        .join("target/bench")
+        .join(format!("{}-{name}.log", ns.name));
+    OperatorProcess::start(binary, name, &ns.name, &ns.cluster.kubeconfig, log, extra)
 }
 
-impl Operator {
-    fn start(binary: &Path, ns: &TestNamespace, extra: &[String]) -> Result<Self> {
-        let port = testenv::process::free_port()?;
-        let dir = testenv::paths::workspace_root().join("target/bench");
-        std::fs::create_dir_all(&dir)?;
-        let log = std::fs::File::create(dir.join(format!("{}-{port}.log", ns.name)))?;
-        let err = log.try_clone()?;
-        let child = Command::new(binary)
-            .arg(format!("--namespace={}", ns.name))
-            .arg(format!("--metrics-address=127.0.0.1:{port}"))
-            .args(extra)
-            .env("KUBECONFIG", &ns.cluster.kubeconfig)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .kill_on_drop(true)
-            .spawn()?;
-        Ok(Self { child, port })
-    }
-
-    fn rss_mib(&self) -> Result<f64> {
-        let pid = self.child.id().context("the operator exited")?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS")?;
-        Ok(kib / 1024.0)
-    }
-
-    /// Waits until `/readyz` answers 200 (caches synced, or standing by).
-    async fn wait_ready(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut ticks = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            ticks.tick().await;
-            if readyz(self.port).await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("the operator did not become ready within 60 s");
-            }
-        }
-    }
-}
-
-async fn readyz(port: u16) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return false;
-    };
-    let request = b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
-    let mut response = String::new();
-    stream.write_all(request).await.is_ok()
-        && stream.read_to_string(&mut response).await.is_ok()
-        && response.starts_with("HTTP/1.1 200")
+fn rss_mib(operator: &OperatorProcess) -> Result<f64> {
+    Ok(operator.rss_kib()? as f64 / 1024.0)
 }
 
 fn release_binary() -> Result<PathBuf> {
@@ -106,11 +52,11 @@ fn registered(server: Option<&ExtensionServer>) -> bool {
 
 async fn many_servers(binary: &Path, report: &mut Vec<String>) -> Result<()> {
     let ns = TestNamespace::create("bench").await?;
-    let operator = Operator::start(binary, &ns, &[])?;
+    let operator = start(binary, &ns, "operator", &[])?;
     operator.wait_ready().await?;
     report.push(format!(
         "| idle RSS (caches synced, no ExtensionServers) | {:.1} MiB |",
-        operator.rss_mib()?
+        rss_mib(&operator)?
     ));
 
     let servers: Api<ExtensionServer> = ns.api();
@@ -136,7 +82,7 @@ async fn many_servers(binary: &Path, report: &mut Vec<String>) -> Result<()> {
     ));
     report.push(format!(
         "| RSS with {SERVERS} ExtensionServers | {:.1} MiB |",
-        operator.rss_mib()?
+        rss_mib(&operator)?
     ));
 
     let started = Instant::now();
@@ -169,17 +115,18 @@ fn holder(lease: Option<&Lease>) -> Option<String> {
     lease.and_then(leader::holder).map(str::to_string)
 }
 
-/// Two candidates with the default timings; the leader is stopped with `signal`.
+/// Two candidates with the default timings; the leader is stopped with `kill -9` or SIGTERM.
 async fn failover(binary: &Path, kill: bool) -> Result<Duration> {
     let ns = TestNamespace::create("bench-failover").await?;
     let mut candidates = Vec::new();
+    let lease_namespace = format!("--leader-elect-namespace={}", ns.name);
     for identity in ["one", "two"] {
-        let flags = vec![
-            "--leader-elect".to_string(),
-            format!("--leader-elect-namespace={}", ns.name),
-            format!("--leader-elect-identity={identity}"),
+        let flags = [
+            "--leader-elect",
+            &lease_namespace,
+            &format!("--leader-elect-identity={identity}"),
         ];
-        candidates.push((identity, Operator::start(binary, &ns, &flags)?));
+        candidates.push((identity, start(binary, &ns, identity, &flags)?));
     }
     let leases: Api<Lease> = ns.api();
     let lease = tokio::time::timeout(
@@ -200,14 +147,11 @@ async fn failover(binary: &Path, kill: bool) -> Result<Duration> {
         .context("unknown leader")?;
     let (_, mut stopped) = candidates.remove(index);
     let (standby, _standby_process) = candidates.remove(0);
-    let pid = stopped.child.id().context("the leader exited")?;
     let began = Instant::now();
     if kill {
         stopped.child.start_kill()?;
     } else {
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()?;
+        stopped.signal("-TERM")?;
     }
     tokio::time::timeout(
         Duration::from_secs(60),
