@@ -4,6 +4,7 @@
 //! - `extension_server_operator_reconcile_errors_total{category}` (bounded, see `Error::category`)
 //! - `extension_server_operator_reconcile_duration_seconds` (histogram)
 //! - `extension_server_operator_api_writes_total`
+//! - `extension_server_operator_api_requests_total{verb,resource}` (every request, watches included)
 //! - `extension_server_operator_certificate_expiry_timestamp_seconds{namespace,name}`
 //! - `extension_server_operator_apiservice_available{apiservice,namespace,name}` (1 or 0)
 
@@ -21,6 +22,12 @@ use tokio::sync::watch;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub verb: String,
+    pub resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,6 +51,7 @@ pub struct Metrics {
     error_count: AtomicU64,
     duration: Histogram,
     writes: Counter,
+    requests: Family<RequestLabels, Counter>,
     certificate_expiry: Family<ServerLabels, Gauge>,
     apiservice_available: Family<ApiServiceLabels, Gauge>,
     leader: Gauge,
@@ -67,6 +75,7 @@ impl Default for Metrics {
             error_count: AtomicU64::new(0),
             duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             writes: Counter::default(),
+            requests: Family::default(),
             certificate_expiry: Family::default(),
             apiservice_available: Family::default(),
             leader: Gauge::default(),
@@ -91,6 +100,11 @@ impl Default for Metrics {
             "api_writes",
             "Create, update, patch and delete requests sent to the API server",
             metrics.writes.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests sent to the API server, by Kubernetes verb and resource",
+            metrics.requests.clone(),
         );
         registry.register(
             "certificate_expiry_timestamp_seconds",
@@ -132,9 +146,17 @@ impl Metrics {
         self.leader.set(i64::from(leading));
     }
 
-    /// Counts one API write.
-    pub fn wrote(&self) {
-        self.writes.inc();
+    /// Counts one API request; every verb but get, list and watch is also a write.
+    pub fn requested(&self, verb: &str, resource: &str) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+            })
+            .inc();
+        if !matches!(verb, "get" | "list" | "watch") {
+            self.writes.inc();
+        }
     }
 
     pub fn set_certificate_expiry(&self, namespace: &str, name: &str, unix_seconds: i64) {
