@@ -20,6 +20,10 @@ pub struct Settings {
     pub resync: Duration,
     /// How often the certificate a registered server presents is verified.
     pub probe_interval: Duration,
+    /// Most ExtensionServers reconciled at once.
+    pub concurrency: u16,
+    /// Most TLS probes in flight at once.
+    pub probe_concurrency: usize,
 }
 
 impl Default for Settings {
@@ -32,6 +36,8 @@ impl Default for Settings {
             allowed_groups: Vec::new(),
             resync: Duration::from_secs(300),
             probe_interval: Duration::from_secs(30),
+            concurrency: 16,
+            probe_concurrency: 8,
         }
     }
 }
@@ -63,6 +69,8 @@ pub struct Context {
     /// Servers whose APIServices `unregisterAfter` removed, with the generation it happened at.
     /// Status records the same, but the watch cache can lag behind the status write.
     pub held_back: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
+    /// Bounds the TLS probes in flight.
+    pub probes: tokio::sync::Semaphore,
 }
 
 impl Context {
@@ -80,6 +88,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
+            probes: tokio::sync::Semaphore::new(settings.probe_concurrency.max(1)),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,

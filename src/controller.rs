@@ -1,47 +1,25 @@
-//! Wires the reconcile pipeline into a kube-runtime Controller with label-selected watches.
+//! Wires the reconcile pipeline into a kube-runtime Controller: the ExtensionServers, and one
+//! label-selected reflector per child kind whose changes re-reconcile the owner.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, Resource};
 
-use crate::apiservice::APIService;
 use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::Error;
-use crate::names::{
-    KUBE_SYSTEM, OWNER_ANNOTATION, SERVER_LABEL, SERVER_NAMESPACE_LABEL, managed_selector,
-};
-use crate::reconcile::reconcile;
+use crate::observe::Stores;
+use crate::reconcile::{Reconciler, reconcile};
 
-/// Maps a cluster-scoped or kube-system child back to its ExtensionServer.
-fn owner_of<K: Resource>(child: &K) -> Option<ObjectRef<ExtensionServer>> {
-    let meta = child.meta();
-    if let Some((namespace, name)) = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(OWNER_ANNOTATION))
-        .and_then(|o| o.split_once('/'))
-    {
-        return Some(ObjectRef::new(name).within(namespace));
-    }
-    let labels = meta.labels.as_ref()?;
-    Some(ObjectRef::new(labels.get(SERVER_LABEL)?).within(labels.get(SERVER_NAMESPACE_LABEL)?))
-}
-
-fn error_policy(server: Arc<ExtensionServer>, error: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(server: Arc<ExtensionServer>, error: &Error, _: Arc<Reconciler>) -> Action {
     tracing::warn!(
         server = %ObjectRef::from_obj(server.as_ref()),
-        category = error.category(),
+        category = %error.category(),
         %error,
         "reconcile failed"
     );
@@ -85,71 +63,35 @@ async fn controller(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let client = ctx.client.clone();
-    let managed = || watcher::Config::default().labels(&managed_selector());
-    let cluster_scoped = || match &namespace {
-        Some(ns) => watcher::Config::default().labels(&format!(
-            "{},{SERVER_NAMESPACE_LABEL}={ns}",
-            managed_selector()
-        )),
-        None => managed(),
+    let servers: Api<ExtensionServer> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
-    fn scoped<K>(client: &Client, namespace: &Option<String>) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-        K::DynamicType: Default,
-    {
-        match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    let controller = Controller::new(
-        scoped::<ExtensionServer>(&client, &namespace),
-        watcher::Config::default(),
-    );
+    let config = controller::Config::default().concurrency(ctx.settings.concurrency);
+    let controller = Controller::new(servers, watcher::Config::default()).with_config(config);
     let store = controller.store();
-    let readiness = ctx.clone();
+    let (stores, controller) = Stores::watch(controller, &client, namespace.as_deref());
+    let readiness = (ctx.clone(), stores.clone());
     tokio::spawn(async move {
-        // Re-poll every second: the store's readiness future can miss its wake-up.
+        let (ctx, stores) = readiness;
+        // Re-poll every second: a store's readiness future can miss its wake-up.
         loop {
             match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
-                Ok(Ok(())) => {
-                    readiness.synced.send_replace(true);
-                    readiness.ready.send_replace(true);
+                Ok(Ok(())) if stores.ready().await => {
+                    ctx.synced.send_replace(true);
+                    ctx.ready.send_replace(true);
                     tracing::info!("caches synced");
                     break;
                 }
                 Ok(Err(_)) => break,
-                Err(_) => continue,
+                _ => continue,
             }
         }
     });
+    let reconciler = Arc::new(Reconciler { ctx, stores });
     controller
-        .owns(scoped::<Deployment>(&client, &namespace), managed())
-        .owns(scoped::<Service>(&client, &namespace), managed())
-        .owns(scoped::<Secret>(&client, &namespace), managed())
-        .owns(scoped::<ServiceAccount>(&client, &namespace), managed())
-        .owns(
-            scoped::<PodDisruptionBudget>(&client, &namespace),
-            managed(),
-        )
-        .watches(
-            Api::<APIService>::all(client.clone()),
-            cluster_scoped(),
-            |a| owner_of(&a),
-        )
-        .watches(
-            Api::<ClusterRoleBinding>::all(client.clone()),
-            cluster_scoped(),
-            |b| owner_of(&b),
-        )
-        .watches(
-            Api::<RoleBinding>::namespaced(client.clone(), KUBE_SYSTEM),
-            cluster_scoped(),
-            |b| owner_of(&b),
-        )
         .graceful_shutdown_on(crate::shutdown::requested(shutdown))
-        .run(reconcile_counted, error_policy, ctx)
+        .run(reconcile_counted, error_policy, reconciler)
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(server = %object, "reconciled"),
@@ -161,11 +103,21 @@ async fn controller(
 
 async fn reconcile_counted(
     server: Arc<ExtensionServer>,
-    ctx: Arc<Context>,
+    reconciler: Arc<Reconciler>,
 ) -> Result<Action, Error> {
+    // No pass runs before every cache has listed: a missing child would look absent.
+    let _ = reconciler
+        .ctx
+        .synced
+        .subscribe()
+        .wait_for(|synced| *synced)
+        .await;
     let started = std::time::Instant::now();
-    let result = reconcile(server, ctx.clone()).await;
+    let result = reconcile(server, reconciler.clone()).await;
     let category = result.as_ref().err().map(Error::category);
-    ctx.metrics.reconciled(started.elapsed(), category);
+    reconciler
+        .ctx
+        .metrics
+        .reconciled(started.elapsed(), category.as_deref());
     result
 }

@@ -2,18 +2,19 @@
 //! Kubernetes aggregation layer, safely.
 
 pub mod apiservice;
-pub mod apply;
-pub mod build;
 pub mod client;
 pub mod context;
 pub mod controller;
 pub mod crd;
+pub mod desired;
 pub mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod names;
+pub mod observe;
 pub mod reconcile;
 pub mod shutdown;
+pub mod ssa;
 pub mod status;
 pub mod tls;

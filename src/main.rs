@@ -47,6 +47,12 @@ struct RunArgs {
     /// (the aggregator's own availability check does not verify it).
     #[arg(long, default_value = "30s")]
     probe_interval: String,
+    /// Most ExtensionServers reconciled at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Most TLS probes of registered servers in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    probe_concurrency: u64,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -106,6 +112,8 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
         resync: duration::parse(&args.resync)?.max(Duration::from_secs(1)),
         probe_interval: duration::parse(&args.probe_interval)?.max(Duration::from_secs(1)),
+        concurrency: args.concurrency,
+        probe_concurrency: usize::try_from(args.probe_concurrency)?,
     };
     let config = kube::Config::infer()
         .await

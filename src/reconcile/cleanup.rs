@@ -4,60 +4,50 @@
 use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::wait::{await_condition, conditions};
 
-use super::apply_all::ours;
-use super::registration;
+use super::registration::{self, Holder};
 use crate::apiservice::APIService;
 use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::{Error, Result};
-use crate::names::{ApiServiceName, KUBE_SYSTEM, ServerNames};
+use crate::names::{KUBE_SYSTEM, SERVER_LABEL, SERVER_NAMESPACE_LABEL, ServerNames};
+use crate::ssa;
+
+/// How long deletion waits for one APIService to be gone before retrying.
+const APISERVICE_GONE: Duration = Duration::from_secs(30);
 
 pub async fn run(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
     let names = ServerNames::of(server);
     let apis: Api<APIService> = Api::all(ctx.client.clone());
-    let mut targets = ours(&apis, &names).await?;
-    for name in super::requested_api_services(server) {
-        if let Some(live) = crate::apply::get_opt(&apis, name.as_str()).await?
-            && registration::holder(&live, &names) == registration::Holder::Us
-            && targets
-                .iter()
-                .all(|t| t.metadata.name != live.metadata.name)
-        {
-            targets.push(live);
-        }
-    }
-    for target in &targets {
+    for target in ours_live(&apis, &names).await? {
         let name = target.metadata.name.clone().unwrap_or_default();
         let uid = target.metadata.uid.clone().unwrap_or_default();
-        let version = target.spec.version.clone().unwrap_or_default();
-        let group = target.spec.group.clone().unwrap_or_default();
-        registration::delete(
-            &apis,
-            &ApiServiceName::new(&crate::names::Version(version), &crate::names::Group(group)),
-        )
-        .await?;
+        registration::delete(&apis, &target).await?;
+        let still_deleting = || Error::StillDeleting {
+            kind: "APIService".into(),
+            name: name.clone(),
+        };
         tokio::time::timeout(
-            Duration::from_secs(30),
+            APISERVICE_GONE,
             await_condition(apis.clone(), &name, conditions::is_deleted(&uid)),
         )
         .await
-        .map_err(|_| Error::InvalidSpec(format!("APIService {name} is still being deleted")))?
-        .map_err(|e| Error::InvalidSpec(format!("waiting for APIService {name}: {e}")))?;
+        .map_err(|_| still_deleting())?
+        .map_err(|_| still_deleting())?;
     }
-    delete_ignoring_missing(
+    ssa::delete(
         &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
         &names.cluster_role_binding(),
-        "ClusterRoleBinding",
+        None,
     )
     .await?;
-    delete_ignoring_missing(
+    ssa::delete(
         &Api::<RoleBinding>::namespaced(ctx.client.clone(), KUBE_SYSTEM),
         &names.auth_reader_binding(),
-        "RoleBinding",
+        None,
     )
     .await?;
     let requested: Vec<String> = super::requested_api_services(server)
@@ -72,17 +62,24 @@ pub async fn run(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str, kind: &str) -> Result<()>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(Error::Delete {
-            kind: kind.into(),
-            name: name.into(),
+/// Every APIService of ours, listed live: deletion must not miss one created a moment ago
+/// that the cache has not seen yet.
+async fn ours_live(apis: &Api<APIService>, names: &ServerNames) -> Result<Vec<APIService>> {
+    let selector = format!(
+        "{SERVER_LABEL}={},{SERVER_NAMESPACE_LABEL}={}",
+        names.name, names.namespace
+    );
+    let list = apis
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Get {
+            kind: "APIService".into(),
+            name: selector.clone(),
             source,
-        }),
-    }
+        })?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|a| registration::holder(a, names) == Holder::Us)
+        .collect())
 }

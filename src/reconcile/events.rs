@@ -1,50 +1,45 @@
-//! Events on transitions: Registered, Unregistered, Conflict, DiscoveryFailed, and TLS steps.
+//! Events: one per transition of a condition (Registered, Unregistered, Conflict, Available,
+//! DiscoveryFailed), one per TLS step, and one per delegated-auth binding put back.
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 
 use crate::context::Context;
 use crate::crd::{ExtensionServer, ExtensionServerStatus};
-use crate::status::conditions::{AVAILABLE, REGISTERED};
+use crate::names::{KUBE_SYSTEM, ServerNames};
+use crate::reconcile::apply::Restored;
+use crate::status::conditions::find;
+use crate::status::{ConditionType, Reason};
 use crate::tls::TlsEvent;
 
-fn condition<'a>(
-    status: Option<&'a ExtensionServerStatus>,
-    type_: &str,
-) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    status?.conditions.iter().find(|c| c.type_ == type_)
-}
-
-/// The Events implied by the change from `old` to `new`.
+/// The Events implied by the change from `old` to `new`, by the TLS step and by restored
+/// bindings. Pure.
 pub fn transitions(
     old: Option<&ExtensionServerStatus>,
     new: &ExtensionServerStatus,
     tls: &[TlsEvent],
+    restored: &[Restored],
+    names: &ServerNames,
 ) -> Vec<Event> {
     let mut events = Vec::new();
-    let changed = |type_: &str| {
-        let before = condition(old, type_).map(|c| (c.status.as_str(), c.reason.as_str()));
-        let after = condition(Some(new), type_);
-        after.filter(|a| before != Some((a.status.as_str(), a.reason.as_str())))
+    let changed = |type_: ConditionType| {
+        let before = old
+            .and_then(|s| find(&s.conditions, type_))
+            .map(|c| (c.status.as_str(), c.reason.as_str()));
+        find(&new.conditions, type_)
+            .filter(|a| before != Some((a.status.as_str(), a.reason.as_str())))
     };
-    let event = |type_: EventType, reason: &str, note: &str| Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Some(c) = changed(REGISTERED) {
-        match (c.status.as_str(), c.reason.as_str()) {
+    if let Some(c) = changed(ConditionType::Registered) {
+        match (c.status.as_str(), Reason::parse(&c.reason)) {
             ("True", _) => events.push(event(EventType::Normal, "Registered", &c.message)),
-            (_, "Conflict") => events.push(event(EventType::Warning, "Conflict", &c.message)),
-            (_, "ScaledToZero" | "Unregistered") => {
+            (_, Reason::Conflict) => events.push(event(EventType::Warning, "Conflict", &c.message)),
+            (_, Reason::ScaledToZero | Reason::Unregistered) => {
                 events.push(event(EventType::Normal, "Unregistered", &c.message))
             }
             _ => {}
         }
     }
-    if let Some(c) = changed(AVAILABLE) {
+    if let Some(c) = changed(ConditionType::Available) {
         match c.status.as_str() {
             "True" => events.push(event(EventType::Normal, "Available", &c.message)),
             "False" => events.push(event(EventType::Warning, "DiscoveryFailed", &c.message)),
@@ -71,18 +66,35 @@ pub fn transitions(
         };
         events.push(event(EventType::Normal, reason, note));
     }
+    for binding in restored {
+        let note = match binding {
+            Restored::AuthDelegator => format!(
+                "ClusterRoleBinding {} was missing and has been restored; while it was missing the server could not create TokenReviews or SubjectAccessReviews, so every request through the aggregator failed authorization",
+                names.cluster_role_binding()
+            ),
+            Restored::AuthReader => format!(
+                "RoleBinding {KUBE_SYSTEM}/{} was missing and has been restored; while it was missing the server could not read {KUBE_SYSTEM}/extension-apiserver-authentication, so it could not authenticate the aggregator; pods that started meanwhile must be restarted",
+                names.auth_reader_binding()
+            ),
+        };
+        events.push(event(EventType::Warning, "RBACRestored", &note));
+    }
     events
 }
 
-pub async fn publish_transitions(
-    ctx: &Context,
-    server: &ExtensionServer,
-    old: Option<&ExtensionServerStatus>,
-    new: &ExtensionServerStatus,
-    tls: &[TlsEvent],
-) {
+fn event(type_: EventType, reason: &str, note: &str) -> Event {
+    Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    }
+}
+
+pub async fn publish(ctx: &Context, server: &ExtensionServer, events: Vec<Event>) {
     let reference = server.object_ref(&());
-    for event in transitions(old, new, tls) {
+    for event in events {
         if let Err(error) = ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(%error, reason = %event.reason, "could not publish an Event");
         }

@@ -1,20 +1,28 @@
-//! The reconcile pipeline for one ExtensionServer:
-//! observe -> TLS -> build (pure) -> apply (ordered) -> status (from what was applied).
+//! The reconcile pipeline for one ExtensionServer (design §3), one function per step:
 //!
-//! Apply order: ServiceAccount and delegated-auth RBAC, TLS Secret, Deployment, Service, PDB,
-//! then the APIServices (only when the registration policy allows), then status.
+//! 1. [`validate`]: parse the spec and check the operator's rules; nothing is read or written.
+//! 2. [`observe`](crate::observe::observe): the children from the reflector caches.
+//! 3. [`tls`]: plan the CA and serving certificate; write a new CA (create-only).
+//! 4. [`desired`](crate::desired::desired): the desired children, a pure function.
+//! 5. [`apply`]: server-side apply in the documented order, skipping what already matches,
+//!    then one verified TLS handshake with the Service ([`probe`]).
+//! 6. [`status`](crate::status::compute): a pure function of what was applied; written only
+//!    when it changed, with one Event per transition ([`events`]).
+//! 7. [`requeue`]: a pure function of what is due next.
+//!
+//! Deletion goes through the finalizer to [`cleanup`].
 
-mod apply_all;
+mod apply;
 mod cleanup;
 mod events;
+mod probe;
 pub mod registration;
+pub mod requeue;
 mod tls;
-pub mod tls_probe;
+pub mod validate;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -22,137 +30,119 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
-use crate::apiservice::APIService;
-use crate::apply::get_opt;
-use crate::build;
 use crate::context::Context;
-use crate::crd::{ExtensionServer, ExtensionServerStatus, RegistrationPolicy};
+use crate::crd::{ExtensionServer, ExtensionServerStatus};
+use crate::desired;
 use crate::error::{Error, Result};
-use crate::names::{ApiServiceName, FIELD_MANAGER, FINALIZER, Group, ServerNames, Version};
-use crate::status::{self, Observation};
-use registration::Gate;
+use crate::names::{FIELD_MANAGER, FINALIZER, ServerNames};
+use crate::observe::{self, Stores};
+use crate::status::{self, ConditionType, Observation, Reason, Registration};
+use apply::Applied;
+use validate::Validated;
+
+pub use validate::requested_api_services;
+
+/// What every reconcile shares: the context and the caches.
+pub struct Reconciler {
+    pub ctx: Arc<Context>,
+    pub stores: Stores,
+}
 
 /// Entry point for the controller: the finalizer decides between apply and cleanup.
-pub async fn reconcile(server: Arc<ExtensionServer>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(
+    server: Arc<ExtensionServer>,
+    reconciler: Arc<Reconciler>,
+) -> Result<Action> {
     let namespace = server.namespace().ok_or(Error::MissingNamespace)?;
-    let api: Api<ExtensionServer> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<ExtensionServer> = Api::namespaced(reconciler.ctx.client.clone(), &namespace);
     finalizer(&api, FINALIZER, server, |event| async {
         match event {
-            FinalizerEvent::Apply(server) => apply(&server, &ctx).await,
-            FinalizerEvent::Cleanup(server) => cleanup::run(&server, &ctx).await,
+            FinalizerEvent::Apply(server) => run(&server, &reconciler).await,
+            FinalizerEvent::Cleanup(server) => cleanup::run(&server, &reconciler.ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(Error::from_finalizer)
 }
 
-/// The API service names this server asks for, in spec order.
-pub fn requested_api_services(server: &ExtensionServer) -> Vec<ApiServiceName> {
-    let group = Group(server.spec.group.clone());
-    server
-        .spec
-        .versions
-        .iter()
-        .map(|v| ApiServiceName::new(&Version(v.name.clone()), &group))
-        .collect()
-}
-
-async fn apply(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
-    let names = ServerNames::of(server);
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let api_services: Api<APIService> = Api::all(ctx.client.clone());
-
-    // Observe.
-    let deployment = get_opt(&deployments, names.workload()).await?;
-    let mut observed_api_services = Vec::new();
-    for name in requested_api_services(server) {
-        let live = get_opt(&api_services, name.as_str()).await?;
-        observed_api_services.push((name, live));
-    }
-
-    // TLS.
-    let tls = tls::run(
-        ctx,
-        server,
-        &names,
-        deployment.as_ref(),
-        &observed_api_services,
-    )
-    .await?;
-
-    // Build and apply.
-    let ready_replicas = deployment
+/// One pass of the pipeline.
+async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action> {
+    let ctx = reconciler.ctx.as_ref();
+    let validated = validate::validate(server, &ctx.settings)?;
+    let observed = observe::observe(&reconciler.stores, &validated.names, &validated.requested);
+    let tls = tls::run(ctx, server, &validated, &observed).await?;
+    let ready_replicas = observed
+        .deployment
         .as_ref()
         .and_then(|d| d.status.as_ref()?.ready_replicas)
         .unwrap_or(0);
-    let gate = if held_back(server, ctx, &names) {
-        Gate::HeldBack
-    } else {
-        registration_gate(server, ready_replicas, tls.input.is_some(), ctx)
-    };
+    let gate = registration::gate(
+        server,
+        validated.group_allowed,
+        held_back(server, ctx, &validated.names),
+        tls.input.is_some(),
+        ready_replicas,
+    );
     let applied = match &tls.input {
         Some(input) => {
-            let desired = build::desired(server, input);
-            apply_all::apply_all(ctx, server, &names, desired, observed_api_services, gate).await?
+            let desired = desired::desired(server, input);
+            let adopt = server.spec.registration.adopt_existing;
+            apply::apply(ctx, &validated, desired, observed, gate, adopt).await?
         }
-        None => apply_all::Applied::blocked(server, deployment, observed_api_services),
+        None => Applied::blocked(observed),
     };
+    let handshake = probe::verify(ctx, server, &validated.names, &applied).await;
+    remember_held_back(ctx, &validated.names, server, &applied.registrations);
 
-    if applied
-        .registrations
-        .iter()
-        .any(|r| matches!(r, status::Registration::UnregisteredUnavailable(_)))
-        && let Ok(mut held) = ctx.held_back.lock()
-    {
-        held.insert(names.owner_key(), server.metadata.generation);
-    }
-
-    // Status: the aggregator's view, plus a verified handshake it does not make itself.
-    let handshakes = verify_handshakes(ctx, server, &names, &applied.api_services).await?;
     let observation = Observation {
-        names: &names,
+        names: &validated.names,
         generation: server.metadata.generation,
         spec_replicas: server.spec.replicas,
         port: server.spec.port,
         deployment: applied.deployment.as_ref(),
-        certificate: tls.outcome.clone(),
-        registrations: applied.registrations.clone(),
-        api_services: applied.api_services.clone(),
-        handshakes,
+        certificate: &tls.outcome,
+        registrations: &applied.registrations,
+        api_services: &applied.api_services,
+        handshake: &handshake,
     };
-    let now = Time(Timestamp::now());
-    let new_status = status::compute(&observation, server.status.as_ref(), now);
-    record_metrics(ctx, &names, &new_status);
-    events::publish_transitions(
-        ctx,
-        server,
+    let new_status = status::compute(&observation, server.status.as_ref(), Time(Timestamp::now()));
+    record_metrics(ctx, &validated.names, &new_status);
+    let events = events::transitions(
         server.status.as_ref(),
         &new_status,
         &tls.events,
-    )
-    .await;
-    write_status(ctx, server, &names, new_status).await?;
+        &applied.restored,
+        &validated.names,
+    );
+    events::publish(ctx, server, events).await;
+    write_status(ctx, server, &validated.names, new_status).await?;
 
-    let mut wait = next_requeue(ctx, &tls);
-    if observation
-        .registrations
-        .iter()
-        .any(|r| matches!(r, status::Registration::Registered(_)))
-    {
-        // Nothing watches the certificate a server presents: check again at the aggregator's pace.
-        wait = wait.min(ctx.settings.probe_interval);
+    let due = due(&validated, &tls, &applied);
+    let settings = &ctx.settings;
+    Ok(Action::requeue(requeue::after(
+        &due,
+        settings.resync,
+        settings.probe_interval,
+        Timestamp::now(),
+    )))
+}
+
+fn due(validated: &Validated, tls: &tls::TlsStep, applied: &Applied) -> requeue::Due {
+    requeue::Due {
+        tls: tls.next_due,
+        rotating: tls.rotating,
+        probing: applied
+            .registrations
+            .iter()
+            .any(|r| matches!(r, Registration::Registered(_))),
+        unregister: applied
+            .api_services
+            .iter()
+            .filter_map(|(_, live)| {
+                registration::unavailable_until(live.as_ref()?, validated.unregister_after)
+            })
+            .collect(),
     }
-    let limit = apply_all::unregister_after(server)?;
-    for (_, live) in &applied.api_services {
-        if let Some(deadline) = live
-            .as_ref()
-            .and_then(|a| registration::unavailable_until(a, limit))
-        {
-            let seconds = (deadline.as_second() - Timestamp::now().as_second()).max(1);
-            wait = wait.min(Duration::from_secs(seconds as u64));
-        }
-    }
-    Ok(Action::requeue(wait))
 }
 
 fn record_metrics(ctx: &Context, names: &ServerNames, status: &ExtensionServerStatus) {
@@ -173,44 +163,9 @@ fn record_metrics(ctx: &Context, names: &ServerNames, status: &ExtensionServerSt
     }
 }
 
-/// Handshakes with the Service for every APIService the aggregator reports Available.
-async fn verify_handshakes(
-    ctx: &Context,
-    server: &ExtensionServer,
-    names: &ServerNames,
-    api_services: &[(ApiServiceName, Option<APIService>)],
-) -> Result<Vec<(ApiServiceName, tls_probe::Handshake)>> {
-    let mut results = Vec::new();
-    let checkable: Vec<_> = api_services
-        .iter()
-        .filter_map(|(name, live)| {
-            let live = live.as_ref()?;
-            let available = live.available().is_some_and(|c| c.status == "True");
-            let bundle = live.spec.ca_bundle.as_ref()?;
-            (available && !build::is_insecure(server)).then_some((name, bundle))
-        })
-        .collect();
-    if checkable.is_empty() {
-        return Ok(results);
-    }
-    let services: Api<k8s_openapi::api::core::v1::Service> =
-        Api::namespaced(ctx.client.clone(), &names.namespace);
-    let Some(cluster_ip) = get_opt(&services, names.workload())
-        .await?
-        .and_then(|s| s.spec?.cluster_ip)
-        .filter(|ip| !ip.is_empty() && ip != "None")
-    else {
-        return Ok(results);
-    };
-    let server_name = format!("{}.{}.svc", names.name, names.namespace);
-    for (name, bundle) in checkable {
-        let outcome = tls_probe::handshake(&cluster_ip, 443, &server_name, &bundle.0).await;
-        results.push((name.clone(), outcome));
-    }
-    Ok(results)
-}
-
 /// After `unregisterAfter` removed the APIServices, they stay out until the spec changes.
+/// Status records that, but the watch cache can lag behind the status write, so the operator
+/// remembers it too.
 fn held_back(server: &ExtensionServer, ctx: &Context, names: &ServerNames) -> bool {
     let remembered = ctx
         .held_back
@@ -223,44 +178,25 @@ fn held_back(server: &ExtensionServer, ctx: &Context, names: &ServerNames) -> bo
     server
         .status
         .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Registered"))
+        .and_then(|s| status::conditions::find(&s.conditions, ConditionType::Registered))
         .is_some_and(|c| {
-            c.reason == "Unregistered" && c.observed_generation == server.metadata.generation
+            Reason::parse(&c.reason) == Reason::Unregistered
+                && c.observed_generation == server.metadata.generation
         })
 }
 
-fn registration_gate(
-    server: &ExtensionServer,
-    ready_replicas: i32,
-    certificate_ready: bool,
+fn remember_held_back(
     ctx: &Context,
-) -> Gate {
-    if server.spec.replicas == 0 {
-        return Gate::ScaledToZero;
+    names: &ServerNames,
+    server: &ExtensionServer,
+    registrations: &[Registration],
+) {
+    let unregistered = registrations
+        .iter()
+        .any(|r| matches!(r, Registration::UnregisteredUnavailable(_)));
+    if unregistered && let Ok(mut held) = ctx.held_back.lock() {
+        held.insert(names.owner_key(), server.metadata.generation);
     }
-    if !ctx.settings.group_allowed(&server.spec.group) {
-        return Gate::GroupNotAllowed;
-    }
-    if !certificate_ready {
-        return Gate::WaitingForCertificate;
-    }
-    match server.spec.registration.policy {
-        RegistrationPolicy::Always => Gate::Allowed,
-        RegistrationPolicy::WhenReady if ready_replicas >= 1 => Gate::Allowed,
-        RegistrationPolicy::WhenReady => Gate::WaitingForReadyReplicas,
-    }
-}
-
-fn next_requeue(ctx: &Context, tls: &tls::TlsStep) -> Duration {
-    let mut wait = ctx.settings.resync;
-    if let Some(due) = tls.next_due {
-        let seconds = due.as_second() - Timestamp::now().as_second();
-        wait = wait.min(Duration::from_secs(seconds.max(1) as u64));
-    }
-    if tls.rotating {
-        wait = wait.min(Duration::from_secs(5));
-    }
-    wait
 }
 
 /// Writes status with server-side apply, only when it changed.

@@ -1,14 +1,17 @@
-//! APIService registration with ownership checks: never touch an APIService that is not ours.
+//! APIService registration: a pure decision table, then the one write it calls for. Never
+//! touches an APIService that is not ours.
 
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, PostParams};
 
 use crate::apiservice::APIService;
-use crate::apply::apply;
+use crate::crd::{ExtensionServer, RegistrationPolicy};
 use crate::error::{Error, Result};
-use crate::names::{ApiServiceName, OWNER_ANNOTATION, ServerNames};
+use crate::names::{ApiServiceName, FIELD_MANAGER, ServerNames};
+use crate::observe::owner_annotation;
+use crate::ssa;
 use crate::status::Registration;
 
 /// Why registration is or is not allowed in this pass.
@@ -24,6 +27,33 @@ pub enum Gate {
     HeldBack,
 }
 
+/// The gate, in order of precedence.
+pub fn gate(
+    server: &ExtensionServer,
+    group_allowed: bool,
+    held_back: bool,
+    certificate_ready: bool,
+    ready_replicas: i32,
+) -> Gate {
+    if held_back {
+        return Gate::HeldBack;
+    }
+    if server.spec.replicas == 0 {
+        return Gate::ScaledToZero;
+    }
+    if !group_allowed {
+        return Gate::GroupNotAllowed;
+    }
+    if !certificate_ready {
+        return Gate::WaitingForCertificate;
+    }
+    match server.spec.registration.policy {
+        RegistrationPolicy::Always => Gate::Allowed,
+        RegistrationPolicy::WhenReady if ready_replicas >= 1 => Gate::Allowed,
+        RegistrationPolicy::WhenReady => Gate::WaitingForReadyReplicas,
+    }
+}
+
 /// Who holds an existing APIService.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Holder {
@@ -37,88 +67,139 @@ pub fn holder(existing: &APIService, names: &ServerNames) -> Holder {
     if existing.is_local() {
         return Holder::BuiltIn;
     }
-    match existing
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(OWNER_ANNOTATION))
-    {
-        Some(owner) if *owner == names.owner_key() => Holder::Us,
-        Some(owner) => Holder::OtherServer(owner.clone()),
+    match owner_annotation(existing) {
+        Some(owner) if owner == names.owner_key() => Holder::Us,
+        Some(owner) => Holder::OtherServer(owner.to_string()),
         None => Holder::Unmanaged,
     }
 }
 
-/// Registers (or keeps, or removes) one APIService. Returns the outcome and the live object.
-pub async fn reconcile_one(
-    api: &Api<APIService>,
-    desired: &APIService,
-    existing: Option<APIService>,
+/// What to do with one requested APIService.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Nobody holds it and the gate is open: create it (create-only).
+    Create,
+    /// Ours (or adoptable): apply the desired state.
+    Apply,
+    /// Ours, but it must go: delete it and report this.
+    Delete(Registration),
+    /// Leave it as it is and report this.
+    Report(Registration),
+}
+
+/// The decision table. `expired` is true when the APIService has been unavailable longer
+/// than `registration.unregisterAfter`.
+pub fn decide(
+    name: &ApiServiceName,
+    existing: Option<&APIService>,
     names: &ServerNames,
     gate: Gate,
     adopt_existing: bool,
-    unregister_after: Option<Duration>,
-) -> Result<(Registration, Option<APIService>)> {
-    let name = ApiServiceName::new(
-        &crate::names::Version(desired.spec.version.clone().unwrap_or_default()),
-        &crate::names::Group(desired.spec.group.clone().unwrap_or_default()),
-    );
+    expired: bool,
+) -> Decision {
+    let waiting = |gate: Gate| match gate {
+        Gate::WaitingForReadyReplicas => Registration::WaitingForReadyReplicas(name.clone()),
+        Gate::WaitingForCertificate => Registration::WaitingForCertificate(name.clone()),
+        Gate::ScaledToZero => Registration::ScaledToZero(name.clone()),
+        Gate::GroupNotAllowed => not_allowed(name.clone()),
+        Gate::HeldBack | Gate::Allowed => Registration::UnregisteredUnavailable(name.clone()),
+    };
     let Some(existing) = existing else {
         return match gate {
-            Gate::Allowed => create(api, desired, name).await,
-            Gate::WaitingForReadyReplicas => {
-                Ok((Registration::WaitingForReadyReplicas(name), None))
-            }
-            Gate::WaitingForCertificate => Ok((Registration::WaitingForCertificate(name), None)),
-            Gate::ScaledToZero => Ok((Registration::ScaledToZero(name), None)),
-            Gate::GroupNotAllowed => Ok((not_allowed(name), None)),
-            Gate::HeldBack => Ok((Registration::UnregisteredUnavailable(name), None)),
+            Gate::Allowed => Decision::Create,
+            other => Decision::Report(waiting(other)),
         };
     };
-    match holder(&existing, names) {
-        Holder::Us if gate == Gate::ScaledToZero => {
-            delete(api, &name).await?;
-            Ok((Registration::ScaledToZero(name), None))
-        }
-        Holder::Us if gate == Gate::GroupNotAllowed => {
-            delete(api, &name).await?;
-            Ok((not_allowed(name), None))
-        }
-        Holder::Us
-            if gate == Gate::HeldBack || unavailable_too_long(&existing, unregister_after) =>
-        {
-            delete(api, &name).await?;
-            Ok((Registration::UnregisteredUnavailable(name), None))
-        }
-        Holder::Us => {
-            let live = apply(api, desired, Some(existing)).await?;
-            Ok((Registration::Registered(name), Some(live)))
-        }
-        Holder::Unmanaged if adopt_existing => {
-            let live = apply(api, desired, Some(existing)).await?;
-            Ok((Registration::Registered(name), Some(live)))
-        }
-        other => Ok((
-            Registration::Conflict {
-                reason: conflict_reason(&other),
-                name,
-            },
-            None,
-        )),
+    match holder(existing, names) {
+        Holder::Us => match gate {
+            Gate::ScaledToZero | Gate::GroupNotAllowed | Gate::HeldBack => {
+                Decision::Delete(waiting(gate))
+            }
+            _ if expired => Decision::Delete(Registration::UnregisteredUnavailable(name.clone())),
+            _ => Decision::Apply,
+        },
+        Holder::Unmanaged if adopt_existing => Decision::Apply,
+        other => Decision::Report(Registration::Conflict {
+            name: name.clone(),
+            reason: conflict_reason(&other),
+        }),
     }
 }
 
+/// Carries out a decision; returns the outcome and the APIService as it stands afterwards.
+pub async fn execute(
+    api: &Api<APIService>,
+    name: &ApiServiceName,
+    desired: &APIService,
+    existing: Option<&APIService>,
+    decision: Decision,
+    recheck: impl FnOnce(&APIService) -> Decision,
+) -> Result<(Registration, Option<APIService>)> {
+    match decision {
+        Decision::Create => match create(api, desired).await? {
+            Some(created) => Ok((Registration::Registered(name.clone()), Some(created))),
+            // Someone created it since the cache saw it: decide again on the live object
+            // (a live read, because the cache has not caught up yet).
+            None => match ssa::get_opt(api, name.as_str()).await? {
+                Some(live) => match recheck(&live) {
+                    Decision::Apply => apply(api, name, desired, &live).await,
+                    Decision::Delete(outcome) | Decision::Report(outcome) => Ok((outcome, None)),
+                    Decision::Create => Ok((
+                        Registration::Conflict {
+                            name: name.clone(),
+                            reason: "created by someone else at the same moment; it is re-checked on the next pass".into(),
+                        },
+                        None,
+                    )),
+                },
+                None => Ok((
+                    Registration::Conflict {
+                        name: name.clone(),
+                        reason: "created and deleted by someone else at the same moment; it is re-checked on the next pass".into(),
+                    },
+                    None,
+                )),
+            },
+        },
+        Decision::Apply => match existing {
+            Some(live) => apply(api, name, desired, live).await,
+            None => Ok((Registration::Registered(name.clone()), None)),
+        },
+        Decision::Delete(outcome) => {
+            if let Some(live) = existing {
+                delete(api, live).await?;
+            }
+            Ok((outcome, None))
+        }
+        Decision::Report(outcome) => Ok((outcome, None)),
+    }
+}
+
+async fn apply(
+    api: &Api<APIService>,
+    name: &ApiServiceName,
+    desired: &APIService,
+    live: &APIService,
+) -> Result<(Registration, Option<APIService>)> {
+    let live = ssa::apply(api, desired, Some(live)).await?;
+    Ok((Registration::Registered(name.clone()), Some(live)))
+}
+
 /// True if the aggregator has reported the APIService unavailable for longer than `limit`.
-pub fn unavailable_too_long(api_service: &APIService, limit: Option<Duration>) -> bool {
-    unavailable_until(api_service, limit).is_some_and(|deadline| Timestamp::now() >= deadline)
+pub fn unavailable_too_long(
+    api_service: &APIService,
+    limit: Option<Duration>,
+    now: Timestamp,
+) -> bool {
+    unavailable_until(api_service, limit).is_some_and(|deadline| now >= deadline)
 }
 
 /// When an unavailable APIService will have been unavailable for `limit`.
 pub fn unavailable_until(api_service: &APIService, limit: Option<Duration>) -> Option<Timestamp> {
-    let limit = limit?;
+    let limit = i64::try_from(limit?.as_secs()).ok()?;
     let condition = api_service.available().filter(|c| c.status != "True")?;
     let since = condition.last_transition_time.as_ref()?.0;
-    Timestamp::from_second(since.as_second() + limit.as_secs() as i64).ok()
+    Timestamp::from_second(since.as_second().checked_add(limit)?).ok()
 }
 
 fn not_allowed(name: ApiServiceName) -> Registration {
@@ -143,45 +224,30 @@ fn conflict_reason(holder: &Holder) -> String {
     }
 }
 
-/// Create-only: if someone else created it first, they keep it.
-async fn create(
-    api: &Api<APIService>,
-    desired: &APIService,
-    name: ApiServiceName,
-) -> Result<(Registration, Option<APIService>)> {
+/// Create-only: `None` if someone else created it first.
+async fn create(api: &Api<APIService>, desired: &APIService) -> Result<Option<APIService>> {
     let params = PostParams {
-        field_manager: Some(crate::names::FIELD_MANAGER.into()),
+        field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    let desired =
-        crate::apply::with_hash(desired).map_err(|e| Error::Serialize("APIService".into(), e))?;
+    let desired = ssa::with_hash(desired).map_err(|e| Error::Serialize("APIService".into(), e))?;
     match api.create(&params, &desired).await {
-        Ok(created) => Ok((Registration::Registered(name), Some(created))),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok((
-            Registration::Conflict {
-                name,
-                reason:
-                    "created by someone else at the same moment; it is re-checked on the next pass"
-                        .into(),
-            },
-            None,
-        )),
+        Ok(created) => Ok(Some(created)),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(source) => Err(Error::Apply {
             kind: "APIService".into(),
-            name: name.to_string(),
+            name: desired.metadata.name.clone().unwrap_or_default(),
             source,
         }),
     }
 }
 
-pub async fn delete(api: &Api<APIService>, name: &ApiServiceName) -> Result<()> {
-    match api.delete(name.as_str(), &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(source) => Err(Error::Delete {
-            kind: "APIService".into(),
-            name: name.to_string(),
-            source,
-        }),
-    }
+/// Deletes one of our APIServices, exactly the one that was seen (uid precondition).
+pub async fn delete(api: &Api<APIService>, live: &APIService) -> Result<()> {
+    let name = live.metadata.name.clone().unwrap_or_default();
+    let preconditions = kube::api::Preconditions {
+        uid: live.metadata.uid.clone(),
+        resource_version: None,
+    };
+    ssa::delete(api, &name, Some(preconditions)).await
 }

@@ -1,5 +1,7 @@
-//! The TLS step: read the CA and serving Secrets (or the user's Secret), plan, and persist a
-//! changed CA with create-only / optimistic-concurrency writes.
+//! The TLS step: plan the CA and serving certificate from the cached Secrets (or read the
+//! user's Secret), and persist a changed CA with create-only / optimistic-concurrency writes.
+
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
@@ -8,15 +10,19 @@ use kube::Resource;
 use kube::api::{Api, PostParams};
 
 use crate::apiservice::APIService;
-use crate::apply::get_opt;
-use crate::build::TlsInput;
 use crate::context::Context;
 use crate::crd::{ExtensionServer, TlsMode};
+use crate::desired::TlsInput;
 use crate::error::{Error, Result};
-use crate::names::{CERT_HASH_ANNOTATION, ServerNames};
+use crate::names::{ApiServiceName, CERT_HASH_ANNOTATION, ServerNames};
+use crate::observe::Observed;
 use crate::reconcile::registration::{Holder, holder};
+use crate::reconcile::validate::Validated;
+use crate::ssa::get_opt;
 use crate::status::CertificateOutcome;
 use crate::tls::{self, CaSet, TlsEvent, TlsObserved, certs};
+
+type ObservedApiServices = [(ApiServiceName, Option<Arc<APIService>>)];
 
 /// The result of the TLS step.
 pub struct TlsStep {
@@ -32,17 +38,42 @@ pub struct TlsStep {
 pub async fn run(
     ctx: &Context,
     server: &ExtensionServer,
-    names: &ServerNames,
-    deployment: Option<&Deployment>,
-    api_services: &[(crate::names::ApiServiceName, Option<APIService>)],
+    validated: &Validated,
+    observed: &Observed,
 ) -> Result<TlsStep> {
+    let names = &validated.names;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     match server.spec.tls.mode {
+        // The user's Secret is not cached (only Secrets the operator labels are): read it live.
         TlsMode::Secret => user_secret(&secrets, server, names).await,
         TlsMode::Managed | TlsMode::Insecure => {
-            managed(ctx, &secrets, server, names, deployment, api_services).await
+            let cached = (observed.ca_secret.clone(), observed.tls_secret.clone());
+            let step = managed(&secrets, server, validated, observed, cached, false).await?;
+            match step {
+                Managed::Done(step) => Ok(*step),
+                // Minting is effectively a create: confirm with a live read that the Secrets
+                // are really missing, since the cache may not have seen this server's last write.
+                Managed::WouldMint => {
+                    let live = (
+                        get_opt(&secrets, &names.ca_secret()).await?.map(Arc::new),
+                        get_opt(&secrets, &names.tls_secret()).await?.map(Arc::new),
+                    );
+                    match managed(&secrets, server, validated, observed, live, true).await? {
+                        Managed::Done(step) => Ok(*step),
+                        Managed::WouldMint => Err(Error::ReadCertificate(
+                            "the CA and serving Secrets changed while planning".into(),
+                        )),
+                    }
+                }
+            }
         }
     }
+}
+
+/// The managed TLS step's outcome: done, or a mint that first needs fresh Secrets.
+enum Managed {
+    Done(Box<TlsStep>),
+    WouldMint,
 }
 
 async fn user_secret(
@@ -118,43 +149,42 @@ async fn user_secret(
 }
 
 async fn managed(
-    ctx: &Context,
     secrets: &Api<Secret>,
     server: &ExtensionServer,
-    names: &ServerNames,
-    deployment: Option<&Deployment>,
-    api_services: &[(crate::names::ApiServiceName, Option<APIService>)],
-) -> Result<TlsStep> {
-    let lifetimes = tls::lifetimes(
-        server.spec.tls.certificate_duration.as_deref(),
-        server.spec.tls.ca_duration.as_deref(),
-        ctx.settings.default_lifetimes,
-    )?;
-    let ca_secret = get_opt(secrets, &names.ca_secret()).await?;
+    validated: &Validated,
+    observed: &Observed,
+    (ca_secret, tls_secret): (Option<Arc<Secret>>, Option<Arc<Secret>>),
+    fresh: bool,
+) -> Result<Managed> {
+    let names = &validated.names;
+    let api_services = observed.api_services.as_slice();
     let ca = ca_secret
         .as_ref()
         .and_then(|s| s.data.as_ref())
         .and_then(CaSet::from_secret_data);
-    let serving = get_opt(secrets, &names.tls_secret())
-        .await?
-        .and_then(|s| s.data)
-        .and_then(|d| tls::serving_from_secret_data(&d));
-    let observed = TlsObserved {
+    let serving = tls_secret
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .and_then(tls::serving_from_secret_data);
+    if !fresh && (ca.is_none() || serving.is_none()) {
+        return Ok(Managed::WouldMint);
+    }
+    let tls_observed = TlsObserved {
         bundle_propagated: bundle_propagated(ca.as_ref(), api_services, names),
-        rollout_complete: rollout_complete(deployment, serving.as_ref())
+        rollout_complete: rollout_complete(observed.deployment.as_deref(), serving.as_ref())
             && availability_settled(api_services, names),
         ca,
         serving,
     };
     let plan = tls::plan(
-        &observed,
+        &tls_observed,
         &names.service_dns_names(),
         &format!("{}.{} extension-server CA", names.name, names.namespace),
-        lifetimes,
+        validated.lifetimes,
         Timestamp::now(),
     )?;
     if plan.ca_changed {
-        write_ca(secrets, server, names, ca_secret, &plan.ca).await?;
+        write_ca(secrets, server, names, ca_secret.as_deref(), &plan.ca).await?;
     }
     let insecure = server.spec.tls.mode == TlsMode::Insecure;
     let rotating = plan.ca.next.is_some() || plan.ca.previous_cert.is_some();
@@ -164,7 +194,7 @@ async fn managed(
     ]
     .into_iter()
     .min();
-    Ok(TlsStep {
+    Ok(Managed::Done(Box::new(TlsStep {
         input: Some(TlsInput {
             secret_name: names.tls_secret(),
             managed_serving: Some(plan.serving.clone()),
@@ -184,12 +214,12 @@ async fn managed(
         events: plan.events.clone(),
         next_due,
         rotating,
-    })
+    })))
 }
 
 fn bundle_propagated(
     ca: Option<&CaSet>,
-    api_services: &[(crate::names::ApiServiceName, Option<APIService>)],
+    api_services: &ObservedApiServices,
     names: &ServerNames,
 ) -> bool {
     let Some(ca) = ca else { return true };
@@ -199,10 +229,7 @@ fn bundle_propagated(
 }
 
 /// Every registered APIService is Available, or none is (then there is no traffic to protect).
-fn availability_settled(
-    api_services: &[(crate::names::ApiServiceName, Option<APIService>)],
-    names: &ServerNames,
-) -> bool {
+fn availability_settled(api_services: &ObservedApiServices, names: &ServerNames) -> bool {
     let available: Vec<bool> = ours(api_services, names)
         .map(|a| a.available().is_some_and(|c| c.status == "True"))
         .collect();
@@ -210,12 +237,12 @@ fn availability_settled(
 }
 
 fn ours<'a>(
-    api_services: &'a [(crate::names::ApiServiceName, Option<APIService>)],
+    api_services: &'a ObservedApiServices,
     names: &'a ServerNames,
 ) -> impl Iterator<Item = &'a APIService> {
     api_services
         .iter()
-        .filter_map(|(_, a)| a.as_ref())
+        .filter_map(|(_, a)| a.as_deref())
         .filter(move |a| holder(a, names) == Holder::Us)
 }
 
@@ -252,7 +279,7 @@ async fn write_ca(
     secrets: &Api<Secret>,
     server: &ExtensionServer,
     names: &ServerNames,
-    existing: Option<Secret>,
+    existing: Option<&Secret>,
     ca: &CaSet,
 ) -> Result<()> {
     let mut secret = Secret {
@@ -274,7 +301,7 @@ async fn write_ca(
     let result = match existing {
         None => secrets.create(&params, &secret).await.map(|_| ()),
         Some(existing) => {
-            secret.metadata.resource_version = existing.metadata.resource_version;
+            secret.metadata.resource_version = existing.metadata.resource_version.clone();
             secrets
                 .replace(&names.ca_secret(), &params, &secret)
                 .await

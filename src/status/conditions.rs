@@ -2,19 +2,14 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// Condition types, in the order `Ready` checks them.
-pub const DEPLOYMENT_AVAILABLE: &str = "DeploymentAvailable";
-pub const CERTIFICATE_READY: &str = "CertificateReady";
-pub const REGISTERED: &str = "Registered";
-pub const AVAILABLE: &str = "Available";
-pub const READY: &str = "Ready";
+use super::reasons::{ConditionType, Reason};
 
 /// A condition before timestamps: what this pass concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    pub type_: &'static str,
+    pub type_: ConditionType,
     pub status: Status,
-    pub reason: String,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -37,15 +32,15 @@ impl Status {
 
 impl Verdict {
     pub fn new(
-        type_: &'static str,
+        type_: ConditionType,
         status: Status,
-        reason: impl Into<String>,
+        reason: Reason,
         message: impl Into<String>,
     ) -> Self {
         Self {
             type_,
             status,
-            reason: reason.into(),
+            reason,
             message: message.into(),
         }
     }
@@ -66,13 +61,13 @@ pub fn merge(
         .map(|v| {
             let last_transition_time = previous
                 .iter()
-                .find(|c| c.type_ == v.type_ && c.status == v.status.as_str())
+                .find(|c| c.type_ == v.type_.as_str() && c.status == v.status.as_str())
                 .map(|c| c.last_transition_time.clone())
                 .unwrap_or_else(|| now.clone());
             Condition {
-                type_: v.type_.to_string(),
+                type_: v.type_.as_str().to_string(),
                 status: v.status.as_str().to_string(),
-                reason: v.reason.clone(),
+                reason: v.reason.as_str().to_string(),
                 message: v.message.clone(),
                 observed_generation: generation,
                 last_transition_time,
@@ -85,18 +80,23 @@ pub fn merge(
 pub fn ready(verdicts: &[Verdict]) -> Verdict {
     match verdicts.iter().find(|v| !v.is_true()) {
         None => Verdict::new(
-            READY,
+            ConditionType::Ready,
             Status::True,
-            "Ready",
+            Reason::Ready,
             "the extension API server is running and available through the aggregator",
         ),
         Some(first) => Verdict::new(
-            READY,
+            ConditionType::Ready,
             Status::False,
             first.reason.clone(),
             format!("{}: {}", first.type_, first.message),
         ),
     }
+}
+
+/// The condition of `type_` in a status's list.
+pub fn find(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == type_.as_str())
 }
 
 #[cfg(test)]
@@ -105,44 +105,66 @@ mod tests {
     use k8s_openapi::jiff::Timestamp;
 
     fn time(s: i64) -> Time {
-        Time(Timestamp::from_second(s).unwrap())
+        Time(Timestamp::from_second(s).expect("time"))
+    }
+
+    fn available(status: Status, reason: &str) -> Verdict {
+        Verdict::new(
+            ConditionType::Available,
+            status,
+            Reason::Aggregator(reason.into()),
+            reason.to_lowercase(),
+        )
     }
 
     #[test]
     fn transition_time_is_kept_unless_status_flips() {
-        let first = merge(
-            &[],
-            &[Verdict::new(AVAILABLE, Status::False, "A", "a")],
-            Some(1),
-            time(10),
-        );
-        let same = merge(
-            &first,
-            &[Verdict::new(AVAILABLE, Status::False, "B", "b")],
-            Some(2),
-            time(20),
-        );
+        let first = merge(&[], &[available(Status::False, "A")], Some(1), time(10));
+        let same = merge(&first, &[available(Status::False, "B")], Some(2), time(20));
         assert_eq!(same[0].last_transition_time, time(10));
         assert_eq!(same[0].observed_generation, Some(2));
-        let flipped = merge(
-            &same,
-            &[Verdict::new(AVAILABLE, Status::True, "C", "c")],
-            Some(2),
-            time(30),
-        );
+        assert_eq!(same[0].reason, "B");
+        let flipped = merge(&same, &[available(Status::True, "C")], Some(2), time(30));
         assert_eq!(flipped[0].last_transition_time, time(30));
     }
 
     #[test]
     fn ready_names_the_first_failing_condition() {
         let verdicts = [
-            Verdict::new(DEPLOYMENT_AVAILABLE, Status::True, "Ok", ""),
-            Verdict::new(REGISTERED, Status::False, "Conflict", "taken"),
-            Verdict::new(AVAILABLE, Status::Unknown, "NotRegistered", ""),
+            Verdict::new(
+                ConditionType::DeploymentAvailable,
+                Status::True,
+                Reason::MinimumReplicasAvailable,
+                "",
+            ),
+            Verdict::new(
+                ConditionType::Registered,
+                Status::False,
+                Reason::Conflict,
+                "taken",
+            ),
+            Verdict::new(
+                ConditionType::Available,
+                Status::Unknown,
+                Reason::NotRegistered,
+                "",
+            ),
         ];
         let ready = ready(&verdicts);
         assert_eq!(ready.status, Status::False);
-        assert_eq!(ready.reason, "Conflict");
-        assert!(ready.message.starts_with("Registered: "));
+        assert_eq!(ready.reason, Reason::Conflict);
+        assert_eq!(ready.message, "Registered: taken");
+    }
+
+    #[test]
+    fn ready_is_true_only_when_every_other_condition_is() {
+        let all_true = [Verdict::new(
+            ConditionType::Available,
+            Status::True,
+            Reason::Passed,
+            "",
+        )];
+        assert_eq!(ready(&all_true).reason, Reason::Ready);
+        assert!(ready(&all_true).is_true());
     }
 }

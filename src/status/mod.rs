@@ -3,18 +3,23 @@
 
 pub mod conditions;
 mod diagnosis;
+pub mod reasons;
+#[cfg(test)]
+mod tests;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use conditions::{Status, Verdict};
 pub use diagnosis::diagnose_unavailable;
+pub use reasons::{ConditionType, Reason};
 
 use crate::apiservice::APIService;
 use crate::crd::{ApiServiceState, CertificateState, ExtensionServerStatus};
 use crate::names::{ApiServiceName, ServerNames};
 use crate::tls::CertInfo;
-use conditions::{AVAILABLE, CERTIFICATE_READY, DEPLOYMENT_AVAILABLE, REGISTERED};
+use crate::tls::probe::Handshake;
+use ConditionType::{Available, CertificateReady, DeploymentAvailable, Registered};
 
 /// How the serving certificate stands.
 #[derive(Debug, Clone)]
@@ -55,12 +60,12 @@ pub struct Observation<'a> {
     pub spec_replicas: i32,
     pub port: i32,
     pub deployment: Option<&'a Deployment>,
-    pub certificate: CertificateOutcome,
-    pub registrations: Vec<Registration>,
-    /// Our APIServices as last seen (after apply), by name.
-    pub api_services: Vec<(ApiServiceName, Option<APIService>)>,
-    /// TLS handshakes made as the aggregator's proxy would, by APIService.
-    pub handshakes: Vec<(ApiServiceName, crate::reconcile::tls_probe::Handshake)>,
+    pub certificate: &'a CertificateOutcome,
+    pub registrations: &'a [Registration],
+    /// The requested APIServices as last seen (after apply), by name.
+    pub api_services: &'a [(ApiServiceName, Option<APIService>)],
+    /// A TLS handshake with the Service, made as the aggregator's proxy would.
+    pub handshake: &'a Handshake,
 }
 
 /// Builds the whole status, merging conditions with the previous ones.
@@ -78,7 +83,7 @@ pub fn compute(
         ready_replicas,
         conditions: conditions::merge(previous_conditions, &verdicts, observation.generation, now),
         api_services: api_service_states(observation),
-        certificate: certificate_state(&observation.certificate),
+        certificate: certificate_state(observation.certificate),
     }
 }
 
@@ -111,17 +116,17 @@ fn deployment_verdict(o: &Observation<'_>) -> Verdict {
     );
     if o.spec_replicas == 0 {
         return Verdict::new(
-            DEPLOYMENT_AVAILABLE,
+            DeploymentAvailable,
             Status::False,
-            "ScaledToZero",
+            Reason::ScaledToZero,
             "spec.replicas is 0, so the APIServices are unregistered; set replicas to 1 or more to serve the API",
         );
     }
     if ready >= 1 {
         return Verdict::new(
-            DEPLOYMENT_AVAILABLE,
+            DeploymentAvailable,
             Status::True,
-            "MinimumReplicasAvailable",
+            Reason::MinimumReplicasAvailable,
             format!("{ready}/{} replicas are ready", o.spec_replicas),
         );
     }
@@ -131,9 +136,9 @@ fn deployment_verdict(o: &Observation<'_>) -> Verdict {
         .unwrap_or(false);
     if !observed {
         return Verdict::new(
-            DEPLOYMENT_AVAILABLE,
+            DeploymentAvailable,
             Status::False,
-            "Progressing",
+            Reason::Progressing,
             format!(
                 "Deployment {}/{} is being rolled out; wait, or check `{selector}`",
                 o.names.namespace, o.names.name
@@ -141,9 +146,9 @@ fn deployment_verdict(o: &Observation<'_>) -> Verdict {
         );
     }
     Verdict::new(
-        DEPLOYMENT_AVAILABLE,
+        DeploymentAvailable,
         Status::False,
-        "NoReadyReplicas",
+        Reason::NoReadyReplicas,
         format!(
             "0/{} replicas are ready; check `{selector}` and that the server answers its readiness probe (HTTPS GET /readyz on port {})",
             o.spec_replicas, o.port
@@ -152,34 +157,37 @@ fn deployment_verdict(o: &Observation<'_>) -> Verdict {
 }
 
 fn certificate_verdict(o: &Observation<'_>) -> Verdict {
-    match &o.certificate {
+    match o.certificate {
         CertificateOutcome::Valid { serving, .. } => Verdict::new(
-            CERTIFICATE_READY,
+            CertificateReady,
             Status::True,
-            "Valid",
+            Reason::Valid,
             format!(
                 "serving certificate for {}.{}.svc is valid until {}",
                 o.names.name, o.names.namespace, serving.not_after
             ),
         ),
         CertificateOutcome::Insecure { serving } => Verdict::new(
-            CERTIFICATE_READY,
+            CertificateReady,
             Status::True,
-            "InsecureSkipVerify",
+            Reason::InsecureSkipVerify,
             format!(
                 "tls.mode is Insecure: the aggregator does not verify the server's certificate (valid until {}); use Managed in production",
                 serving.not_after
             ),
         ),
         CertificateOutcome::SecretInvalid(why) => Verdict::new(
-            CERTIFICATE_READY,
+            CertificateReady,
             Status::False,
-            "SecretInvalid",
+            Reason::SecretInvalid,
             why.clone(),
         ),
-        CertificateOutcome::Expired(why) => {
-            Verdict::new(CERTIFICATE_READY, Status::False, "Expired", why.clone())
-        }
+        CertificateOutcome::Expired(why) => Verdict::new(
+            CertificateReady,
+            Status::False,
+            Reason::Expired,
+            why.clone(),
+        ),
     }
 }
 
@@ -190,7 +198,7 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
     let mut scaled = Vec::new();
     let mut dropped = Vec::new();
     let mut registered = Vec::new();
-    for registration in &o.registrations {
+    for registration in o.registrations {
         match registration {
             Registration::Conflict { name, reason } => conflicts.push(format!("{name}: {reason}")),
             Registration::WaitingForReadyReplicas(n) => waiting.push(n.to_string()),
@@ -201,13 +209,18 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
         }
     }
     if !conflicts.is_empty() {
-        return Verdict::new(REGISTERED, Status::False, "Conflict", conflicts.join("; "));
+        return Verdict::new(
+            Registered,
+            Status::False,
+            Reason::Conflict,
+            conflicts.join("; "),
+        );
     }
     if !scaled.is_empty() {
         return Verdict::new(
-            REGISTERED,
+            Registered,
             Status::False,
-            "ScaledToZero",
+            Reason::ScaledToZero,
             format!(
                 "{} unregistered because spec.replicas is 0; scale up to register again",
                 scaled.join(", ")
@@ -216,9 +229,9 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
     }
     if !dropped.is_empty() {
         return Verdict::new(
-            REGISTERED,
+            Registered,
             Status::False,
-            "Unregistered",
+            Reason::Unregistered,
             format!(
                 "{} unregistered after staying unavailable longer than registration.unregisterAfter, so discovery keeps working; fix the server, then change the spec (for example the image) to register again",
                 dropped.join(", ")
@@ -227,9 +240,9 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
     }
     if !waiting_cert.is_empty() {
         return Verdict::new(
-            REGISTERED,
+            Registered,
             Status::False,
-            "WaitingForCertificate",
+            Reason::WaitingForCertificate,
             format!(
                 "{} will be registered once the serving certificate is ready; see CertificateReady",
                 waiting_cert.join(", ")
@@ -238,9 +251,9 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
     }
     if !waiting.is_empty() {
         return Verdict::new(
-            REGISTERED,
+            Registered,
             Status::False,
-            "WaitingForReadyReplicas",
+            Reason::WaitingForReadyReplicas,
             format!(
                 "{} will be registered once a replica is ready (registration.policy WhenReady)",
                 waiting.join(", ")
@@ -248,9 +261,9 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
         );
     }
     Verdict::new(
-        REGISTERED,
+        Registered,
         Status::True,
-        "Registered",
+        Reason::Registered,
         format!("{} registered", registered.join(", ")),
     )
 }
@@ -266,38 +279,36 @@ fn available_verdict(o: &Observation<'_>) -> Verdict {
         .collect();
     if registered.len() != o.registrations.len() || registered.is_empty() {
         return Verdict::new(
-            AVAILABLE,
+            Available,
             Status::Unknown,
-            "NotRegistered",
+            Reason::NotRegistered,
             "not every APIService is registered yet; see the Registered condition",
         );
     }
-    for (name, api_service) in &o.api_services {
+    if let Handshake::Untrusted(why) = o.handshake {
+        let names: Vec<&str> = registered.iter().map(|n| n.as_str()).collect();
+        return Verdict::new(
+            Available,
+            Status::False,
+            Reason::TlsVerificationFailed,
+            format!(
+                "{}: {} (the aggregator's availability check does not verify TLS, but every request through it does)",
+                names.join(", "),
+                diagnose_unavailable(Reason::TlsVerificationFailed.as_str(), why, o.names, o.port)
+            ),
+        );
+    }
+    for (name, api_service) in o.api_services {
         let condition = api_service.as_ref().and_then(|a| a.available());
-        let untrusted = o.handshakes.iter().find_map(|(n, h)| match h {
-            crate::reconcile::tls_probe::Handshake::Untrusted(why) if n == name => Some(why),
-            _ => None,
-        });
-        if let Some(why) = untrusted {
-            return Verdict::new(
-                AVAILABLE,
-                Status::False,
-                "TLSVerificationFailed",
-                format!(
-                    "{name}: {} (the aggregator's availability check does not verify TLS, but every request through it does)",
-                    diagnose_unavailable("TLSVerificationFailed", why, o.names, o.port)
-                ),
-            );
-        }
         match condition {
             Some(c) if c.status == "True" => {}
             Some(c) => {
                 let reason = c.reason.clone().unwrap_or_else(|| "Unavailable".into());
                 let message = c.message.clone().unwrap_or_default();
                 return Verdict::new(
-                    AVAILABLE,
+                    Available,
                     Status::False,
-                    reason.clone(),
+                    Reason::parse(&reason),
                     format!(
                         "{name}: {}",
                         diagnose_unavailable(&reason, &message, o.names, o.port)
@@ -306,18 +317,18 @@ fn available_verdict(o: &Observation<'_>) -> Verdict {
             }
             None => {
                 return Verdict::new(
-                    AVAILABLE,
+                    Available,
                     Status::Unknown,
-                    "WaitingForAggregator",
+                    Reason::WaitingForAggregator,
                     format!("{name}: the aggregator has not checked it yet"),
                 );
             }
         }
     }
     Verdict::new(
-        AVAILABLE,
+        Available,
         Status::True,
-        "Passed",
+        Reason::Passed,
         "every APIService is available through the aggregator",
     )
 }
@@ -334,7 +345,7 @@ fn api_service_states(o: &Observation<'_>) -> Vec<ApiServiceState> {
                     .unwrap_or_else(|| "Unknown".into()),
                 reason: condition.and_then(|c| c.reason.clone()).unwrap_or_else(|| {
                     if api_service.is_none() {
-                        "NotRegistered".into()
+                        Reason::NotRegistered.as_str().to_string()
                     } else {
                         String::new()
                     }

@@ -11,6 +11,7 @@
 
 pub mod certs;
 pub mod duration;
+pub mod probe;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

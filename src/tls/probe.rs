@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -23,6 +24,20 @@ pub enum Handshake {
     Untrusted(String),
     /// No answer, or not checked; availability is the aggregator's call.
     Inconclusive,
+}
+
+/// Like [`handshake`], but waits for a permit of `limit` first, so probes stay bounded.
+pub async fn bounded(
+    limit: &Semaphore,
+    address: &str,
+    port: u16,
+    server_name: &str,
+    bundle_pem: &[u8],
+) -> Handshake {
+    let Ok(_permit) = limit.acquire().await else {
+        return Handshake::Inconclusive;
+    };
+    handshake(address, port, server_name, bundle_pem).await
 }
 
 /// Handshakes with `address:port` and verifies the certificate for `server_name` against

@@ -7,7 +7,7 @@
 use std::fmt::Debug;
 
 use kube::Resource;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -19,21 +19,21 @@ use crate::tls::certs::sha256_hex;
 /// Annotation holding the hash of the applied object.
 pub const APPLIED_HASH_ANNOTATION: &str = "aggregation.dev/applied-hash";
 
-/// Applies `desired` unless `live` already matches it; returns the live object afterwards.
-pub async fn apply<K>(api: &Api<K>, desired: &K, live: Option<K>) -> Result<K>
+/// Applies `desired` unless `live` (usually from the cache) already matches it; returns the
+/// object as it stands afterwards.
+pub async fn apply<K>(api: &Api<K>, desired: &K, live: Option<&K>) -> Result<K>
 where
-    K: Resource + Serialize + DeserializeOwned + Clone + Debug,
-    K::DynamicType: Default,
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
     let name = desired.meta().name.clone().unwrap_or_default();
-    let kind = K::kind(&Default::default()).to_string();
-    let serialize = |e| Error::Serialize(K::kind(&Default::default()).to_string(), e);
+    let kind = K::kind(&());
+    let serialize = |e| Error::Serialize(K::kind(&()), e);
     let desired = with_hash(desired).map_err(serialize)?;
     if let Some(live) = live {
         let want = serde_json::to_value(&desired).map_err(serialize)?;
-        let have = serde_json::to_value(&live).map_err(serialize)?;
+        let have = serde_json::to_value(live).map_err(serialize)?;
         if contains(&have, &want) {
-            return Ok(live);
+            return Ok(live.clone());
         }
     }
     api.patch(
@@ -82,17 +82,45 @@ fn is_zero(value: &Value) -> bool {
     }
 }
 
-/// Returns `None` for a 404, the object otherwise.
+/// A live read: `None` for a 404, the object otherwise. Reconciles read from the caches; this
+/// is for what must be fresh.
 pub async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>>
 where
-    K: Resource + DeserializeOwned + Clone + Debug,
-    K::DynamicType: Default,
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
     api.get_opt(name).await.map_err(|source| Error::Get {
-        kind: K::kind(&Default::default()).to_string(),
+        kind: K::kind(&()),
         name: name.to_string(),
         source,
     })
+}
+
+/// Deletes `name`; a 404 is success. With `preconditions`, only that uid (and version) goes.
+pub async fn delete<K>(api: &Api<K>, name: &str, preconditions: Option<Preconditions>) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
+{
+    let params = DeleteParams {
+        preconditions,
+        ..DeleteParams::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Delete {
+            kind: K::kind(&()),
+            name: name.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Preconditions that make a delete touch only the object that was seen.
+pub fn preconditions_of<K: Resource>(object: &K) -> Preconditions {
+    Preconditions {
+        uid: object.meta().uid.clone(),
+        resource_version: object.meta().resource_version.clone(),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,164 @@
+//! The reflector caches of every child kind. The only way to build [`Stores`] is
+//! [`Stores::watch`], which also feeds each cache's changes to the controller, so a kind that is
+//! cached is always watched (and a new field here must be wired there to compile).
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use futures::Stream;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::apiservice::APIService;
+use crate::crd::ExtensionServer;
+use crate::names::{
+    KUBE_SYSTEM, OWNER_ANNOTATION, SERVER_LABEL, SERVER_NAMESPACE_LABEL, managed_selector,
+};
+
+/// One cache per child kind.
+#[derive(Clone)]
+pub struct Stores {
+    pub service_accounts: Store<ServiceAccount>,
+    pub cluster_role_bindings: Store<ClusterRoleBinding>,
+    pub role_bindings: Store<RoleBinding>,
+    pub secrets: Store<Secret>,
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
+    pub pdbs: Store<PodDisruptionBudget>,
+    /// Every APIService in the cluster (a few dozen small objects): ownership and conflicts
+    /// are decided from it.
+    pub api_services: Store<APIService>,
+}
+
+impl Stores {
+    /// Starts a reflector per kind and makes each change re-reconcile its ExtensionServer.
+    /// With `namespace`, namespaced kinds are watched there only.
+    pub fn watch(
+        controller: Controller<ExtensionServer>,
+        client: &Client,
+        namespace: Option<&str>,
+    ) -> (Self, Controller<ExtensionServer>) {
+        let managed = || watcher::Config::default().labels(&managed_selector());
+        let cluster_scoped = || match namespace {
+            Some(ns) => watcher::Config::default().labels(&format!(
+                "{},{SERVER_NAMESPACE_LABEL}={ns}",
+                managed_selector()
+            )),
+            None => managed(),
+        };
+        let (service_accounts, s) = reflect(scoped(client, namespace), managed());
+        let controller = controller.owns_stream(s);
+        let (secrets, s) = reflect(scoped(client, namespace), managed());
+        let controller = controller.owns_stream(s);
+        let (deployments, s) = reflect(scoped(client, namespace), managed());
+        let controller = controller.owns_stream(s);
+        let (services, s) = reflect(scoped(client, namespace), managed());
+        let controller = controller.owns_stream(s);
+        let (pdbs, s) = reflect(scoped(client, namespace), managed());
+        let controller = controller.owns_stream(s);
+        let (cluster_role_bindings, s) = reflect(Api::all(client.clone()), cluster_scoped());
+        let controller = controller.watches_stream(s, |b| owner_of(&b));
+        let (role_bindings, s) = reflect(
+            Api::namespaced(client.clone(), KUBE_SYSTEM),
+            cluster_scoped(),
+        );
+        let controller = controller.watches_stream(s, |b| owner_of(&b));
+        let (api_services, s) = reflect(Api::all(client.clone()), watcher::Config::default());
+        let controller = controller.watches_stream(s, |a| owner_of(&a));
+        let stores = Self {
+            service_accounts,
+            cluster_role_bindings,
+            role_bindings,
+            secrets,
+            deployments,
+            services,
+            pdbs,
+            api_services,
+        };
+        (stores, controller)
+    }
+
+    /// True once every cache has listed its objects.
+    pub async fn ready(&self) -> bool {
+        is_ready(&self.service_accounts).await
+            && is_ready(&self.cluster_role_bindings).await
+            && is_ready(&self.role_bindings).await
+            && is_ready(&self.secrets).await
+            && is_ready(&self.deployments).await
+            && is_ready(&self.services).await
+            && is_ready(&self.pdbs).await
+            && is_ready(&self.api_services).await
+    }
+}
+
+/// A ready store answers at once; one that is still listing times out.
+async fn is_ready<K>(store: &Store<K>) -> bool
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    tokio::time::timeout(Duration::from_millis(1), store.wait_until_ready())
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A cache of `api` and the stream of changed objects that keeps it.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+/// Drops what the operator never reads, to keep the caches small.
+fn slim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Maps a cluster-scoped or kube-system child back to its ExtensionServer.
+pub fn owner_of<K: Resource>(child: &K) -> Option<ObjectRef<ExtensionServer>> {
+    let meta = child.meta();
+    if let Some((namespace, name)) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(OWNER_ANNOTATION))
+        .and_then(|o| o.split_once('/'))
+    {
+        return Some(ObjectRef::new(name).within(namespace));
+    }
+    let labels = meta.labels.as_ref()?;
+    Some(ObjectRef::new(labels.get(SERVER_LABEL)?).within(labels.get(SERVER_NAMESPACE_LABEL)?))
+}

@@ -1,0 +1,201 @@
+//! Apply: the desired children in the documented order, each written only when the cached
+//! object differs. The result, [`Applied`], holds everything status needs.
+//!
+//! Order: ServiceAccount and delegated-auth RBAC, TLS Secret, Deployment, Service, PDB, then
+//! the APIServices (as the registration gate allows), then any stale APIServices of ours.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+
+use crate::apiservice::APIService;
+use crate::context::Context;
+use crate::desired::Desired;
+use crate::error::Result;
+use crate::names::{ApiServiceName, KUBE_SYSTEM};
+use crate::observe::Observed;
+use crate::reconcile::registration::{self, Gate};
+use crate::reconcile::validate::Validated;
+use crate::ssa::{self, preconditions_of};
+use crate::status::Registration;
+
+/// A delegated-auth binding that had vanished and was put back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restored {
+    AuthDelegator,
+    AuthReader,
+}
+
+/// What the apply step leaves behind, for status.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub deployment: Option<Deployment>,
+    pub service: Option<Service>,
+    pub registrations: Vec<Registration>,
+    /// The requested APIServices as they stand after this pass.
+    pub api_services: Vec<(ApiServiceName, Option<APIService>)>,
+    pub restored: Vec<Restored>,
+}
+
+impl Applied {
+    /// Nothing could be applied (the certificate is not usable): report what is there.
+    pub fn blocked(observed: Observed) -> Self {
+        Self {
+            deployment: observed.deployment.as_deref().cloned(),
+            service: observed.service.as_deref().cloned(),
+            registrations: observed
+                .api_services
+                .iter()
+                .map(|(n, _)| Registration::WaitingForCertificate(n.clone()))
+                .collect(),
+            api_services: observed
+                .api_services
+                .into_iter()
+                .map(|(n, a)| (n, a.as_deref().cloned()))
+                .collect(),
+            restored: Vec::new(),
+        }
+    }
+}
+
+/// Applies `desired` over what was `observed`.
+pub async fn apply(
+    ctx: &Context,
+    validated: &Validated,
+    desired: Desired,
+    observed: Observed,
+    gate: Gate,
+    adopt_existing: bool,
+) -> Result<Applied> {
+    // Both destructured without `..`: a child kind that is built or observed but not applied
+    // fails to compile.
+    let Desired {
+        service_account,
+        auth_delegator,
+        auth_reader,
+        tls_secret,
+        deployment,
+        service,
+        pdb,
+        api_services,
+    } = desired;
+    let Observed {
+        service_account: live_service_account,
+        auth_delegator: live_auth_delegator,
+        auth_reader: live_auth_reader,
+        ca_secret: _written_by_the_tls_step,
+        tls_secret: live_tls_secret,
+        deployment: live_deployment,
+        service: live_service,
+        pdb: live_pdb,
+        api_services: live_api_services,
+        stale_api_services,
+    } = observed;
+    let client = &ctx.client;
+    let names = &validated.names;
+    let ns = names.namespace.as_str();
+    let mut restored = Vec::new();
+
+    // 1. Identity and delegated-auth RBAC.
+    if let Some(account) = service_account {
+        ssa::apply(
+            &Api::namespaced(client.clone(), ns),
+            &account,
+            live_service_account.as_deref(),
+        )
+        .await?;
+    }
+    if live_auth_delegator.is_none() {
+        restored.push(Restored::AuthDelegator);
+    }
+    ssa::apply(
+        &Api::all(client.clone()),
+        &auth_delegator,
+        live_auth_delegator.as_deref(),
+    )
+    .await?;
+    if live_auth_reader.is_none() {
+        restored.push(Restored::AuthReader);
+    }
+    ssa::apply(
+        &Api::namespaced(client.clone(), KUBE_SYSTEM),
+        &auth_reader,
+        live_auth_reader.as_deref(),
+    )
+    .await?;
+
+    // 2. TLS Secret (the CA Secret is written, create-only, by the TLS step).
+    if let Some(secret) = tls_secret {
+        ssa::apply(
+            &Api::namespaced(client.clone(), ns),
+            &secret,
+            live_tls_secret.as_deref(),
+        )
+        .await?;
+    }
+
+    // 3. Workload.
+    let deployment = ssa::apply(
+        &Api::namespaced(client.clone(), ns),
+        &deployment,
+        live_deployment.as_deref(),
+    )
+    .await?;
+    let service = ssa::apply(
+        &Api::namespaced(client.clone(), ns),
+        &service,
+        live_service.as_deref(),
+    )
+    .await?;
+    let pdbs = Api::namespaced(client.clone(), ns);
+    match (pdb, live_pdb) {
+        (Some(pdb), live) => {
+            ssa::apply(&pdbs, &pdb, live.as_deref()).await?;
+        }
+        (None, Some(live)) => {
+            ssa::delete(
+                &pdbs,
+                names.workload(),
+                Some(preconditions_of(live.as_ref())),
+            )
+            .await?
+        }
+        (None, None) => {}
+    }
+
+    // 4. APIServices, one per version, then any stale ones of ours.
+    let apis: Api<APIService> = Api::all(client.clone());
+    let now = Timestamp::now();
+    let mut registrations = Vec::new();
+    let mut after = Vec::new();
+    for (desired, (name, live)) in api_services.iter().zip(live_api_services) {
+        let live = live.as_deref();
+        let expired = live.is_some_and(|a| {
+            registration::unavailable_too_long(a, validated.unregister_after, now)
+        });
+        let decide = |existing: Option<&APIService>| {
+            registration::decide(&name, existing, names, gate, adopt_existing, expired)
+        };
+        let decision = decide(live);
+        let (outcome, live) =
+            registration::execute(&apis, &name, desired, live, decision, |l| decide(Some(l)))
+                .await?;
+        registrations.push(outcome);
+        after.push((name, live));
+    }
+    for stale in &stale_api_services {
+        registration::delete(&apis, stale).await?;
+    }
+    // A missing binding is worth telling only for a server that was running before.
+    if live_deployment.is_none() {
+        restored.clear();
+    }
+    Ok(Applied {
+        deployment: Some(deployment),
+        service: Some(service),
+        registrations,
+        api_services: after,
+        restored,
+    })
+}

@@ -1,0 +1,140 @@
+//! Condition types and reasons, typed so that every place that sets or reads one agrees.
+
+use std::fmt;
+
+/// The condition types, in the order `Ready` checks them (after `Ready` itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConditionType {
+    Ready,
+    DeploymentAvailable,
+    CertificateReady,
+    Registered,
+    Available,
+}
+
+impl ConditionType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "Ready",
+            Self::DeploymentAvailable => "DeploymentAvailable",
+            Self::CertificateReady => "CertificateReady",
+            Self::Registered => "Registered",
+            Self::Available => "Available",
+        }
+    }
+}
+
+impl fmt::Display for ConditionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every reason the operator sets. `Available` may also carry the aggregator's own reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Ready: everything is True.
+    Ready,
+    // DeploymentAvailable
+    MinimumReplicasAvailable,
+    ScaledToZero,
+    Progressing,
+    NoReadyReplicas,
+    // CertificateReady
+    Valid,
+    InsecureSkipVerify,
+    SecretInvalid,
+    Expired,
+    // Registered
+    Registered,
+    Conflict,
+    Unregistered,
+    WaitingForCertificate,
+    WaitingForReadyReplicas,
+    // Available
+    Passed,
+    NotRegistered,
+    WaitingForAggregator,
+    TlsVerificationFailed,
+    /// The aggregator's reason for an unavailable APIService, such as `FailedDiscoveryCheck`.
+    Aggregator(String),
+}
+
+/// The reasons with a fixed spelling, for parsing.
+const FIXED: [Reason; 18] = [
+    Reason::Ready,
+    Reason::MinimumReplicasAvailable,
+    Reason::ScaledToZero,
+    Reason::Progressing,
+    Reason::NoReadyReplicas,
+    Reason::Valid,
+    Reason::InsecureSkipVerify,
+    Reason::SecretInvalid,
+    Reason::Expired,
+    Reason::Registered,
+    Reason::Conflict,
+    Reason::Unregistered,
+    Reason::WaitingForCertificate,
+    Reason::WaitingForReadyReplicas,
+    Reason::Passed,
+    Reason::NotRegistered,
+    Reason::WaitingForAggregator,
+    Reason::TlsVerificationFailed,
+];
+
+impl Reason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Ready => "Ready",
+            Self::MinimumReplicasAvailable => "MinimumReplicasAvailable",
+            Self::ScaledToZero => "ScaledToZero",
+            Self::Progressing => "Progressing",
+            Self::NoReadyReplicas => "NoReadyReplicas",
+            Self::Valid => "Valid",
+            Self::InsecureSkipVerify => "InsecureSkipVerify",
+            Self::SecretInvalid => "SecretInvalid",
+            Self::Expired => "Expired",
+            Self::Registered => "Registered",
+            Self::Conflict => "Conflict",
+            Self::Unregistered => "Unregistered",
+            Self::WaitingForCertificate => "WaitingForCertificate",
+            Self::WaitingForReadyReplicas => "WaitingForReadyReplicas",
+            Self::Passed => "Passed",
+            Self::NotRegistered => "NotRegistered",
+            Self::WaitingForAggregator => "WaitingForAggregator",
+            Self::TlsVerificationFailed => "TLSVerificationFailed",
+            Self::Aggregator(reason) => reason,
+        }
+    }
+
+    /// Reads a reason back from a condition; unknown spellings are the aggregator's.
+    pub fn parse(text: &str) -> Self {
+        FIXED
+            .iter()
+            .find(|r| r.as_str() == text)
+            .cloned()
+            .unwrap_or_else(|| Self::Aggregator(text.to_string()))
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_reasons_round_trip_and_others_are_the_aggregators() {
+        for reason in FIXED {
+            assert_eq!(Reason::parse(reason.as_str()), reason);
+        }
+        assert_eq!(
+            Reason::parse("FailedDiscoveryCheck"),
+            Reason::Aggregator("FailedDiscoveryCheck".into())
+        );
+    }
+}
