@@ -100,3 +100,123 @@ pub async fn publish(ctx: &Context, server: &ExtensionServer, events: Vec<Event>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use k8s_openapi::jiff::Timestamp;
+
+    use super::*;
+
+    fn names() -> ServerNames {
+        ServerNames {
+            name: "srv".into(),
+            namespace: "ns".into(),
+        }
+    }
+
+    fn status(conditions: &[(ConditionType, &str, Reason)]) -> ExtensionServerStatus {
+        ExtensionServerStatus {
+            conditions: conditions
+                .iter()
+                .map(|(type_, status, reason)| Condition {
+                    type_: type_.as_str().into(),
+                    status: (*status).into(),
+                    reason: reason.as_str().into(),
+                    message: format!("{type_} is {status}"),
+                    observed_generation: Some(1),
+                    last_transition_time: Time(Timestamp::UNIX_EPOCH),
+                })
+                .collect(),
+            ..ExtensionServerStatus::default()
+        }
+    }
+
+    fn reasons(events: &[Event]) -> Vec<(&str, bool)> {
+        events
+            .iter()
+            .map(|e| (e.reason.as_str(), e.type_ == EventType::Warning))
+            .collect()
+    }
+
+    #[test]
+    fn each_transition_emits_one_event_and_a_repeat_emits_none() {
+        let waiting = status(&[
+            (
+                ConditionType::Registered,
+                "False",
+                Reason::WaitingForReadyReplicas,
+            ),
+            (ConditionType::Available, "Unknown", Reason::NotRegistered),
+        ]);
+        let registered = status(&[
+            (ConditionType::Registered, "True", Reason::Registered),
+            (ConditionType::Available, "True", Reason::Passed),
+        ]);
+        let first = transitions(Some(&waiting), &registered, &[], &[], &names());
+        assert_eq!(
+            reasons(&first),
+            [("Registered", false), ("Available", false)]
+        );
+        let repeat = transitions(Some(&registered), &registered, &[], &[], &names());
+        assert_eq!(reasons(&repeat), []);
+        assert!(transitions(None, &waiting, &[], &[], &names()).is_empty());
+    }
+
+    #[test]
+    fn failures_are_warnings() {
+        let registered = status(&[
+            (ConditionType::Registered, "True", Reason::Registered),
+            (ConditionType::Available, "True", Reason::Passed),
+        ]);
+        let broken = status(&[
+            (ConditionType::Registered, "False", Reason::Conflict),
+            (
+                ConditionType::Available,
+                "False",
+                Reason::Aggregator("FailedDiscoveryCheck".into()),
+            ),
+        ]);
+        let events = transitions(Some(&registered), &broken, &[], &[], &names());
+        assert_eq!(
+            reasons(&events),
+            [("Conflict", true), ("DiscoveryFailed", true)]
+        );
+        let unregistered = status(&[(ConditionType::Registered, "False", Reason::Unregistered)]);
+        let events = transitions(Some(&registered), &unregistered, &[], &[], &names());
+        assert_eq!(reasons(&events), [("Unregistered", false)]);
+    }
+
+    #[test]
+    fn a_new_reason_with_the_same_status_is_a_transition_too() {
+        let scaled = status(&[(ConditionType::Registered, "False", Reason::ScaledToZero)]);
+        let conflict = status(&[(ConditionType::Registered, "False", Reason::Conflict)]);
+        let events = transitions(Some(&scaled), &conflict, &[], &[], &names());
+        assert_eq!(reasons(&events), [("Conflict", true)]);
+    }
+
+    #[test]
+    fn tls_steps_and_restored_bindings_each_get_an_event() {
+        let same = status(&[]);
+        let events = transitions(
+            Some(&same),
+            &same,
+            &[TlsEvent::CaCreated, TlsEvent::CertificateIssued],
+            &[Restored::AuthDelegator],
+            &names(),
+        );
+        assert_eq!(
+            reasons(&events),
+            [
+                ("CACreated", false),
+                ("CertificateIssued", false),
+                ("RBACRestored", true)
+            ]
+        );
+        let note = events[2].note.as_deref().unwrap_or_default();
+        assert!(
+            note.contains("aggregation.dev:ns:srv:auth-delegator"),
+            "{note}"
+        );
+    }
+}

@@ -251,3 +251,6 @@ pub async fn delete(api: &Api<APIService>, live: &APIService) -> Result<()> {
     };
     ssa::delete(api, &name, Some(preconditions)).await
 }
+
+#[cfg(test)]
+mod tests;
