@@ -8,12 +8,11 @@ use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 
 use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::Error;
-use crate::observe::Stores;
+use crate::observe::{Servers, Stores};
 use crate::reconcile::{Reconciler, reconcile};
 
 fn error_policy(server: Arc<ExtensionServer>, error: &Error, _: Arc<Reconciler>) -> Action {
@@ -68,8 +67,9 @@ async fn controller(
         None => Api::all(client.clone()),
     };
     let config = controller::Config::default().concurrency(ctx.settings.concurrency);
-    let controller = Controller::new(servers, watcher::Config::default()).with_config(config);
-    let store = controller.store();
+    let (servers, trigger) = Servers::watch(servers);
+    let store = servers.store.clone();
+    let controller = Controller::for_stream(trigger, store.clone()).with_config(config);
     let (stores, controller) = Stores::watch(controller, &client, namespace.as_deref());
     let readiness = (ctx.clone(), stores.clone());
     tokio::spawn(async move {
@@ -88,7 +88,11 @@ async fn controller(
             }
         }
     });
-    let reconciler = Arc::new(Reconciler { ctx, stores });
+    let reconciler = Arc::new(Reconciler {
+        ctx,
+        stores,
+        servers,
+    });
     controller
         .graceful_shutdown_on(crate::shutdown::requested(shutdown))
         .run(reconcile_counted, error_policy, reconciler)

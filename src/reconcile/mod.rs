@@ -35,7 +35,7 @@ use crate::crd::{ExtensionServer, ExtensionServerStatus};
 use crate::desired;
 use crate::error::{Error, Result};
 use crate::names::{FIELD_MANAGER, FINALIZER, ServerNames};
-use crate::observe::{self, Stores};
+use crate::observe::{self, Servers, Stores};
 use crate::status::{self, ConditionType, Observation, Reason, Registration};
 use apply::Applied;
 use validate::Validated;
@@ -46,7 +46,11 @@ pub use validate::requested_api_services;
 pub struct Reconciler {
     pub ctx: Arc<Context>,
     pub stores: Stores,
+    pub servers: Servers,
 }
+
+/// How long a pass waits for the cache to show its own status write.
+const STATUS_VISIBLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Entry point for the controller: the finalizer decides between apply and cleanup.
 pub async fn reconcile(
@@ -115,7 +119,14 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
         &validated.names,
     );
     events::publish(ctx, server, events).await;
-    write_status(ctx, server, &validated.names, new_status).await?;
+    if let Some(version) = write_status(ctx, server, &validated.names, new_status).await? {
+        // The next pass must start from this status, or it would repeat this pass's Events.
+        let key = kube::runtime::reflector::ObjectRef::from_obj(server);
+        reconciler
+            .servers
+            .caught_up(&key, &version, STATUS_VISIBLE)
+            .await;
+    }
 
     let due = due(&validated, &tls, &applied);
     let settings = &ctx.settings;
@@ -199,15 +210,16 @@ fn remember_held_back(
     }
 }
 
-/// Writes status with server-side apply, only when it changed.
+/// Writes status with server-side apply, only when it changed; returns the new
+/// resourceVersion if it wrote.
 async fn write_status(
     ctx: &Context,
     server: &ExtensionServer,
     names: &ServerNames,
     status: ExtensionServerStatus,
-) -> Result<()> {
+) -> Result<Option<String>> {
     if server.status.as_ref() == Some(&status) {
-        return Ok(());
+        return Ok(None);
     }
     let api: Api<ExtensionServer> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let patch = serde_json::json!({
@@ -221,6 +233,6 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(Error::WriteStatus)?;
-    Ok(())
+    .map_err(Error::WriteStatus)
+    .map(|written| written.metadata.resource_version)
 }
