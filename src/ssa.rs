@@ -115,11 +115,12 @@ where
     }
 }
 
-/// Preconditions that make a delete touch only the object that was seen.
+/// Preconditions that make a delete touch only the object that was seen (its uid; not its
+/// resourceVersion, which other controllers move with status updates).
 pub fn preconditions_of<K: Resource>(object: &K) -> Preconditions {
     Preconditions {
         uid: object.meta().uid.clone(),
-        resource_version: object.meta().resource_version.clone(),
+        resource_version: None,
     }
 }
 

@@ -259,7 +259,13 @@ async fn every_chart_rule_is_needed_and_enough() {
     assert_eq!(
         ctx.metrics.errors(),
         0,
-        "a reconcile failed under the chart's role"
+        "a reconcile failed under the chart's role: {}",
+        ctx.metrics
+            .encode()
+            .lines()
+            .filter(|l| l.contains("reconcile_errors_total{"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     operator.abort();
 

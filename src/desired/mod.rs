@@ -54,6 +54,47 @@ pub struct Desired {
     pub api_services: Vec<APIService>,
 }
 
+impl Desired {
+    /// The kinds of every child, named by destructuring, so a new field must be listed here.
+    pub fn kinds(&self) -> std::collections::BTreeSet<String> {
+        let Desired {
+            service_account,
+            auth_delegator,
+            auth_reader,
+            tls_secret,
+            deployment,
+            service,
+            pdb,
+            api_services,
+        } = self;
+        [
+            optional(service_account),
+            one(auth_delegator),
+            one(auth_reader),
+            optional(tls_secret),
+            one(deployment),
+            one(service),
+            optional(pdb),
+            list(api_services),
+        ]
+        .into_iter()
+        .collect()
+    }
+}
+
+fn kind<K: Resource<DynamicType = ()>>() -> String {
+    K::kind(&()).into_owned()
+}
+fn one<K: Resource<DynamicType = ()>>(_: &K) -> String {
+    kind::<K>()
+}
+fn optional<K: Resource<DynamicType = ()>>(_: &Option<K>) -> String {
+    kind::<K>()
+}
+fn list<K: Resource<DynamicType = ()>>(_: &[K]) -> String {
+    kind::<K>()
+}
+
 /// Builds the desired children.
 pub fn desired(server: &ExtensionServer, tls: &TlsInput) -> Desired {
     let names = ServerNames::of(server);

@@ -86,6 +86,32 @@ impl Stores {
         (stores, controller)
     }
 
+    /// The kinds cached, named by destructuring, so a new field must be listed here.
+    pub fn kinds(&self) -> std::collections::BTreeSet<String> {
+        let Self {
+            service_accounts,
+            cluster_role_bindings,
+            role_bindings,
+            secrets,
+            deployments,
+            services,
+            pdbs,
+            api_services,
+        } = self;
+        [
+            kind_of(service_accounts),
+            kind_of(cluster_role_bindings),
+            kind_of(role_bindings),
+            kind_of(secrets),
+            kind_of(deployments),
+            kind_of(services),
+            kind_of(pdbs),
+            kind_of(api_services),
+        ]
+        .into_iter()
+        .collect()
+    }
+
     /// True once every cache has listed its objects.
     pub async fn ready(&self) -> bool {
         is_ready(&self.service_accounts).await
@@ -107,6 +133,10 @@ where
     tokio::time::timeout(Duration::from_millis(1), store.wait_until_ready())
         .await
         .is_ok_and(|r| r.is_ok())
+}
+
+fn kind_of<K: Resource<DynamicType = ()> + Clone>(_: &Store<K>) -> String {
+    K::kind(&()).into_owned()
 }
 
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -161,4 +191,42 @@ pub fn owner_of<K: Resource>(child: &K) -> Option<ObjectRef<ExtensionServer>> {
     }
     let labels = meta.labels.as_ref()?;
     Some(ObjectRef::new(labels.get(SERVER_LABEL)?).within(labels.get(SERVER_NAMESPACE_LABEL)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::{TlsInput, desired};
+
+    fn empty<K>() -> Store<K>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        reflector::store().0
+    }
+
+    #[test]
+    fn every_desired_kind_is_cached_and_watched() {
+        let stores = Stores {
+            service_accounts: empty(),
+            cluster_role_bindings: empty(),
+            role_bindings: empty(),
+            secrets: empty(),
+            deployments: empty(),
+            services: empty(),
+            pdbs: empty(),
+            api_services: empty(),
+        };
+        let server: ExtensionServer = serde_yaml::from_str(
+            "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {name: s, namespace: n}\nspec: {group: g.example.com, versions: [{name: v1}], image: i}\n",
+        )
+        .expect("server");
+        let tls = TlsInput {
+            secret_name: "s-tls".into(),
+            managed_serving: None,
+            ca_bundle: None,
+            cert_hash: String::new(),
+        };
+        assert_eq!(desired(&server, &tls).kinds(), stores.kinds());
+    }
 }

@@ -256,11 +256,7 @@ async fn live(api: &Api<APIService>, name: &ApiServiceName) -> Result<Option<API
 /// Deletes one of our APIServices, exactly the one that was seen (uid precondition).
 pub async fn delete(api: &Api<APIService>, live: &APIService) -> Result<()> {
     let name = live.metadata.name.clone().unwrap_or_default();
-    let preconditions = kube::api::Preconditions {
-        uid: live.metadata.uid.clone(),
-        resource_version: None,
-    };
-    ssa::delete(api, &name, Some(preconditions)).await
+    ssa::delete(api, &name, Some(ssa::preconditions_of(live))).await
 }
 
 #[cfg(test)]

@@ -51,16 +51,17 @@ pub async fn run(
             let step = managed(&secrets, server, validated, observed, cached, false).await?;
             match step {
                 Managed::Done(step) => Ok(*step),
-                // Minting is effectively a create: confirm with a live read that the Secrets
-                // are really missing, since the cache may not have seen this server's last write.
-                Managed::WouldMint => {
+                // Minting is a create and a CA change a replace at a resourceVersion: both
+                // need the Secrets as they are now, since the cache may not have seen this
+                // server's last write. Read them live and plan again.
+                Managed::NeedsFreshSecrets => {
                     let live = (
                         get_opt(&secrets, &names.ca_secret()).await?.map(Arc::new),
                         get_opt(&secrets, &names.tls_secret()).await?.map(Arc::new),
                     );
                     match managed(&secrets, server, validated, observed, live, true).await? {
                         Managed::Done(step) => Ok(*step),
-                        Managed::WouldMint => Err(Error::ReadCertificate(
+                        Managed::NeedsFreshSecrets => Err(Error::ReadCertificate(
                             "the CA and serving Secrets changed while planning".into(),
                         )),
                     }
@@ -70,10 +71,11 @@ pub async fn run(
     }
 }
 
-/// The managed TLS step's outcome: done, or a mint that first needs fresh Secrets.
+/// The managed TLS step's outcome: done, or a write of the CA (or a mint) that first needs
+/// fresh Secrets.
 enum Managed {
     Done(Box<TlsStep>),
-    WouldMint,
+    NeedsFreshSecrets,
 }
 
 async fn user_secret(
@@ -167,7 +169,7 @@ async fn managed(
         .and_then(|s| s.data.as_ref())
         .and_then(tls::serving_from_secret_data);
     if !fresh && (ca.is_none() || serving.is_none()) {
-        return Ok(Managed::WouldMint);
+        return Ok(Managed::NeedsFreshSecrets);
     }
     let tls_observed = TlsObserved {
         bundle_propagated: bundle_propagated(ca.as_ref(), api_services, names),
@@ -183,6 +185,9 @@ async fn managed(
         validated.lifetimes,
         Timestamp::now(),
     )?;
+    if plan.ca_changed && !fresh {
+        return Ok(Managed::NeedsFreshSecrets);
+    }
     if plan.ca_changed {
         write_ca(secrets, server, names, ca_secret.as_deref(), &plan.ca).await?;
     }
