@@ -67,3 +67,19 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::quantile;
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let sorted: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&sorted, 0.5), Duration::from_millis(50));
+        assert_eq!(quantile(&sorted, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&sorted, 1.0), Duration::from_millis(100));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+}

@@ -24,6 +24,7 @@ pub struct Report {
     pub floor_seconds: f64,
     pub operator_seconds: f64,
     pub ratio: f64,
+    /// All 1,000 ExtensionServers deleted until gone (APIServices and cluster RBAC removed).
     pub deletion_seconds: f64,
     pub object_writes_per_server: f64,
     pub status_writes_per_server: f64,
@@ -104,7 +105,7 @@ impl Report {
         );
         row(
             &mut out,
-            &format!("{n} ExtensionServers deleted to all gone"),
+            "1,000 ExtensionServers deleted to all gone (finalizers done)",
             format!("{:.1} s", r.deletion_seconds),
             "",
             None,

@@ -117,3 +117,32 @@ pub fn cumulative(times: &[f64]) -> Vec<(f64, f64)> {
         .map(|(i, t)| (*t, (i + 1) as f64))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Series, cumulative, step_chart};
+
+    #[test]
+    fn a_chart_has_one_path_per_series() {
+        let svg = step_chart(
+            "t",
+            "x",
+            "y",
+            &[
+                Series {
+                    name: "a",
+                    colour: "red",
+                    points: cumulative(&[0.5, 1.0, 2.0]),
+                },
+                Series {
+                    name: "b",
+                    colour: "blue",
+                    points: vec![],
+                },
+            ],
+        );
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<path").count(), 2);
+    }
+}
