@@ -53,7 +53,8 @@ impl Requests {
             .iter()
             .filter(|((verb, resource), _)| keep(verb, resource))
             .map(|(_, value)| value)
-            .sum()
+            // A fold from +0.0: an empty f64 sum is -0.0.
+            .fold(0.0, |total, value| total + value)
     }
 
     /// Writes to the children and the finalizer patch: everything but status and Events.
