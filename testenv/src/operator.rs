@@ -1,6 +1,7 @@
 //! The operator binary as a child process on the local cluster: started scoped to one
 //! namespace, with its HTTP endpoints, its memory and signals at hand.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -115,6 +116,28 @@ impl OperatorProcess {
             .with_context(|| format!("{series} missing from:\n{body}"))
     }
 
+    /// Every sample of a labelled series, e.g. `extension_server_operator_api_requests_total`,
+    /// as (labels, value).
+    pub async fn samples(&self, series: &str) -> Result<Vec<(BTreeMap<String, String>, f64)>> {
+        let (_, body) = http_get(self.port, "/metrics").await?;
+        Ok(parse_samples(&body, series))
+    }
+
+    /// The sum of the samples of `series` whose labels pass `keep`.
+    pub async fn metric_sum(
+        &self,
+        series: &str,
+        keep: impl Fn(&BTreeMap<String, String>) -> bool,
+    ) -> Result<f64> {
+        Ok(self
+            .samples(series)
+            .await?
+            .iter()
+            .filter(|(labels, _)| keep(labels))
+            .map(|(_, value)| value)
+            .sum())
+    }
+
     /// API writes the operator has sent.
     pub async fn writes(&self) -> Result<f64> {
         self.metric("extension_server_operator_api_writes_total")
@@ -144,5 +167,41 @@ impl OperatorProcess {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The samples of `series` in a Prometheus text exposition: `name{a="x",b="y"} 3`.
+pub fn parse_samples(body: &str, series: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    body.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(series)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(inner) => inner.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let labels = labels
+                .split(',')
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    Some((key.to_string(), value.trim_matches('"').to_string()))
+                })
+                .collect();
+            Some((labels, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_samples;
+
+    #[test]
+    fn labelled_samples_are_parsed() {
+        let body = "# HELP x_total X\nx_total{verb=\"get\",resource=\"secrets\"} 3\nx_total{verb=\"patch\",resource=\"extensionservers/status\"} 2\nx_total_other 9\n";
+        let samples = parse_samples(body, "x_total");
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[0].0["verb"], "get");
+        assert_eq!(samples[1].0["resource"], "extensionservers/status");
+        assert_eq!(samples[1].1, 2.0);
     }
 }
