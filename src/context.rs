@@ -8,14 +8,16 @@ use kube::runtime::events::{Recorder, Reporter};
 
 use crate::metrics::Metrics;
 use crate::tls::Lifetimes;
+use crate::trust::grants::Grants;
 
 /// Operator-wide settings (flags).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Lifetimes used when an ExtensionServer does not set its own.
     pub default_lifetimes: Lifetimes,
-    /// Group patterns ExtensionServers may claim (`*` as a leading label wildcard). Empty: any.
-    pub allowed_groups: Vec<String>,
+    /// The admin's grants file (`--grants`); `None`: any namespace may claim any unprotected
+    /// group, without adoption.
+    pub grants_file: Option<std::path::PathBuf>,
     /// Safety-net requeue while nothing else is due.
     pub resync: Duration,
     /// How often the certificate a registered server presents is verified.
@@ -33,26 +35,12 @@ impl Default for Settings {
                 certificate: Duration::from_secs(2160 * 3600),
                 ca: Duration::from_secs(43800 * 3600),
             },
-            allowed_groups: Vec::new(),
+            grants_file: None,
             resync: Duration::from_secs(300),
             probe_interval: Duration::from_secs(30),
             concurrency: 16,
             probe_concurrency: 8,
         }
-    }
-}
-
-impl Settings {
-    /// True if `group` matches one of the allowed patterns (or no patterns are set).
-    pub fn group_allowed(&self, group: &str) -> bool {
-        self.allowed_groups.is_empty()
-            || self
-                .allowed_groups
-                .iter()
-                .any(|pattern| match pattern.strip_prefix("*.") {
-                    Some(suffix) => group.ends_with(&format!(".{suffix}")),
-                    None => pattern == group,
-                })
     }
 }
 
@@ -71,6 +59,8 @@ pub struct Context {
     pub held_back: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
     /// Bounds the TLS probes in flight.
     pub probes: tokio::sync::Semaphore,
+    /// The grants in force (reloaded when the file changes); `None` without `--grants`.
+    pub grants: std::sync::RwLock<Option<Arc<Grants>>>,
 }
 
 impl Context {
@@ -89,6 +79,7 @@ impl Context {
         };
         Self {
             probes: tokio::sync::Semaphore::new(settings.probe_concurrency.max(1)),
+            grants: Default::default(),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             settings,
@@ -100,20 +91,9 @@ impl Context {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn allowed_groups_match_exactly_or_by_suffix() {
-        let settings = Settings {
-            allowed_groups: vec!["my.custom.api".into(), "*.example.com".into()],
-            ..Settings::default()
-        };
-        assert!(settings.group_allowed("my.custom.api"));
-        assert!(settings.group_allowed("metrics.example.com"));
-        assert!(!settings.group_allowed("example.com"));
-        assert!(!settings.group_allowed("apps"));
-        assert!(Settings::default().group_allowed("anything.at.all"));
+impl Context {
+    /// The grants in force.
+    pub fn grants(&self) -> Option<Arc<Grants>> {
+        self.grants.read().ok().and_then(|g| g.clone())
     }
 }

@@ -12,7 +12,7 @@ use kube::runtime::reflector::ObjectRef;
 use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::Error;
-use crate::observe::{Servers, Stores};
+use crate::observe::{Facts, Servers, Stores};
 use crate::reconcile::{Reconciler, reconcile};
 
 fn error_policy(server: Arc<ExtensionServer>, error: &Error, _: Arc<Reconciler>) -> Action {
@@ -71,13 +71,17 @@ async fn controller(
     let store = servers.store.clone();
     let controller = Controller::for_stream(trigger, store.clone()).with_config(config);
     let (stores, controller) = Stores::watch(controller, &client, namespace.as_deref());
-    let readiness = (ctx.clone(), stores.clone());
+    let (facts, mut controller) = Facts::watch(controller, &client, store.clone());
+    if let Some(path) = ctx.settings.grants_file.clone() {
+        controller = controller.reconcile_all_on(crate::trust::reload::follow(ctx.clone(), path));
+    }
+    let readiness = (ctx.clone(), stores.clone(), facts.clone());
     tokio::spawn(async move {
-        let (ctx, stores) = readiness;
+        let (ctx, stores, facts) = readiness;
         // Re-poll every second: a store's readiness future can miss its wake-up.
         loop {
             match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
-                Ok(Ok(())) if stores.ready().await => {
+                Ok(Ok(())) if stores.ready().await && facts.ready().await => {
                     ctx.synced.send_replace(true);
                     ctx.ready.send_replace(true);
                     tracing::info!("caches synced");
@@ -92,6 +96,7 @@ async fn controller(
         ctx,
         stores,
         servers,
+        facts,
     });
     controller
         .graceful_shutdown_on(crate::shutdown::requested(shutdown))

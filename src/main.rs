@@ -30,10 +30,10 @@ enum Command {
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// Group patterns ExtensionServers may claim, comma-separated (`my.custom.api`, `*.example.com`).
-    /// Empty allows any group.
-    #[arg(long, env = "ALLOWED_GROUPS", value_delimiter = ',')]
-    allowed_groups: Vec<String>,
+    /// The admin's grants: which namespaces may claim which groups (YAML, re-read on change).
+    /// Without it, any namespace may claim any unprotected group, and adoption is off.
+    #[arg(long, env = "GRANTS_FILE")]
+    grants: Option<std::path::PathBuf>,
     /// Serving-certificate lifetime when an ExtensionServer sets none.
     #[arg(long, default_value = "2160h")]
     default_certificate_duration: String,
@@ -104,17 +104,16 @@ async fn main() -> anyhow::Result<()> {
             certificate: duration::parse(&args.default_certificate_duration)?,
             ca: duration::parse(&args.default_ca_duration)?,
         },
-        allowed_groups: args
-            .allowed_groups
-            .iter()
-            .filter(|g| !g.is_empty())
-            .cloned()
-            .collect(),
+        grants_file: args.grants.clone(),
         resync: duration::parse(&args.resync)?.max(Duration::from_secs(1)),
         probe_interval: duration::parse(&args.probe_interval)?.max(Duration::from_secs(1)),
         concurrency: args.concurrency,
         probe_concurrency: usize::try_from(args.probe_concurrency)?,
     };
+    if let Some(path) = &args.grants {
+        extension_server_operator::trust::reload::load(path)
+            .map_err(|e| anyhow::anyhow!("--grants: {e}"))?;
+    }
     let config = kube::Config::infer()
         .await
         .context("loading the Kubernetes config (KUBECONFIG or in-cluster)")?;

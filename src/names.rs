@@ -116,6 +116,10 @@ impl ServerNames {
         labels.insert(SERVER_NAMESPACE_LABEL.to_string(), self.namespace.clone());
         labels
     }
+    /// The owner annotation on cluster-scoped and kube-system children.
+    pub fn owner_annotations(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(OWNER_ANNOTATION.to_string(), self.owner_key())])
+    }
     /// The pod selector of the Deployment, Service and PDB.
     pub fn selector(&self) -> BTreeMap<String, String> {
         BTreeMap::from([

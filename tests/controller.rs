@@ -239,12 +239,12 @@ async fn conflicts_leave_foreign_api_services_alone() {
     h.create(&basic("hijack", "rbac.authorization.k8s.io"))
         .await;
     let server = h
-        .wait_condition("hijack", "Registered", "False", Some("Conflict"))
+        .wait_condition("hijack", "Registered", "False", Some("ProtectedGroup"))
         .await;
     assert!(
         support::condition(&server, "Registered")
             .message
-            .contains("built-in")
+            .contains("reserved for Kubernetes")
     );
     let builtin_after = api_services
         .get("v1.rbac.authorization.k8s.io")
@@ -293,7 +293,7 @@ async fn conflicts_leave_foreign_api_services_alone() {
         foreign.metadata.resource_version
     );
 
-    // Adoption is explicit.
+    // Without a grant that allows it, asking to adopt changes nothing either.
     h.servers()
         .patch(
             "claimer",
@@ -302,15 +302,23 @@ async fn conflicts_leave_foreign_api_services_alone() {
         )
         .await
         .unwrap();
-    h.wait_condition("claimer", "Registered", "True", None)
+    let server = h
+        .wait_condition("claimer", "Registered", "False", Some("AdoptionNotAllowed"))
         .await;
-    let adopted = api_services.get(&name).await.unwrap();
-    assert_eq!(
-        adopted.metadata.annotations.unwrap()["aggregation.dev/owner"],
-        format!("{}/claimer", h.ns.name)
+    assert!(
+        support::condition(&server, "Ready")
+            .message
+            .contains("no grant lets namespace")
     );
-    assert_ne!(adopted.spec.insecure_skip_tls_verify, Some(true));
-    assert!(adopted.spec.ca_bundle.is_some());
+    let untouched = api_services.get(&name).await.unwrap();
+    assert_eq!(
+        untouched.metadata.resource_version,
+        foreign.metadata.resource_version
+    );
+    api_services
+        .delete(&name, &Default::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

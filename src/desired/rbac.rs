@@ -39,6 +39,7 @@ pub fn auth_delegator_binding(server: &ExtensionServer, names: &ServerNames) -> 
         metadata: ObjectMeta {
             name: Some(names.cluster_role_binding()),
             labels: Some(names.cluster_labels()),
+            annotations: Some(names.owner_annotations()),
             ..ObjectMeta::default()
         },
         role_ref: RoleRef {
@@ -57,6 +58,7 @@ pub fn auth_reader_binding(server: &ExtensionServer, names: &ServerNames) -> Rol
             name: Some(names.auth_reader_binding()),
             namespace: Some(KUBE_SYSTEM.into()),
             labels: Some(names.cluster_labels()),
+            annotations: Some(names.owner_annotations()),
             ..ObjectMeta::default()
         },
         role_ref: RoleRef {

@@ -1,6 +1,7 @@
 //! Observe: the children of one ExtensionServer as the reflector caches hold them. No API
 //! requests; a pass reads live only where freshness is required, and says why there.
 
+mod facts;
 mod servers;
 mod stores;
 
@@ -13,6 +14,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+pub use facts::Facts;
 pub use servers::Servers;
 pub use stores::{Stores, owner_of};
 

@@ -126,7 +126,7 @@ impl Stores {
 }
 
 /// A ready store answers at once; one that is still listing times out.
-async fn is_ready<K>(store: &Store<K>) -> bool
+pub(super) async fn is_ready<K>(store: &Store<K>) -> bool
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {

@@ -15,6 +15,7 @@ use crate::desired::Desired;
 use crate::error::Result;
 use crate::names::{ApiServiceName, KUBE_SYSTEM};
 use crate::observe::Observed;
+use crate::ownership::{self, Owner, Written};
 use crate::reconcile::registration::{self, Gate};
 use crate::reconcile::validate::Validated;
 use crate::ssa::{self, preconditions_of};
@@ -40,14 +41,28 @@ pub struct Applied {
 
 impl Applied {
     /// Nothing could be applied (the certificate is not usable): report what is there.
-    pub fn blocked(observed: Observed) -> Self {
+    pub fn waiting_for_certificate(observed: Observed) -> Self {
+        Self::stopped(observed, |name| {
+            Registration::WaitingForCertificate(name.clone())
+        })
+    }
+
+    /// A same-named object that is not ours is in the way: report it for every version.
+    pub fn in_the_way(observed: Observed, why: &str) -> Self {
+        Self::stopped(observed, |name| Registration::Conflict {
+            name: name.clone(),
+            reason: why.to_string(),
+        })
+    }
+
+    fn stopped(observed: Observed, outcome: impl Fn(&ApiServiceName) -> Registration) -> Self {
         Self {
             deployment: observed.deployment.as_deref().cloned(),
             service: observed.service.as_deref().cloned(),
             registrations: observed
                 .api_services
                 .iter()
-                .map(|(n, _)| Registration::WaitingForCertificate(n.clone()))
+                .map(|(n, _)| outcome(n))
                 .collect(),
             api_services: observed
                 .api_services
@@ -57,6 +72,16 @@ impl Applied {
             restored: Vec::new(),
         }
     }
+}
+
+/// Writes one child if it is ours to write; stops the pass at the first one in the way.
+macro_rules! ensure {
+    ($api:expr, $desired:expr, $cached:expr, $owner:expr, $stop:expr) => {
+        match ownership::ensure($api, $desired, $cached, $owner).await? {
+            Written::Done(live) => live,
+            Written::Blocked(why) => return Ok($stop(why)),
+        }
+    };
 }
 
 /// Applies `desired` over what was `observed`.
@@ -95,65 +120,67 @@ pub async fn apply(
     let client = &ctx.client;
     let names = &validated.names;
     let ns = names.namespace.as_str();
+    let uid = Owner::Uid(&validated.uid);
+    let cluster = Owner::Annotated(names);
     let mut restored = Vec::new();
+    // Kept to report what is there if an object in the way stops the pass.
+    let observed_api_services = live_api_services.clone();
+    let (observed_deployment, observed_service) = (live_deployment.clone(), live_service.clone());
+    let stop = |why: String| {
+        let observed = Observed {
+            deployment: observed_deployment.clone(),
+            service: observed_service.clone(),
+            api_services: observed_api_services.clone(),
+            ..Observed::default()
+        };
+        Applied::in_the_way(observed, &why)
+    };
 
     // 1. Identity and delegated-auth RBAC.
     if let Some(account) = service_account {
-        ssa::apply(
-            &Api::namespaced(client.clone(), ns),
-            &account,
-            live_service_account.as_deref(),
-        )
-        .await?;
+        let api = Api::namespaced(client.clone(), ns);
+        ensure!(&api, &account, live_service_account.as_deref(), uid, stop);
     }
     if live_auth_delegator.is_none() {
         restored.push(Restored::AuthDelegator);
     }
-    ssa::apply(
-        &Api::all(client.clone()),
+    let api = Api::all(client.clone());
+    ensure!(
+        &api,
         &auth_delegator,
         live_auth_delegator.as_deref(),
-    )
-    .await?;
+        cluster,
+        stop
+    );
     if live_auth_reader.is_none() {
         restored.push(Restored::AuthReader);
     }
-    ssa::apply(
-        &Api::namespaced(client.clone(), KUBE_SYSTEM),
+    let api = Api::namespaced(client.clone(), KUBE_SYSTEM);
+    ensure!(
+        &api,
         &auth_reader,
         live_auth_reader.as_deref(),
-    )
-    .await?;
+        cluster,
+        stop
+    );
 
     // 2. TLS Secret (the CA Secret is written, create-only, by the TLS step).
     if let Some(secret) = tls_secret {
-        ssa::apply(
-            &Api::namespaced(client.clone(), ns),
-            &secret,
-            live_tls_secret.as_deref(),
-        )
-        .await?;
+        let api = Api::namespaced(client.clone(), ns);
+        ensure!(&api, &secret, live_tls_secret.as_deref(), uid, stop);
     }
 
     // 3. Workload.
-    let deployment = ssa::apply(
-        &Api::namespaced(client.clone(), ns),
-        &deployment,
-        live_deployment.as_deref(),
-    )
-    .await?;
-    let service = ssa::apply(
-        &Api::namespaced(client.clone(), ns),
-        &service,
-        live_service.as_deref(),
-    )
-    .await?;
+    let api = Api::namespaced(client.clone(), ns);
+    let deployment = ensure!(&api, &deployment, live_deployment.as_deref(), uid, stop);
+    let api = Api::namespaced(client.clone(), ns);
+    let service = ensure!(&api, &service, live_service.as_deref(), uid, stop);
     let pdbs = Api::namespaced(client.clone(), ns);
     match (pdb, live_pdb) {
         (Some(pdb), live) => {
-            ssa::apply(&pdbs, &pdb, live.as_deref()).await?;
+            ensure!(&pdbs, &pdb, live.as_deref(), uid, stop);
         }
-        (None, Some(live)) => {
+        (None, Some(live)) if uid.owns(live.as_ref()) => {
             ssa::delete(
                 &pdbs,
                 names.workload(),
@@ -161,7 +188,7 @@ pub async fn apply(
             )
             .await?
         }
-        (None, None) => {}
+        (None, _) => {}
     }
 
     // 4. APIServices, one per version, then any stale ones of ours.

@@ -14,7 +14,8 @@ use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::{Error, Result};
 use crate::names::{KUBE_SYSTEM, SERVER_LABEL, SERVER_NAMESPACE_LABEL, ServerNames};
-use crate::ssa;
+use crate::observe::owner_annotation;
+use crate::ssa::{self, preconditions_of};
 
 /// How long deletion waits for one APIService to be gone before retrying.
 const APISERVICE_GONE: Duration = Duration::from_secs(30);
@@ -38,16 +39,10 @@ pub async fn run(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
         .map_err(|_| still_deleting())?
         .map_err(|_| still_deleting())?;
     }
-    ssa::delete(
-        &Api::<ClusterRoleBinding>::all(ctx.client.clone()),
-        &names.cluster_role_binding(),
-        None,
-    )
-    .await?;
-    ssa::delete(
+    delete_ours(&Api::<ClusterRoleBinding>::all(ctx.client.clone()), &names).await?;
+    delete_ours(
         &Api::<RoleBinding>::namespaced(ctx.client.clone(), KUBE_SYSTEM),
-        &names.auth_reader_binding(),
-        None,
+        &names,
     )
     .await?;
     let requested: Vec<String> = super::requested_api_services(server)
@@ -62,13 +57,43 @@ pub async fn run(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// Deletes the objects of this kind that carry this server's labels and owner annotation
+/// (listed live, as for APIServices), each only as the uid that was listed.
+async fn delete_ours<K>(api: &Api<K>, names: &ServerNames) -> Result<()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let list = api
+        .list(&ListParams::default().labels(&selector(names)))
+        .await
+        .map_err(|source| Error::Get {
+            kind: K::kind(&()),
+            name: selector(names),
+            source,
+        })?;
+    let owner = names.owner_key();
+    for object in list
+        .items
+        .iter()
+        .filter(|o| owner_annotation(*o) == Some(owner.as_str()))
+    {
+        let name = object.meta().name.clone().unwrap_or_default();
+        ssa::delete(api, &name, Some(preconditions_of(object))).await?;
+    }
+    Ok(())
+}
+
+fn selector(names: &ServerNames) -> String {
+    format!(
+        "{SERVER_LABEL}={},{SERVER_NAMESPACE_LABEL}={}",
+        names.name, names.namespace
+    )
+}
+
 /// Every APIService of ours, listed live: deletion must not miss one created a moment ago
 /// that the cache has not seen yet.
 async fn ours_live(apis: &Api<APIService>, names: &ServerNames) -> Result<Vec<APIService>> {
-    let selector = format!(
-        "{SERVER_LABEL}={},{SERVER_NAMESPACE_LABEL}={}",
-        names.name, names.namespace
-    );
+    let selector = selector(names);
     let list = apis
         .list(&ListParams::default().labels(&selector))
         .await

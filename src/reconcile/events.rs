@@ -33,6 +33,10 @@ pub fn transitions(
         match (c.status.as_str(), Reason::parse(&c.reason)) {
             ("True", _) => events.push(event(EventType::Normal, "Registered", &c.message)),
             (_, Reason::Conflict) => events.push(event(EventType::Warning, "Conflict", &c.message)),
+            (
+                _,
+                reason @ (Reason::ProtectedGroup | Reason::NotGranted | Reason::AdoptionNotAllowed),
+            ) => events.push(event(EventType::Warning, reason.as_str(), &c.message)),
             (_, Reason::ScaledToZero | Reason::Unregistered) => {
                 events.push(event(EventType::Normal, "Unregistered", &c.message))
             }

@@ -16,6 +16,7 @@ mod apply;
 mod cleanup;
 mod events;
 mod probe;
+mod refuse;
 pub mod registration;
 pub mod requeue;
 mod tls;
@@ -30,13 +31,15 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
+use crate::apiservice::APIService;
 use crate::context::Context;
 use crate::crd::{ExtensionServer, ExtensionServerStatus};
 use crate::desired;
 use crate::error::{Error, Result};
 use crate::names::{FIELD_MANAGER, FINALIZER, ServerNames};
-use crate::observe::{self, Servers, Stores};
+use crate::observe::{self, Facts, Servers, Stores};
 use crate::status::{self, ConditionType, Observation, Reason, Registration};
+use crate::trust::{self, Claim};
 use apply::Applied;
 use validate::Validated;
 
@@ -47,6 +50,7 @@ pub struct Reconciler {
     pub ctx: Arc<Context>,
     pub stores: Stores,
     pub servers: Servers,
+    pub facts: Facts,
 }
 
 /// How long a pass waits for the cache to show its own status write.
@@ -72,28 +76,52 @@ pub async fn reconcile(
 /// One pass of the pipeline.
 async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action> {
     let ctx = reconciler.ctx.as_ref();
-    let validated = validate::validate(server, &ctx.settings)?;
+    let names = ServerNames::of(server);
+    let grants = ctx.grants();
+    let namespace_labels = reconciler.facts.namespace_labels(&names.namespace);
+    let api_services = reconciler.stores.api_services.state();
+    let api_services: Vec<&APIService> = api_services.iter().map(|a| a.as_ref()).collect();
+    let crd_names = reconciler.facts.crd_names();
+    let crd_names: Vec<&str> = crd_names.iter().map(String::as_str).collect();
+    let facts = trust::Facts {
+        grants: grants.as_deref(),
+        namespace_labels: &namespace_labels,
+        api_services: &api_services,
+        crd_names: &crd_names,
+    };
+    let validated = validate::validate(server, &ctx.settings, facts)?;
     let observed = observe::observe(&reconciler.stores, &validated.names, &validated.requested);
+    let (refusal, adopt) = match &validated.claim {
+        Claim::Allowed { adopt } => (None, *adopt),
+        Claim::Refused(refusal) => (Some(refusal), false),
+    };
+    if let Some(refusal) = refusal.filter(|r| !r.keep_registered) {
+        return refused(server, reconciler, &validated, observed, refusal).await;
+    }
     let tls = tls::run(ctx, server, &validated, &observed).await?;
     let ready_replicas = observed
         .deployment
         .as_ref()
         .and_then(|d| d.status.as_ref()?.ready_replicas)
         .unwrap_or(0);
-    let gate = registration::gate(
-        server,
-        validated.group_allowed,
-        held_back(server, ctx, &validated.names),
-        tls.input.is_some(),
-        ready_replicas,
-    );
+    let gate = match refusal {
+        Some(_) => registration::Gate::Frozen,
+        None => registration::gate(
+            server,
+            held_back(server, ctx, &validated.names),
+            tls.input.is_some(),
+            ready_replicas,
+        ),
+    };
     let applied = match &tls.input {
         Some(input) => {
             let desired = desired::desired(server, input);
-            let adopt = server.spec.registration.adopt_existing;
             apply::apply(ctx, &validated, desired, observed, gate, adopt).await?
         }
-        None => Applied::blocked(observed),
+        None => match &tls.in_the_way {
+            Some(why) => Applied::in_the_way(observed, why),
+            None => Applied::waiting_for_certificate(observed),
+        },
     };
     let handshake = probe::verify(ctx, server, &validated.names, &applied).await;
     remember_held_back(ctx, &validated.names, server, &applied.registrations);
@@ -108,6 +136,7 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
         registrations: &applied.registrations,
         api_services: &applied.api_services,
         handshake: &handshake,
+        refusal,
     };
     let new_status = status::compute(&observation, server.status.as_ref(), Time(Timestamp::now()));
     record_metrics(ctx, &validated.names, &new_status);
@@ -136,6 +165,64 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
         settings.probe_interval,
         Timestamp::now(),
     )))
+}
+
+/// Status, metrics and Events from one observation; waits until the cache shows the status.
+async fn report(
+    reconciler: &Reconciler,
+    server: &ExtensionServer,
+    names: &ServerNames,
+    observation: &Observation<'_>,
+    tls_events: &[crate::tls::TlsEvent],
+    restored: &[apply::Restored],
+) -> Result<()> {
+    let ctx = reconciler.ctx.as_ref();
+    let new_status = status::compute(observation, server.status.as_ref(), Time(Timestamp::now()));
+    record_metrics(ctx, names, &new_status);
+    let events = events::transitions(
+        server.status.as_ref(),
+        &new_status,
+        tls_events,
+        restored,
+        names,
+    );
+    events::publish(ctx, server, events).await;
+    if let Some(version) = write_status(ctx, server, names, new_status).await? {
+        // The next pass must start from this status, or it would repeat this pass's Events.
+        let key = kube::runtime::reflector::ObjectRef::from_obj(server);
+        reconciler
+            .servers
+            .caught_up(&key, &version, STATUS_VISIBLE)
+            .await;
+    }
+    Ok(())
+}
+
+/// A refused claim: remove what it had, report why, look again at the resync (or when the
+/// grants, a CRD or the namespace change).
+async fn refused(
+    server: &ExtensionServer,
+    reconciler: &Reconciler,
+    validated: &Validated,
+    observed: observe::Observed,
+    refusal: &trust::Refusal,
+) -> Result<Action> {
+    let ctx = reconciler.ctx.as_ref();
+    refuse::unregister(ctx, &validated.names, &observed).await?;
+    let observation = Observation {
+        names: &validated.names,
+        generation: server.metadata.generation,
+        spec_replicas: server.spec.replicas,
+        port: server.spec.port,
+        deployment: observed.deployment.as_deref(),
+        certificate: &status::CertificateOutcome::NotIssued,
+        registrations: &[],
+        api_services: &[],
+        handshake: &crate::tls::probe::Handshake::Inconclusive,
+        refusal: Some(refusal),
+    };
+    report(reconciler, server, &validated.names, &observation, &[], &[]).await?;
+    Ok(Action::requeue(ctx.settings.resync))
 }
 
 fn due(validated: &Validated, tls: &tls::TlsStep, applied: &Applied) -> requeue::Due {

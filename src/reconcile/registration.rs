@@ -21,16 +21,15 @@ pub enum Gate {
     WaitingForReadyReplicas,
     WaitingForCertificate,
     ScaledToZero,
-    /// The group is outside the operator's `--allowed-groups`.
-    GroupNotAllowed,
     /// Unregistered after `unregisterAfter`; stays out until the spec changes.
     HeldBack,
+    /// The group became protected after it was registered: keep what is ours, add nothing.
+    Frozen,
 }
 
 /// The gate, in order of precedence.
 pub fn gate(
     server: &ExtensionServer,
-    group_allowed: bool,
     held_back: bool,
     certificate_ready: bool,
     ready_replicas: i32,
@@ -40,9 +39,6 @@ pub fn gate(
     }
     if server.spec.replicas == 0 {
         return Gate::ScaledToZero;
-    }
-    if !group_allowed {
-        return Gate::GroupNotAllowed;
     }
     if !certificate_ready {
         return Gate::WaitingForCertificate;
@@ -101,8 +97,8 @@ pub fn decide(
         Gate::WaitingForReadyReplicas => Registration::WaitingForReadyReplicas(name.clone()),
         Gate::WaitingForCertificate => Registration::WaitingForCertificate(name.clone()),
         Gate::ScaledToZero => Registration::ScaledToZero(name.clone()),
-        Gate::GroupNotAllowed => not_allowed(name.clone()),
         Gate::HeldBack | Gate::Allowed => Registration::UnregisteredUnavailable(name.clone()),
+        Gate::Frozen => Registration::Refused(name.clone()),
     };
     let Some(existing) = existing else {
         return match gate {
@@ -112,9 +108,8 @@ pub fn decide(
     };
     match holder(existing, names) {
         Holder::Us => match gate {
-            Gate::ScaledToZero | Gate::GroupNotAllowed | Gate::HeldBack => {
-                Decision::Delete(waiting(gate))
-            }
+            Gate::ScaledToZero | Gate::HeldBack => Decision::Delete(waiting(gate)),
+            Gate::Frozen => Decision::Apply,
             _ if expired => Decision::Delete(Registration::UnregisteredUnavailable(name.clone())),
             _ => Decision::Apply,
         },
@@ -200,15 +195,6 @@ pub fn unavailable_until(api_service: &APIService, limit: Option<Duration>) -> O
     let condition = api_service.available().filter(|c| c.status != "True")?;
     let since = condition.last_transition_time.as_ref()?.0;
     Timestamp::from_second(since.as_second().checked_add(limit)?).ok()
-}
-
-fn not_allowed(name: ApiServiceName) -> Registration {
-    Registration::Conflict {
-        name,
-        reason:
-            "the group is not in the operator's --allowed-groups; ask a cluster admin to allow it"
-                .into(),
-    }
 }
 
 fn conflict_reason(holder: &Holder) -> String {

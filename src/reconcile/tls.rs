@@ -16,6 +16,7 @@ use crate::desired::TlsInput;
 use crate::error::{Error, Result};
 use crate::names::{ApiServiceName, CERT_HASH_ANNOTATION, ServerNames};
 use crate::observe::Observed;
+use crate::ownership::{self, Owner};
 use crate::reconcile::registration::{Holder, holder};
 use crate::reconcile::validate::Validated;
 use crate::ssa::get_opt;
@@ -33,6 +34,8 @@ pub struct TlsStep {
     pub next_due: Option<Timestamp>,
     /// A CA rotation is in progress (re-check soon).
     pub rotating: bool,
+    /// A same-named Secret that is not ours is in the way (left untouched).
+    pub in_the_way: Option<String>,
 }
 
 pub async fn run(
@@ -90,6 +93,7 @@ async fn user_secret(
         events: Vec::new(),
         next_due: None,
         rotating: false,
+        in_the_way: None,
     };
     let Some(secret) = get_opt(secrets, &secret_name).await? else {
         return Ok(invalid(format!(
@@ -147,6 +151,7 @@ async fn user_secret(
         events: Vec::new(),
         next_due: Some(info.not_after),
         rotating: false,
+        in_the_way: None,
     })
 }
 
@@ -159,6 +164,21 @@ async fn managed(
     fresh: bool,
 ) -> Result<Managed> {
     let names = &validated.names;
+    let owner = Owner::Uid(&validated.uid);
+    if let Some(foreign) = [&ca_secret, &tls_secret]
+        .into_iter()
+        .flatten()
+        .find(|s| !owner.owns(s.as_ref()))
+    {
+        return Ok(Managed::Done(Box::new(TlsStep {
+            input: None,
+            outcome: CertificateOutcome::SecretInvalid(ownership::blocked(foreign.as_ref())),
+            events: Vec::new(),
+            next_due: None,
+            rotating: false,
+            in_the_way: Some(ownership::blocked(foreign.as_ref())),
+        })));
+    }
     let api_services = observed.api_services.as_slice();
     let ca = ca_secret
         .as_ref()
@@ -219,6 +239,7 @@ async fn managed(
         events: plan.events.clone(),
         next_due,
         rotating,
+        in_the_way: None,
     })))
 }
 

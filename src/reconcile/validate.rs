@@ -1,5 +1,5 @@
-//! Validate: parse what the spec leaves as text and check the operator's rules, before any
-//! read or write.
+//! Validate: parse what the spec leaves as text and check the trust rules (design §3.5)
+//! against the grants and the caches, before any request to the API server.
 
 use std::time::Duration;
 
@@ -8,22 +8,29 @@ use crate::crd::ExtensionServer;
 use crate::error::Result;
 use crate::names::{ApiServiceName, Group, ServerNames, Version};
 use crate::tls::{self, Lifetimes};
+use crate::trust::{self, Claim, Facts};
 
 /// A spec that passed validation, with its text fields parsed.
 #[derive(Debug, Clone)]
 pub struct Validated {
     pub names: ServerNames,
+    /// The server's uid: namespaced children are ours only with a controller ownerRef to it.
+    pub uid: String,
     /// One APIService per version, in spec order.
     pub requested: Vec<ApiServiceName>,
     /// Certificate and CA lifetimes (modes Managed and Insecure).
     pub lifetimes: Lifetimes,
     /// `registration.unregisterAfter`, if set.
     pub unregister_after: Option<Duration>,
-    /// The group is within the operator's `--allowed-groups`.
-    pub group_allowed: bool,
+    /// Whether the claim is allowed (and may adopt), or why it is refused.
+    pub claim: Claim,
 }
 
-pub fn validate(server: &ExtensionServer, settings: &Settings) -> Result<Validated> {
+pub fn validate(
+    server: &ExtensionServer,
+    settings: &Settings,
+    facts: Facts<'_>,
+) -> Result<Validated> {
     let spec = &server.spec;
     let lifetimes = tls::lifetimes(
         spec.tls.certificate_duration.as_deref(),
@@ -34,12 +41,22 @@ pub fn validate(server: &ExtensionServer, settings: &Settings) -> Result<Validat
         None | Some("") => None,
         Some(text) => Some(tls::duration::parse(text)?),
     };
+    let names = ServerNames::of(server);
+    let requested = requested_api_services(server);
+    let claim = trust::check(
+        &names,
+        &spec.group,
+        &requested,
+        spec.registration.adopt_existing,
+        facts,
+    );
     Ok(Validated {
-        names: ServerNames::of(server),
-        requested: requested_api_services(server),
+        names,
+        uid: server.metadata.uid.clone().unwrap_or_default(),
+        requested,
         lifetimes,
         unregister_after,
-        group_allowed: settings.group_allowed(&spec.group),
+        claim,
     })
 }
 

@@ -76,9 +76,24 @@ pub fn merge(
         .collect()
 }
 
-/// `Ready`: True when every other verdict is True, else the first one that is not.
+/// `Ready`: True when every other verdict is True, else the first one that is not. A claim
+/// that cannot proceed (a conflict, a refusal) is named before anything that is only waiting.
 pub fn ready(verdicts: &[Verdict]) -> Verdict {
-    match verdicts.iter().find(|v| !v.is_true()) {
+    let stuck = |v: &&Verdict| {
+        v.status == Status::False
+            && matches!(
+                v.reason,
+                Reason::Conflict
+                    | Reason::ProtectedGroup
+                    | Reason::NotGranted
+                    | Reason::AdoptionNotAllowed
+            )
+    };
+    let first = verdicts
+        .iter()
+        .find(stuck)
+        .or_else(|| verdicts.iter().find(|v| !v.is_true()));
+    match first {
         None => Verdict::new(
             ConditionType::Ready,
             Status::True,

@@ -19,6 +19,7 @@ use crate::crd::{ApiServiceState, CertificateState, ExtensionServerStatus};
 use crate::names::{ApiServiceName, ServerNames};
 use crate::tls::CertInfo;
 use crate::tls::probe::Handshake;
+use crate::trust::Refusal;
 use ConditionType::{Available, CertificateReady, DeploymentAvailable, Registered};
 
 /// How the serving certificate stands.
@@ -35,6 +36,8 @@ pub enum CertificateOutcome {
     SecretInvalid(String),
     /// The certificate has expired.
     Expired(String),
+    /// Nothing was issued: the claim is refused.
+    NotIssued,
 }
 
 /// What happened to one APIService in this pass.
@@ -50,6 +53,8 @@ pub enum Registration {
     },
     /// Removed because it stayed unavailable longer than `registration.unregisterAfter`.
     UnregisteredUnavailable(ApiServiceName),
+    /// Not created: the claim is refused (the group became protected after registration).
+    Refused(ApiServiceName),
 }
 
 /// Everything status is computed from.
@@ -66,6 +71,8 @@ pub struct Observation<'a> {
     pub api_services: &'a [(ApiServiceName, Option<APIService>)],
     /// A TLS handshake with the Service, made as the aggregator's proxy would.
     pub handshake: &'a Handshake,
+    /// Why the claim is refused, if it is.
+    pub refusal: Option<&'a Refusal>,
 }
 
 /// Builds the whole status, merging conditions with the previous ones.
@@ -89,15 +96,49 @@ pub fn compute(
 
 /// The five verdicts, Ready first.
 pub fn verdicts(observation: &Observation<'_>) -> Vec<Verdict> {
-    let parts = vec![
-        deployment_verdict(observation),
-        certificate_verdict(observation),
-        registered_verdict(observation),
-        available_verdict(observation),
-    ];
+    let parts = match observation.refusal {
+        // Refused: nothing runs; Registered says why, the others only point there.
+        Some(refusal) if !refusal.keep_registered => {
+            let not_started = |type_| {
+                Verdict::new(
+                    type_,
+                    Status::Unknown,
+                    refusal.reason.clone(),
+                    "nothing is created while the claim is refused; see Registered",
+                )
+            };
+            vec![
+                not_started(DeploymentAvailable),
+                not_started(CertificateReady),
+                refused_verdict(refusal),
+                not_started(Available),
+            ]
+        }
+        Some(refusal) => vec![
+            deployment_verdict(observation),
+            certificate_verdict(observation),
+            refused_verdict(refusal),
+            available_verdict(observation),
+        ],
+        None => vec![
+            deployment_verdict(observation),
+            certificate_verdict(observation),
+            registered_verdict(observation),
+            available_verdict(observation),
+        ],
+    };
     let mut all = vec![conditions::ready(&parts)];
     all.extend(parts);
     all
+}
+
+fn refused_verdict(refusal: &Refusal) -> Verdict {
+    Verdict::new(
+        Registered,
+        Status::False,
+        refusal.reason.clone(),
+        refusal.message.clone(),
+    )
 }
 
 fn replica_counts(deployment: Option<&Deployment>) -> (i32, i32) {
@@ -182,6 +223,12 @@ fn certificate_verdict(o: &Observation<'_>) -> Verdict {
             Reason::SecretInvalid,
             why.clone(),
         ),
+        CertificateOutcome::NotIssued => Verdict::new(
+            CertificateReady,
+            Status::Unknown,
+            Reason::NotRegistered,
+            "no certificate is issued while the claim is refused",
+        ),
         CertificateOutcome::Expired(why) => Verdict::new(
             CertificateReady,
             Status::False,
@@ -206,6 +253,7 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
             Registration::ScaledToZero(n) => scaled.push(n.to_string()),
             Registration::UnregisteredUnavailable(n) => dropped.push(n.to_string()),
             Registration::Registered(n) => registered.push(n.to_string()),
+            Registration::Refused(n) => waiting.push(n.to_string()),
         }
     }
     if !conflicts.is_empty() {

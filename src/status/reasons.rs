@@ -51,6 +51,9 @@ pub enum Reason {
     Unregistered,
     WaitingForCertificate,
     WaitingForReadyReplicas,
+    ProtectedGroup,
+    NotGranted,
+    AdoptionNotAllowed,
     // Available
     Passed,
     NotRegistered,
@@ -61,7 +64,7 @@ pub enum Reason {
 }
 
 /// The reasons with a fixed spelling, for parsing.
-const FIXED: [Reason; 18] = [
+const FIXED: [Reason; 21] = [
     Reason::Ready,
     Reason::MinimumReplicasAvailable,
     Reason::ScaledToZero,
@@ -76,6 +79,9 @@ const FIXED: [Reason; 18] = [
     Reason::Unregistered,
     Reason::WaitingForCertificate,
     Reason::WaitingForReadyReplicas,
+    Reason::ProtectedGroup,
+    Reason::NotGranted,
+    Reason::AdoptionNotAllowed,
     Reason::Passed,
     Reason::NotRegistered,
     Reason::WaitingForAggregator,
@@ -99,6 +105,9 @@ impl Reason {
             Self::Unregistered => "Unregistered",
             Self::WaitingForCertificate => "WaitingForCertificate",
             Self::WaitingForReadyReplicas => "WaitingForReadyReplicas",
+            Self::ProtectedGroup => "ProtectedGroup",
+            Self::NotGranted => "NotGranted",
+            Self::AdoptionNotAllowed => "AdoptionNotAllowed",
             Self::Passed => "Passed",
             Self::NotRegistered => "NotRegistered",
             Self::WaitingForAggregator => "WaitingForAggregator",

@@ -105,6 +105,7 @@ impl Fixture {
             registrations: &self.registrations,
             api_services: &self.api_services,
             handshake: &self.handshake,
+            refusal: None,
         };
         verdicts(&observation)
             .into_iter()
@@ -374,6 +375,7 @@ fn compute_keeps_transition_times_and_records_the_generation() {
         registrations: &f.registrations,
         api_services: &f.api_services,
         handshake: &f.handshake,
+        refusal: None,
     };
     let first = compute(&observation, None, Time(at(100)));
     let again = compute(&observation, Some(&first), Time(at(200)));

@@ -22,3 +22,36 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "eso.leaderElect" -}}
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
 {{- end -}}
+
+{{/* CEL: some grant covers the request's namespace and object.spec.group (with .adopt, one that
+     also allows adoption). */}}
+{{- define "eso.grantCovers" -}}
+{{- $terms := list -}}
+{{- range .grants -}}
+{{- if or (not $.adopt) .adoptExisting -}}
+{{- $ns := list -}}
+{{- with .namespaces -}}
+{{- $quoted := list -}}
+{{- range . }}{{ $quoted = append $quoted (printf "'%s'" .) }}{{ end -}}
+{{- $ns = append $ns (printf "request.namespace in [%s]" (join ", " $quoted)) -}}
+{{- end -}}
+{{- with .namespaceSelector -}}
+{{- $labels := list "true" -}}
+{{- range $k, $v := .matchLabels -}}
+{{- $labels = append $labels (printf "(has(namespaceObject.metadata.labels) && '%s' in namespaceObject.metadata.labels && namespaceObject.metadata.labels['%s'] == '%s')" $k $k $v) -}}
+{{- end -}}
+{{- $ns = append $ns (printf "(%s)" (join " && " $labels)) -}}
+{{- end -}}
+{{- $groups := list -}}
+{{- range .groups -}}
+{{- if hasPrefix "*." . -}}
+{{- $groups = append $groups (printf "object.spec.group.endsWith('%s')" (trimPrefix "*" .)) -}}
+{{- else -}}
+{{- $groups = append $groups (printf "object.spec.group == '%s'" .) -}}
+{{- end -}}
+{{- end -}}
+{{- $terms = append $terms (printf "((%s) && (%s))" (join " || " $ns) (join " || " $groups)) -}}
+{{- end -}}
+{{- end -}}
+{{- if $terms }}{{ join " || " $terms }}{{ else }}false{{ end -}}
+{{- end -}}

@@ -58,8 +58,8 @@ const GATES: [Gate; 6] = [
     Gate::WaitingForReadyReplicas,
     Gate::WaitingForCertificate,
     Gate::ScaledToZero,
-    Gate::GroupNotAllowed,
     Gate::HeldBack,
+    Gate::Frozen,
 ];
 
 #[test]
@@ -105,6 +105,7 @@ fn ours_is_kept_while_allowed_and_removed_when_the_gate_closes_for_good() {
         (Gate::Allowed, Decision::Apply),
         (Gate::WaitingForReadyReplicas, Decision::Apply),
         (Gate::WaitingForCertificate, Decision::Apply),
+        (Gate::Frozen, Decision::Apply),
         (
             Gate::ScaledToZero,
             Decision::Delete(Registration::ScaledToZero(v1())),
@@ -121,17 +122,6 @@ fn ours_is_kept_while_allowed_and_removed_when_the_gate_closes_for_good() {
             "{gate:?}"
         );
     }
-    assert!(matches!(
-        decide(
-            &v1(),
-            Some(&ours),
-            &names(),
-            Gate::GroupNotAllowed,
-            false,
-            false
-        ),
-        Decision::Delete(Registration::Conflict { .. })
-    ));
     assert_eq!(
         decide(&v1(), Some(&ours), &names(), Gate::Allowed, false, true),
         Decision::Delete(Registration::UnregisteredUnavailable(v1())),
@@ -180,25 +170,18 @@ fn what_is_not_ours_is_never_touched() {
 }
 
 #[test]
-fn the_gate_checks_hold_back_then_scale_then_group_then_certificate_then_readiness() {
+fn the_gate_checks_hold_back_then_scale_then_certificate_then_readiness() {
     let basic = server("{group: g.example.com, versions: [{name: v1}], image: i}");
-    assert_eq!(gate(&basic, true, false, true, 1), Gate::Allowed);
-    assert_eq!(
-        gate(&basic, true, false, true, 0),
-        Gate::WaitingForReadyReplicas
-    );
-    assert_eq!(
-        gate(&basic, true, false, false, 1),
-        Gate::WaitingForCertificate
-    );
-    assert_eq!(gate(&basic, false, false, false, 0), Gate::GroupNotAllowed);
-    assert_eq!(gate(&basic, false, true, false, 0), Gate::HeldBack);
+    assert_eq!(gate(&basic, false, true, 1), Gate::Allowed);
+    assert_eq!(gate(&basic, false, true, 0), Gate::WaitingForReadyReplicas);
+    assert_eq!(gate(&basic, false, false, 1), Gate::WaitingForCertificate);
+    assert_eq!(gate(&basic, true, false, 0), Gate::HeldBack);
     let scaled = server("{group: g.example.com, versions: [{name: v1}], image: i, replicas: 0}");
-    assert_eq!(gate(&scaled, false, false, false, 0), Gate::ScaledToZero);
+    assert_eq!(gate(&scaled, false, false, 0), Gate::ScaledToZero);
     let always = server(
         "{group: g.example.com, versions: [{name: v1}], image: i, registration: {policy: Always}}",
     );
-    assert_eq!(gate(&always, true, false, true, 0), Gate::Allowed);
+    assert_eq!(gate(&always, false, true, 0), Gate::Allowed);
 }
 
 #[test]

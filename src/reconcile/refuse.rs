@@ -1,0 +1,60 @@
+//! A refused claim gets nothing but its status: what this server had registered or bound
+//! before (a grant since withdrawn) is removed, APIServices first.
+
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::Api;
+
+use crate::apiservice::APIService;
+use crate::context::Context;
+use crate::error::Result;
+use crate::names::{KUBE_SYSTEM, ServerNames};
+use crate::observe::{Observed, owner_annotation};
+use crate::reconcile::registration::{self, Holder};
+use crate::ssa::{self, preconditions_of};
+
+/// Removes this server's APIServices and delegated-auth bindings, as the caches show them.
+/// Returns true if anything was removed.
+pub async fn unregister(ctx: &Context, names: &ServerNames, observed: &Observed) -> Result<bool> {
+    let apis: Api<APIService> = Api::all(ctx.client.clone());
+    let ours = observed
+        .api_services
+        .iter()
+        .filter_map(|(_, live)| live.as_deref())
+        .filter(|a| registration::holder(a, names) == Holder::Us)
+        .chain(observed.stale_api_services.iter().map(|a| a.as_ref()));
+    let mut removed = false;
+    for api_service in ours {
+        registration::delete(&apis, api_service).await?;
+        removed = true;
+    }
+    let owner = names.owner_key();
+    if let Some(binding) = observed
+        .auth_delegator
+        .as_deref()
+        .filter(|b| owner_annotation(*b) == Some(owner.as_str()))
+    {
+        let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+        ssa::delete(
+            &api,
+            &names.cluster_role_binding(),
+            Some(preconditions_of(binding)),
+        )
+        .await?;
+        removed = true;
+    }
+    if let Some(binding) = observed
+        .auth_reader
+        .as_deref()
+        .filter(|b| owner_annotation(*b) == Some(owner.as_str()))
+    {
+        let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), KUBE_SYSTEM);
+        ssa::delete(
+            &api,
+            &names.auth_reader_binding(),
+            Some(preconditions_of(binding)),
+        )
+        .await?;
+        removed = true;
+    }
+    Ok(removed)
+}

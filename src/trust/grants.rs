@@ -1,0 +1,190 @@
+//! The admin's grants: which namespaces may claim which API groups, and whether they may adopt
+//! an existing APIService. Read from `--grants FILE`:
+//!
+//! ```yaml
+//! grants:
+//!   - namespaces: [team-a]                 # or namespaceSelector: {matchLabels: {...}}
+//!     groups: ["*.team-a.example.com", "metrics.team-a.io"]
+//!     adoptExisting: false
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The whole grants file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// One grant: namespaces (by name or by labels), group patterns, and adoption.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Grant {
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    #[serde(default)]
+    pub namespace_selector: Option<NamespaceSelector>,
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub adopt_existing: bool,
+}
+
+/// Namespaces by label (`matchLabels` only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamespaceSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// What the grants allow one claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// No grant covers this namespace and group.
+    NotGranted,
+    /// Granted; `adopt` says whether an existing unmanaged APIService may be taken over.
+    Granted { adopt: bool },
+}
+
+impl Grants {
+    /// Parses and checks a grants file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let grants: Grants = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        for (i, grant) in grants.grants.iter().enumerate() {
+            if grant.namespaces.is_empty() && grant.namespace_selector.is_none() {
+                return Err(format!(
+                    "grants[{i}]: set namespaces or namespaceSelector (an empty selector matches every namespace)"
+                ));
+            }
+            if let Some(bad) = grant.groups.iter().find(|g| !valid_pattern(g)) {
+                return Err(format!(
+                    "grants[{i}]: group pattern {bad:?} must be a group name or *.<suffix>"
+                ));
+            }
+        }
+        Ok(grants)
+    }
+
+    /// What the grants allow `namespace` (with `labels`) for `group`.
+    pub fn allowance(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        group: &str,
+    ) -> Allowance {
+        let matching = self
+            .grants
+            .iter()
+            .filter(|g| g.covers_namespace(namespace, labels))
+            .filter(|g| g.groups.iter().any(|p| group_matches(p, group)));
+        let mut allowance = Allowance::NotGranted;
+        for grant in matching {
+            allowance = Allowance::Granted {
+                adopt: grant.adopt_existing || allowance == Allowance::Granted { adopt: true },
+            };
+        }
+        allowance
+    }
+}
+
+impl Grant {
+    fn covers_namespace(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.namespaces.iter().any(|n| n == namespace)
+            || self
+                .namespace_selector
+                .as_ref()
+                .is_some_and(|s| s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    }
+}
+
+/// `pattern` is a group name, or `*.<suffix>` for every group under that suffix.
+pub fn group_matches(pattern: &str, group: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => group
+            .strip_suffix(suffix)
+            .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        None => pattern == group,
+    }
+}
+
+fn valid_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const FILE: &str = r#"
+grants:
+  - namespaces: [team-a]
+    groups: ["*.team-a.example.com", "metrics.team-a.io"]
+  - namespaceSelector: {matchLabels: {tier: platform}}
+    groups: ["*.platform.io"]
+    adoptExisting: true
+"#;
+
+    #[test]
+    fn a_claim_needs_a_grant_for_its_namespace_and_group() {
+        let grants = Grants::parse(FILE).expect("grants");
+        let none = labels(&[]);
+        assert_eq!(
+            grants.allowance("team-a", &none, "x.team-a.example.com"),
+            Allowance::Granted { adopt: false }
+        );
+        assert_eq!(
+            grants.allowance("team-a", &none, "metrics.team-a.io"),
+            Allowance::Granted { adopt: false }
+        );
+        assert_eq!(
+            grants.allowance("team-b", &none, "x.team-a.example.com"),
+            Allowance::NotGranted
+        );
+        assert_eq!(
+            grants.allowance("team-a", &none, "team-a.example.com"),
+            Allowance::NotGranted,
+            "*.suffix covers subdomains only"
+        );
+        assert_eq!(
+            grants.allowance("team-a", &none, "evilteam-a.example.com"),
+            Allowance::NotGranted
+        );
+        assert_eq!(
+            grants.allowance("ops", &labels(&[("tier", "platform")]), "m.platform.io"),
+            Allowance::Granted { adopt: true }
+        );
+        assert_eq!(
+            grants.allowance("ops", &labels(&[("tier", "dev")]), "m.platform.io"),
+            Allowance::NotGranted
+        );
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let unknown = Grants::parse("grants: [{namespaces: [a], groups: [x.io], adopt: true}]");
+        assert!(unknown.is_err_and(|e| e.contains("adopt")));
+        let no_namespaces = Grants::parse("grants: [{groups: [x.io]}]");
+        assert!(no_namespaces.is_err_and(|e| e.contains("namespaces or namespaceSelector")));
+        let bad_pattern = Grants::parse("grants: [{namespaces: [a], groups: ['*']}]");
+        assert!(bad_pattern.is_err_and(|e| e.contains("must be a group name")));
+        assert_eq!(Grants::parse("grants: []"), Ok(Grants::default()));
+    }
+}

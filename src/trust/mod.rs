@@ -1,0 +1,118 @@
+//! The trust boundary (design §3.5): an ExtensionServer may claim a group only within the
+//! rules a cluster admin set. Pure: decided from the spec, the grants and the caches.
+
+pub mod grants;
+pub mod protected;
+pub mod reload;
+
+use std::collections::BTreeMap;
+
+use crate::apiservice::APIService;
+use crate::names::{ApiServiceName, ServerNames};
+use crate::status::Reason;
+use grants::{Allowance, Grants};
+use protected::Protection;
+
+/// What the cluster says about a claim, from the caches.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The admin's grants; `None` when the operator runs without `--grants`.
+    pub grants: Option<&'a Grants>,
+    /// The labels of the ExtensionServer's namespace.
+    pub namespace_labels: &'a BTreeMap<String, String>,
+    /// Every APIService in the cluster.
+    pub api_services: &'a [&'a APIService],
+    /// Every CustomResourceDefinition's name (`<plural>.<group>`).
+    pub crd_names: &'a [&'a str],
+}
+
+/// The verdict on a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The server may register; with `adopt` it may take over an unmanaged APIService.
+    Allowed {
+        adopt: bool,
+    },
+    Refused(Refusal),
+}
+
+/// A refused claim: the reason, what to do, and whether registered APIServices stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub message: String,
+    /// A group that became protected after it was registered (a CRD installed later): the
+    /// running APIServices stay, and the admin decides.
+    pub keep_registered: bool,
+}
+
+/// Decides whether `names` may claim `group` with these `requested` APIServices.
+pub fn check(
+    names: &ServerNames,
+    group: &str,
+    requested: &[ApiServiceName],
+    adopt_requested: bool,
+    facts: Facts<'_>,
+) -> Claim {
+    let crds = facts.crd_names.iter().copied();
+    if let Some(protection) = protected::protection(group, facts.api_services.iter().copied(), crds)
+    {
+        let registered = facts.api_services.iter().any(|a| {
+            crate::observe::owner_annotation(*a) == Some(names.owner_key().as_str())
+                && requested
+                    .iter()
+                    .any(|r| Some(r.as_str()) == a.metadata.name.as_deref())
+        });
+        let mut message = protection.message(group);
+        if registered && protection != Protection::KubernetesSuffix {
+            message.push_str(
+                "; this server registered it first, so its APIServices stay in place until a cluster admin removes the clash (delete this ExtensionServer or that API)",
+            );
+        }
+        return Claim::Refused(Refusal {
+            reason: Reason::ProtectedGroup,
+            message,
+            keep_registered: registered,
+        });
+    }
+    let allowance = match facts.grants {
+        None => Allowance::Granted { adopt: false },
+        Some(grants) => grants.allowance(&names.namespace, facts.namespace_labels, group),
+    };
+    let Allowance::Granted { adopt } = allowance else {
+        return Claim::Refused(Refusal {
+            reason: Reason::NotGranted,
+            message: format!(
+                "namespace {} has no grant for group {group}; ask a cluster admin to add one to the operator's grants (until then this server gets no APIService and no delegated-auth binding)",
+                names.namespace
+            ),
+            keep_registered: false,
+        });
+    };
+    if adopt_requested && !adopt {
+        let unmanaged: Vec<&str> = facts
+            .api_services
+            .iter()
+            .filter(|a| !a.is_local() && crate::observe::owner_annotation(**a).is_none())
+            .filter_map(|a| a.metadata.name.as_deref())
+            .filter(|name| requested.iter().any(|r| r.as_str() == *name))
+            .collect();
+        if !unmanaged.is_empty() {
+            return Claim::Refused(Refusal {
+                reason: Reason::AdoptionNotAllowed,
+                message: format!(
+                    "registration.adoptExisting is set, but no grant lets namespace {} adopt existing APIServices ({} exists and is not managed by this operator); ask a cluster admin for a grant with adoptExisting: true, or remove the field",
+                    names.namespace,
+                    unmanaged.join(", ")
+                ),
+                keep_registered: false,
+            });
+        }
+    }
+    Claim::Allowed {
+        adopt: adopt_requested && adopt,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,65 @@
+//! Keeps the grants in force in step with `--grants FILE`, without a restart. The file is
+//! re-read every few seconds (a mounted ConfigMap changes by swapping a symlink, which file
+//! events miss); a change that parses replaces the grants and re-reconciles every server, one
+//! that does not is logged and the previous grants stay.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+
+use super::grants::Grants;
+use crate::context::Context;
+
+/// How often the file is re-read.
+pub const POLL: Duration = Duration::from_secs(2);
+
+/// Reads and parses the grants file.
+pub fn load(path: &Path) -> Result<Grants, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Grants::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Loads the file into `ctx` now; then, in the returned stream, yields once per accepted change.
+pub fn follow(ctx: Arc<Context>, path: PathBuf) -> impl Stream<Item = ()> + Send + 'static {
+    let last = std::fs::read_to_string(&path).ok();
+    match load(&path) {
+        Ok(grants) => set(&ctx, grants),
+        Err(error) => {
+            tracing::error!(%error, "the grants file is invalid; every claim is refused until it is fixed")
+        }
+    }
+    if last.is_some() && ctx.grants().is_none() {
+        // Refuse everything rather than fall back to "no grants" (which allows any group).
+        set(&ctx, Grants::default());
+    }
+    futures::stream::unfold((ctx, path, last), |(ctx, path, mut seen)| async move {
+        loop {
+            tokio::time::sleep(POLL).await;
+            let Ok(text) = tokio::fs::read_to_string(&path).await else {
+                continue;
+            };
+            if seen.as_deref() == Some(text.as_str()) {
+                continue;
+            }
+            seen = Some(text.clone());
+            match Grants::parse(&text) {
+                Ok(grants) => {
+                    tracing::info!(grants = grants.grants.len(), "grants reloaded");
+                    set(&ctx, grants);
+                    return Some(((), (ctx, path, seen)));
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the changed grants file is invalid; keeping the previous grants")
+                }
+            }
+        }
+    })
+}
+
+fn set(ctx: &Context, grants: Grants) {
+    if let Ok(mut current) = ctx.grants.write() {
+        *current = Some(Arc::new(grants));
+    }
+}

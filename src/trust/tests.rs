@@ -1,0 +1,167 @@
+//! The trust rules, one test each.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::*;
+use crate::apiservice::{APIServiceSpec, ServiceReference};
+use crate::names::{Group, OWNER_ANNOTATION, Version};
+
+fn names(namespace: &str) -> ServerNames {
+    ServerNames {
+        name: "srv".into(),
+        namespace: namespace.into(),
+    }
+}
+
+fn requested(group: &str) -> Vec<ApiServiceName> {
+    vec![ApiServiceName::new(
+        &Version("v1".into()),
+        &Group(group.into()),
+    )]
+}
+
+fn api_service(name: &str, group: &str, local: bool, owner: Option<&str>) -> APIService {
+    APIService {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            annotations: owner.map(|o| BTreeMap::from([(OWNER_ANNOTATION.into(), o.into())])),
+            ..ObjectMeta::default()
+        },
+        spec: APIServiceSpec {
+            group: Some(group.into()),
+            service: (!local).then(ServiceReference::default),
+            ..APIServiceSpec::default()
+        },
+        status: None,
+    }
+}
+
+fn check_with(
+    namespace: &str,
+    group: &str,
+    adopt: bool,
+    grants: Option<&Grants>,
+    apis: &[APIService],
+    crds: &[&str],
+) -> Claim {
+    let labels = BTreeMap::new();
+    let apis: Vec<&APIService> = apis.iter().collect();
+    check(
+        &names(namespace),
+        group,
+        &requested(group),
+        adopt,
+        Facts {
+            grants,
+            namespace_labels: &labels,
+            api_services: &apis,
+            crd_names: crds,
+        },
+    )
+}
+
+fn reason(claim: &Claim) -> Option<&Reason> {
+    match claim {
+        Claim::Refused(refusal) => Some(&refusal.reason),
+        Claim::Allowed { .. } => None,
+    }
+}
+
+#[test]
+fn without_grants_any_unprotected_group_is_allowed_but_adoption_is_off() {
+    let claim = check_with("a", "my.custom.api", false, None, &[], &[]);
+    assert_eq!(claim, Claim::Allowed { adopt: false });
+    let unmanaged = [api_service(
+        "v1.my.custom.api",
+        "my.custom.api",
+        false,
+        None,
+    )];
+    let adopt = check_with("a", "my.custom.api", true, None, &unmanaged, &[]);
+    assert_eq!(reason(&adopt), Some(&Reason::AdoptionNotAllowed));
+    let nothing_to_adopt = check_with("a", "my.custom.api", true, None, &[], &[]);
+    assert_eq!(nothing_to_adopt, Claim::Allowed { adopt: false });
+}
+
+#[test]
+fn protected_groups_are_refused_for_new_versions_too() {
+    let builtin = [api_service(
+        "v1.rbac.example.com",
+        "rbac.example.com",
+        true,
+        None,
+    )];
+    for (group, crds) in [
+        ("rbac.authorization.k8s.io", &[][..]),
+        ("metrics.k8s.io", &[][..]),
+        ("rbac.example.com", &[][..]),
+        ("aggregation.dev", &["extensionservers.aggregation.dev"][..]),
+    ] {
+        let claim = check_with("a", group, false, None, &builtin, crds);
+        assert_eq!(reason(&claim), Some(&Reason::ProtectedGroup), "{group}");
+    }
+}
+
+#[test]
+fn a_group_protected_after_registration_keeps_its_apiservices() {
+    let ours = [api_service(
+        "v1.late.example.com",
+        "late.example.com",
+        false,
+        Some("a/srv"),
+    )];
+    let Claim::Refused(refusal) = check_with(
+        "a",
+        "late.example.com",
+        false,
+        None,
+        &ours,
+        &["things.late.example.com"],
+    ) else {
+        panic!("a CRD's group is protected");
+    };
+    assert!(refusal.keep_registered);
+    assert!(
+        refusal.message.contains("registered it first"),
+        "{}",
+        refusal.message
+    );
+    let Claim::Refused(fresh) = check_with(
+        "a",
+        "late.example.com",
+        false,
+        None,
+        &[],
+        &["things.late.example.com"],
+    ) else {
+        panic!("a CRD's group is protected");
+    };
+    assert!(!fresh.keep_registered);
+}
+
+#[test]
+fn grants_decide_namespaces_groups_and_adoption() {
+    let grants = Grants::parse(
+        "grants: [{namespaces: [team-a], groups: ['*.team-a.io']}, {namespaces: [ops], groups: [m.ops.io], adoptExisting: true}]",
+    )
+    .expect("grants");
+    let allowed = check_with("team-a", "x.team-a.io", false, Some(&grants), &[], &[]);
+    assert_eq!(allowed, Claim::Allowed { adopt: false });
+    let other = check_with("team-b", "x.team-a.io", false, Some(&grants), &[], &[]);
+    assert_eq!(reason(&other), Some(&Reason::NotGranted));
+    let unmanaged = [api_service("v1.m.ops.io", "m.ops.io", false, None)];
+    let adopt = check_with("ops", "m.ops.io", true, Some(&grants), &unmanaged, &[]);
+    assert_eq!(adopt, Claim::Allowed { adopt: true });
+    let not_for_team_a = [api_service("v1.x.team-a.io", "x.team-a.io", false, None)];
+    let refused = check_with(
+        "team-a",
+        "x.team-a.io",
+        true,
+        Some(&grants),
+        &not_for_team_a,
+        &[],
+    );
+    assert_eq!(reason(&refused), Some(&Reason::AdoptionNotAllowed));
+}
