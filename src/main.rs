@@ -72,10 +72,10 @@ struct RunArgs {
     #[arg(long, env = "POD_NAME")]
     leader_elect_identity: Option<String>,
     /// How long a standby waits after the leader's last renewal before taking over.
-    #[arg(long, default_value = "10s")]
+    #[arg(long, default_value = "9s")]
     leader_elect_lease_duration: String,
     /// How long the leader tries to renew before giving up (shorter than the lease duration).
-    #[arg(long, default_value = "7s")]
+    #[arg(long, default_value = "6s")]
     leader_elect_renew_deadline: String,
     /// Time between attempts to acquire or renew the Lease.
     #[arg(long, default_value = "2s")]

@@ -122,8 +122,8 @@ pub async fn run() -> Result<()> {
         binary_mib,
         release_build_seconds,
         lease: LeaseTimings {
-            lease_duration: "10s".into(),
-            renew_deadline: "7s".into(),
+            lease_duration: "9s".into(),
+            renew_deadline: "6s".into(),
             retry_period: "2s".into(),
         },
         failover_kill_seconds: killed.as_secs_f64(),
