@@ -6,9 +6,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// Set to 1 to measure (two clean release builds take minutes).
+/// Set to 1 to measure (two clean release builds take minutes); without it the last saved
+/// measurement is reported.
 pub const ENV: &str = "ESO_BENCH_BUILD_TIME";
 
 /// The profile before this change: cargo's release defaults.
@@ -21,7 +22,7 @@ const DEFAULTS: &[&str] = &[
     "profile.release.codegen-units=16",
 ];
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildTimes {
     pub before_seconds: f64,
     pub after_seconds: f64,
@@ -56,17 +57,27 @@ pub fn mib(path: &Path) -> Result<f64> {
     Ok(std::fs::metadata(path)?.len() as f64 / (1024.0 * 1024.0))
 }
 
-/// Measures both builds when `ESO_BENCH_BUILD_TIME=1`.
+/// Where the last measurement is kept, so runs without `ESO_BENCH_BUILD_TIME=1` report it.
+fn saved() -> std::path::PathBuf {
+    testenv::paths::workspace_root().join("target/bench/build-time.json")
+}
+
+/// Measures both builds when `ESO_BENCH_BUILD_TIME=1` and saves the result; otherwise
+/// returns the last saved measurement, if any.
 pub fn measure() -> Result<Option<BuildTimes>> {
     if std::env::var(ENV).as_deref() != Ok("1") {
-        return Ok(None);
+        return Ok(std::fs::read(saved())
+            .ok()
+            .and_then(|raw| serde_json::from_slice(&raw).ok()));
     }
     let (before_seconds, before_binary_mib) = clean_build("before", DEFAULTS)?;
     let (after_seconds, after_binary_mib) = clean_build("after", &[])?;
-    Ok(Some(BuildTimes {
+    let times = BuildTimes {
         before_seconds,
         after_seconds,
         before_binary_mib,
         after_binary_mib,
-    }))
+    };
+    std::fs::write(saved(), serde_json::to_string_pretty(&times)?)?;
+    Ok(Some(times))
 }

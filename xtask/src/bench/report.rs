@@ -46,7 +46,8 @@ pub struct Report {
     /// How many of the 1,000 were Registered when RSS was measured (all had status).
     pub registered_of_1000: usize,
     pub binary_mib: f64,
-    /// Clean release builds before and after the profile change; null unless measured.
+    /// Clean release builds before and after the profile change (the last measurement with
+    /// `ESO_BENCH_BUILD_TIME=1`); null if never measured.
     pub release_build_seconds: Option<BuildTimes>,
     pub lease: LeaseTimings,
     pub failover_kill_seconds: f64,
@@ -215,7 +216,10 @@ impl Report {
             None => row(
                 &mut out,
                 "clean release build",
-                format!("not measured (set {}=1)", super::build_time::ENV),
+                format!(
+                    "not measured yet (run once with {}=1)",
+                    super::build_time::ENV
+                ),
                 "",
                 None,
             ),
