@@ -277,10 +277,11 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\nWith nothing changing the operator should write nothing. Its reads in that window are what \
-             the periodic work needs: the certificate probe of every registered server (`--probe-interval`, \
-             default 30s) and the resync of every ExtensionServer (`--resync`, default 5m) re-read the \
-             Secrets and APIServices they check. Watches are long-lived and not counted.\n"
+            "\nWith nothing changing the operator should write nothing. A pass reads only the reflector \
+             caches, so the periodic work (the certificate probe of every registered server every \
+             `--probe-interval`, default 30s, which is a TLS handshake with its Service, and the resync \
+             of every ExtensionServer, default 5m) needs no API request at all. Watches are long-lived \
+             and counted once each.\n"
         );
         let l = &r.lease;
         let _ = writeln!(
