@@ -69,7 +69,7 @@ where
     let existing = match cached {
         Some(cached) => Some(cached),
         None => {
-            fresh = live(api, desired).await?;
+            fresh = live(api, desired.meta().name.as_deref().unwrap_or_default()).await?;
             fresh.as_ref()
         }
     };
@@ -92,17 +92,16 @@ pub fn blocked<K: Resource<DynamicType = ()>>(object: &K) -> String {
     )
 }
 
-/// The object named like `desired`, read live with a list by name (the `list` grant covers
-/// it; the operator has no `get` on its children).
-pub async fn live<K>(api: &Api<K>, desired: &K) -> Result<Option<K>>
+/// The object called `name`, read live with a list by name (the `list` grant covers it; the
+/// operator has no `get` on its children).
+pub async fn live<K>(api: &Api<K>, name: &str) -> Result<Option<K>>
 where
     K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
-    let name = desired.meta().name.clone().unwrap_or_default();
     let params = ListParams::default().fields(&format!("metadata.name={name}"));
     let list = api.list(&params).await.map_err(|source| Error::Get {
         kind: K::kind(&()),
-        name: name.clone(),
+        name: name.to_string(),
         source,
     })?;
     Ok(list.items.into_iter().next())

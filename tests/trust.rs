@@ -113,13 +113,15 @@ async fn protected_groups_get_nothing_but_status() {
 
 #[tokio::test]
 async fn grants_are_enforced_and_reloaded_without_a_restart() {
+    // The sample server serves my.custom.api, so this server can become Ready for real.
     let grants = GrantsFile::new(
         "reload",
-        "grants: [{namespaces: [someone-else], groups: ['*.custom.api']}]\n",
+        "grants: [{namespaces: [someone-else], groups: [my.custom.api]}]\n",
     );
     let h = Harness::start_with("trust-grants", grants.settings()).await;
-    let group = format!("{}.custom.api", h.ns.name);
-    h.create(&server("tenant", &group, "")).await;
+    let group = "my.custom.api";
+    h.create(&server("tenant", group, ", port: 443, args: [--secure-port=443, --tls-cert-file=/var/run/extension-server/tls/tls.crt, --tls-private-key-file=/var/run/extension-server/tls/tls.key]"))
+        .await;
     let s = h
         .wait_condition("tenant", "Ready", "False", Some("NotGranted"))
         .await;
@@ -130,12 +132,15 @@ async fn grants_are_enforced_and_reloaded_without_a_restart() {
     );
     nothing_created(&h, "tenant", &format!("v1.{group}")).await;
 
-    // Granted at runtime: registered without a restart.
+    // Granted at runtime: Ready, through the aggregator, without a restart.
+    let _pod = testenv::runtime::start(&h.ns.cluster, &h.ns.name, "tenant")
+        .await
+        .unwrap();
     grants.write(&format!(
-        "grants: [{{namespaces: [{}], groups: ['*.custom.api']}}]\n",
+        "grants: [{{namespaces: [{}], groups: [my.custom.api]}}]\n",
         h.ns.name
     ));
-    h.wait_condition("tenant", "Registered", "True", None).await;
+    h.wait_condition("tenant", "Ready", "True", None).await;
     let apis: Api<APIService> = Api::all(h.ns.client.clone());
     assert!(
         apis.get_opt(&format!("v1.{group}"))
@@ -347,4 +352,56 @@ async fn foreign_objects_in_the_way_stay_untouched() {
         .unwrap();
     h.wait_condition("p", "Registered", "True", None).await;
     assert!(pdbs.get_opt("p").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_named_service_account_must_exist_and_is_never_owned() {
+    let h = Harness::start("trust-sa").await;
+    let group = format!("{}.custom.api", h.ns.name);
+    h.create(&server("named", &group, ", serviceAccountName: mine"))
+        .await;
+    let s = h
+        .wait_condition("named", "Ready", "False", Some("Conflict"))
+        .await;
+    let message = &condition(&s, "Ready").message;
+    assert!(
+        message.contains(&format!(
+            "ServiceAccount {}/mine (spec.serviceAccountName) does not exist",
+            h.ns.name
+        )),
+        "{message}"
+    );
+    let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
+    let crb = format!("aggregation.dev:{}:named:auth-delegator", h.ns.name);
+    assert!(crbs.get_opt(&crb).await.unwrap().is_none());
+
+    let accounts: Api<ServiceAccount> = h.ns.api();
+    let mine = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("mine".into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    let mine = accounts
+        .create(&PostParams::default(), &mine)
+        .await
+        .unwrap();
+    h.wait_condition("named", "Registered", "True", None).await;
+    let binding = crbs.get(&crb).await.unwrap();
+    assert_eq!(binding.subjects.unwrap()[0].name, "mine");
+
+    let servers = h.servers();
+    servers.delete("named", &Default::default()).await.unwrap();
+    wait_for(servers, "named", |s: Option<&ExtensionServer>| s.is_none()).await;
+    let after = accounts.get("mine").await.unwrap();
+    assert_eq!(after.metadata.uid, mine.metadata.uid);
+    assert!(
+        after
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert!(crbs.get_opt(&crb).await.unwrap().is_none());
 }

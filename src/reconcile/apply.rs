@@ -5,7 +5,8 @@
 //! the APIServices (as the registration gate allows), then any stale APIServices of ours.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 
@@ -84,6 +85,17 @@ macro_rules! ensure {
     };
 }
 
+/// The ServiceAccount a delegated-auth binding names.
+fn subject_name(binding: &ClusterRoleBinding) -> String {
+    binding
+        .subjects
+        .iter()
+        .flatten()
+        .map(|s| s.name.clone())
+        .next()
+        .unwrap_or_default()
+}
+
 /// Applies `desired` over what was `observed`.
 pub async fn apply(
     ctx: &Context,
@@ -140,6 +152,16 @@ pub async fn apply(
     if let Some(account) = service_account {
         let api = Api::namespaced(client.clone(), ns);
         ensure!(&api, &account, live_service_account.as_deref(), uid, stop);
+    } else if live_auth_delegator.is_none() || live_auth_reader.is_none() {
+        // spec.serviceAccountName is bound, never created or owned: it must exist. Checked live
+        // (only labelled ServiceAccounts are cached), and only before a binding is written.
+        let account = subject_name(&auth_delegator);
+        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+        if ownership::live(&api, &account).await?.is_none() {
+            return Ok(stop(format!(
+                "ServiceAccount {ns}/{account} (spec.serviceAccountName) does not exist; create it: the operator binds it but never creates, owns or deletes it"
+            )));
+        }
     }
     if live_auth_delegator.is_none() {
         restored.push(Restored::AuthDelegator);

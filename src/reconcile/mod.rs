@@ -31,7 +31,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 
-use crate::apiservice::APIService;
 use crate::context::Context;
 use crate::crd::{ExtensionServer, ExtensionServerStatus};
 use crate::desired;
@@ -76,13 +75,12 @@ pub async fn reconcile(
 /// One pass of the pipeline.
 async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action> {
     let ctx = reconciler.ctx.as_ref();
-    let names = ServerNames::of(server);
+    // What the trust rules read: the grants in force and the caches.
     let grants = ctx.grants();
-    let namespace_labels = reconciler.facts.namespace_labels(&names.namespace);
+    let namespace = server.namespace().unwrap_or_default();
+    let namespace_labels = reconciler.facts.namespace_labels(&namespace);
     let api_services = reconciler.stores.api_services.state();
-    let api_services: Vec<&APIService> = api_services.iter().map(|a| a.as_ref()).collect();
     let crd_names = reconciler.facts.crd_names();
-    let crd_names: Vec<&str> = crd_names.iter().map(String::as_str).collect();
     let facts = trust::Facts {
         grants: grants.as_deref(),
         namespace_labels: &namespace_labels,
@@ -233,6 +231,10 @@ fn due(validated: &Validated, tls: &tls::TlsStep, applied: &Applied) -> requeue:
             .registrations
             .iter()
             .any(|r| matches!(r, Registration::Registered(_))),
+        blocked: applied
+            .registrations
+            .iter()
+            .any(|r| matches!(r, Registration::Conflict { .. })),
         unregister: applied
             .api_services
             .iter()

@@ -13,6 +13,9 @@ pub struct Due {
     pub rotating: bool,
     /// An APIService is registered, so its certificate is probed periodically.
     pub probing: bool,
+    /// Waiting on something the operator does not watch (an object in the way, a missing
+    /// ServiceAccount): look again at the probe pace rather than the resync.
+    pub blocked: bool,
     /// When an unavailable APIService reaches `registration.unregisterAfter`.
     pub unregister: Vec<Timestamp>,
 }
@@ -33,7 +36,7 @@ pub fn after(due: &Due, resync: Duration, probe_interval: Duration, now: Timesta
     if due.rotating {
         wait = wait.min(ROTATION_POLL);
     }
-    if due.probing {
+    if due.probing || due.blocked {
         wait = wait.min(probe_interval);
     }
     for at in &due.unregister {
@@ -71,6 +74,11 @@ mod tests {
             ..due.clone()
         };
         assert_eq!(after(&probing, RESYNC, PROBE, at(0)), PROBE);
+        let blocked = Due {
+            blocked: true,
+            ..due.clone()
+        };
+        assert_eq!(after(&blocked, RESYNC, PROBE, at(0)), PROBE);
         let rotating = Due {
             rotating: true,
             ..probing

@@ -6,6 +6,7 @@ pub mod protected;
 pub mod reload;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::apiservice::APIService;
 use crate::names::{ApiServiceName, ServerNames};
@@ -21,9 +22,9 @@ pub struct Facts<'a> {
     /// The labels of the ExtensionServer's namespace.
     pub namespace_labels: &'a BTreeMap<String, String>,
     /// Every APIService in the cluster.
-    pub api_services: &'a [&'a APIService],
+    pub api_services: &'a [Arc<APIService>],
     /// Every CustomResourceDefinition's name (`<plural>.<group>`).
-    pub crd_names: &'a [&'a str],
+    pub crd_names: &'a [String],
 }
 
 /// The verdict on a claim.
@@ -54,11 +55,11 @@ pub fn check(
     adopt_requested: bool,
     facts: Facts<'_>,
 ) -> Claim {
-    let crds = facts.crd_names.iter().copied();
-    if let Some(protection) = protected::protection(group, facts.api_services.iter().copied(), crds)
-    {
+    let crds = facts.crd_names.iter().map(String::as_str);
+    let api_services = facts.api_services.iter().map(Arc::as_ref);
+    if let Some(protection) = protected::protection(group, api_services, crds) {
         let registered = facts.api_services.iter().any(|a| {
-            crate::observe::owner_annotation(*a) == Some(names.owner_key().as_str())
+            crate::observe::owner_annotation(a.as_ref()) == Some(names.owner_key().as_str())
                 && requested
                     .iter()
                     .any(|r| Some(r.as_str()) == a.metadata.name.as_deref())
@@ -93,7 +94,7 @@ pub fn check(
         let unmanaged: Vec<&str> = facts
             .api_services
             .iter()
-            .filter(|a| !a.is_local() && crate::observe::owner_annotation(**a).is_none())
+            .filter(|a| !a.is_local() && crate::observe::owner_annotation(a.as_ref()).is_none())
             .filter_map(|a| a.metadata.name.as_deref())
             .filter(|name| requested.iter().any(|r| r.as_str() == *name))
             .collect();

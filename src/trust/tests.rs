@@ -47,7 +47,9 @@ fn check_with(
     crds: &[&str],
 ) -> Claim {
     let labels = BTreeMap::new();
-    let apis: Vec<&APIService> = apis.iter().collect();
+    let apis: Vec<std::sync::Arc<APIService>> =
+        apis.iter().cloned().map(std::sync::Arc::new).collect();
+    let crds: Vec<String> = crds.iter().map(|c| c.to_string()).collect();
     check(
         &names(namespace),
         group,
@@ -57,7 +59,7 @@ fn check_with(
             grants,
             namespace_labels: &labels,
             api_services: &apis,
-            crd_names: crds,
+            crd_names: &crds,
         },
     )
 }
