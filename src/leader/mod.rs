@@ -61,6 +61,9 @@ pub fn holder(lease: &Lease) -> Option<&str> {
 }
 
 /// The last Lease record this candidate saw, and when it first saw it.
+/// The shortest wait between two attempts to acquire.
+const MIN_ATTEMPT_INTERVAL: Duration = Duration::from_millis(50);
+
 #[derive(Debug)]
 struct Observed {
     resource_version: Option<String>,
@@ -98,8 +101,22 @@ impl LeaderElector {
                 Ok(false) => {}
                 Err(error) => tracing::warn!(%error, "trying to acquire the lease"),
             }
-            tokio::time::sleep(self.settings.retry_period).await;
+            tokio::time::sleep(self.next_attempt_in()).await;
         }
+    }
+
+    /// A standby tries again after the retry period, or as soon as the observed record
+    /// expires if that is sooner, so a takeover does not wait for the next retry tick.
+    pub fn next_attempt_in(&self) -> Duration {
+        let retry = self.settings.retry_period;
+        let Some(observed) = &self.observed else {
+            return retry;
+        };
+        let left = self
+            .settings
+            .lease_duration
+            .saturating_sub(observed.at.elapsed());
+        left.min(retry).max(MIN_ATTEMPT_INTERVAL)
     }
 
     /// Renews the Lease every retry period. Returns when leadership is lost: another holder

@@ -146,3 +146,20 @@ async fn release_clears_only_our_own_hold() {
     assert!(written["spec"]["holderIdentity"].is_null());
     assert_eq!(written["spec"]["leaseDurationSeconds"], 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_tries_again_when_the_record_expires_not_at_the_next_tick() {
+    let (mut elector, mut api) = elector();
+    let server = tokio::spawn(async move {
+        answer(&mut api, "GET", 200, lease("other", "1")).await;
+    });
+    let retry = Duration::from_secs(2);
+    assert_eq!(elector.next_attempt_in(), retry, "nothing observed yet");
+    assert!(!elector.try_acquire_or_renew().await.unwrap());
+    server.await.unwrap();
+    assert_eq!(elector.next_attempt_in(), retry);
+    tokio::time::advance(Duration::from_millis(14_500)).await;
+    assert_eq!(elector.next_attempt_in(), Duration::from_millis(500));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(elector.next_attempt_in(), Duration::from_millis(50));
+}
