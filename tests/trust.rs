@@ -73,6 +73,27 @@ async fn nothing_created(h: &Harness, name: &str, api_service: &str) {
     );
 }
 
+/// Deletes the server; the ServiceAccount it used stays as it was, and no binding is left.
+async fn deleted_leaving_account(h: &Harness, name: &str, account: &ServiceAccount) {
+    let servers = h.servers();
+    servers.delete(name, &Default::default()).await.unwrap();
+    wait_for(servers, name, |s: Option<&ExtensionServer>| s.is_none()).await;
+    let accounts: Api<ServiceAccount> = h.ns.api();
+    let account_name = account.metadata.name.as_deref().unwrap();
+    let after = accounts.get(account_name).await.unwrap();
+    assert_eq!(after.metadata.uid, account.metadata.uid);
+    assert!(
+        after
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
+    let crb = format!("aggregation.dev:{}:{name}:auth-delegator", h.ns.name);
+    assert!(crbs.get_opt(&crb).await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn protected_groups_get_nothing_but_status() {
     let h = Harness::start("trust-protected").await;
@@ -244,25 +265,7 @@ async fn a_server_named_default_never_takes_the_default_service_account() {
     let crb = format!("aggregation.dev:{}:default:auth-delegator", h.ns.name);
     assert!(crbs.get_opt(&crb).await.unwrap().is_none());
 
-    let servers = h.servers();
-    servers
-        .delete("default", &Default::default())
-        .await
-        .unwrap();
-    wait_for(servers, "default", |s: Option<&ExtensionServer>| {
-        s.is_none()
-    })
-    .await;
-    let after = accounts.get("default").await.unwrap();
-    assert_eq!(after.metadata.uid, before.metadata.uid);
-    assert!(
-        after
-            .metadata
-            .owner_references
-            .unwrap_or_default()
-            .is_empty()
-    );
-    assert!(crbs.get_opt(&crb).await.unwrap().is_none());
+    deleted_leaving_account(&h, "default", &before).await;
 }
 
 #[tokio::test]
@@ -391,17 +394,5 @@ async fn a_named_service_account_must_exist_and_is_never_owned() {
     let binding = crbs.get(&crb).await.unwrap();
     assert_eq!(binding.subjects.unwrap()[0].name, "mine");
 
-    let servers = h.servers();
-    servers.delete("named", &Default::default()).await.unwrap();
-    wait_for(servers, "named", |s: Option<&ExtensionServer>| s.is_none()).await;
-    let after = accounts.get("mine").await.unwrap();
-    assert_eq!(after.metadata.uid, mine.metadata.uid);
-    assert!(
-        after
-            .metadata
-            .owner_references
-            .unwrap_or_default()
-            .is_empty()
-    );
-    assert!(crbs.get_opt(&crb).await.unwrap().is_none());
+    deleted_leaving_account(&h, "named", &mine).await;
 }
