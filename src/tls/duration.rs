@@ -33,7 +33,9 @@ pub fn parse(text: &str) -> Result<Duration> {
         total += value * seconds;
         rest = &rest[unit_len..];
     }
-    Ok(Duration::from_secs_f64(total))
+    // Checked: an absurd value is an error, never a panic (the CRD in a cluster may be older
+    // than this binary and accept it).
+    Duration::try_from_secs_f64(total).map_err(|_| invalid())
 }
 
 #[cfg(test)]
@@ -51,7 +53,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "h", "10", "10x", "ten seconds"] {
+        for bad in ["", "h", "10", "10x", "ten seconds", "99999999999999999999h"] {
             assert!(parse(bad).is_err(), "{bad} should be rejected");
         }
     }
