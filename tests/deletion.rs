@@ -14,21 +14,36 @@ use kube::api::{Api, DeleteParams};
 use kube::runtime::watcher;
 use support::Harness;
 
-/// Resolves with the instant the named object was seen deleted.
-fn deleted_at<K>(api: Api<K>, name: &str) -> tokio::task::JoinHandle<Instant>
+/// Watches the named object; returns once the watch has listed it, with a handle that
+/// resolves with the instant it was seen deleted. (A watch that lists only after the deletion
+/// would never see it.)
+async fn deleted_at<K>(api: Api<K>, name: &str) -> tokio::task::JoinHandle<Instant>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    tokio::spawn(async move {
+    let (listed, is_listed) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(async move {
+        let mut listed = Some(listed);
         let mut events = watcher(api, config).boxed();
         while let Some(event) = events.next().await {
-            if let Ok(watcher::Event::Delete(_)) = event {
-                return Instant::now();
+            match event {
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(listed) = listed.take() {
+                        let _ = listed.send(());
+                    }
+                }
+                Ok(watcher::Event::Delete(_)) => return Instant::now(),
+                _ => {}
             }
         }
         Instant::now()
-    })
+    });
+    tokio::time::timeout(Duration::from_secs(30), is_listed)
+        .await
+        .expect("the watch did not list in time")
+        .unwrap();
+    handle
 }
 
 #[tokio::test]
@@ -59,8 +74,8 @@ spec:
     );
 
     let api_services: Api<APIService> = Api::all(h.ns.client.clone());
-    let api_service_gone = deleted_at(api_services.clone(), &api_service);
-    let server_gone = deleted_at::<ExtensionServer>(h.servers(), "doomed");
+    let api_service_gone = deleted_at(api_services.clone(), &api_service).await;
+    let server_gone = deleted_at::<ExtensionServer>(h.servers(), "doomed").await;
     h.servers()
         .delete("doomed", &DeleteParams::default())
         .await
