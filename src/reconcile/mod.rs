@@ -62,14 +62,37 @@ pub async fn reconcile(
 ) -> Result<Action> {
     let namespace = server.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<ExtensionServer> = Api::namespaced(reconciler.ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, server, |event| async {
+    let outcome = finalizer(&api, FINALIZER, server, |event| async {
         match event {
             FinalizerEvent::Apply(server) => run(&server, &reconciler).await,
             FinalizerEvent::Cleanup(server) => cleanup::run(&server, &reconciler.ctx).await,
         }
     })
-    .await
-    .map_err(Error::from_finalizer)
+    .await;
+    match outcome {
+        Err(error) if stale_finalizers(&error) => {
+            // The finalizer patch tests the finalizers the cache showed; the cache was behind
+            // (or the object is already gone). Not a failure: look again with fresh data.
+            Ok(Action::requeue(STALE_RETRY))
+        }
+        other => other.map_err(Error::from_finalizer),
+    }
+}
+
+/// How soon to look again after a finalizer patch met a newer object than the cache's.
+const STALE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// True when adding or removing the finalizer failed only because the cached object was
+/// stale: its JSON-patch test failed (422, 409) or the object is gone (404).
+fn stale_finalizers(error: &kube::runtime::finalizer::Error<Error>) -> bool {
+    use kube::runtime::finalizer::Error as F;
+    match error {
+        F::AddFinalizer(kube::Error::Api(status))
+        | F::RemoveFinalizer(kube::Error::Api(status)) => {
+            matches!(status.code, 404 | 409 | 422)
+        }
+        _ => false,
+    }
 }
 
 /// One pass of the pipeline.
@@ -324,4 +347,29 @@ async fn write_status(
     .await
     .map_err(Error::WriteStatus)
     .map(|written| written.metadata.resource_version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::finalizer::Error as F;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("test", "Reason")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn only_finalizer_patches_against_a_stale_object_are_retried_quietly() {
+        assert!(stale_finalizers(&F::AddFinalizer(api(422))));
+        assert!(stale_finalizers(&F::RemoveFinalizer(api(404))));
+        assert!(stale_finalizers(&F::RemoveFinalizer(api(409))));
+        assert!(!stale_finalizers(&F::AddFinalizer(api(403))));
+        assert!(!stale_finalizers(&F::ApplyFailed(Error::InvalidSpec(
+            "x".into()
+        ))));
+    }
 }
