@@ -24,13 +24,8 @@ pub fn load(path: &Path) -> Result<Grants, String> {
 /// Loads the file into `ctx` now; then, in the returned stream, yields once per accepted change.
 pub fn follow(ctx: Arc<Context>, path: PathBuf) -> impl Stream<Item = ()> + Send + 'static {
     let last = std::fs::read_to_string(&path).ok();
-    match load(&path) {
-        Ok(grants) => set(&ctx, grants),
-        Err(error) => {
-            tracing::error!(%error, "the grants file is invalid; every claim is refused until it is fixed")
-        }
-    }
-    if last.is_some() && ctx.grants().is_none() {
+    if let Err(error) = load(&path).map(|grants| set(&ctx, grants)) {
+        tracing::error!(%error, "the grants file is unreadable or invalid; every claim is refused until it is fixed");
         // Refuse everything rather than fall back to "no grants" (which allows any group).
         set(&ctx, Grants::default());
     }
