@@ -23,7 +23,11 @@ const APISERVICE_GONE: Duration = Duration::from_secs(30);
 pub async fn run(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
     let names = ServerNames::of(server);
     let apis: Api<APIService> = Api::all(ctx.client.clone());
-    for target in ours_live(&apis, &names).await? {
+    let ours = list_ours(&apis, &names).await?;
+    for target in ours
+        .into_iter()
+        .filter(|a| registration::holder(a, &names) == Holder::Us)
+    {
         let name = target.metadata.name.clone().unwrap_or_default();
         let uid = target.metadata.uid.clone().unwrap_or_default();
         registration::delete(&apis, &target).await?;
@@ -57,54 +61,40 @@ pub async fn run(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
     Ok(Action::await_change())
 }
 
-/// Deletes the objects of this kind that carry this server's labels and owner annotation
-/// (listed live, as for APIServices), each only as the uid that was listed.
+/// Deletes the objects of this kind that are ours (listed live), each only as the uid listed.
 async fn delete_ours<K>(api: &Api<K>, names: &ServerNames) -> Result<()>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let list = api
-        .list(&ListParams::default().labels(&selector(names)))
-        .await
-        .map_err(|source| Error::Get {
-            kind: K::kind(&()),
-            name: selector(names),
-            source,
-        })?;
-    let owner = names.owner_key();
-    for object in list
-        .items
-        .iter()
-        .filter(|o| owner_annotation(*o) == Some(owner.as_str()))
-    {
+    for object in list_ours(api, names).await? {
         let name = object.meta().name.clone().unwrap_or_default();
-        ssa::delete(api, &name, Some(preconditions_of(object))).await?;
+        ssa::delete(api, &name, Some(preconditions_of(&object))).await?;
     }
     Ok(())
 }
 
-fn selector(names: &ServerNames) -> String {
-    format!(
+/// The objects of this kind with this server's labels and owner annotation, listed live:
+/// deletion must not miss one created a moment ago that the cache has not seen yet.
+async fn list_ours<K>(api: &Api<K>, names: &ServerNames) -> Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let selector = format!(
         "{SERVER_LABEL}={},{SERVER_NAMESPACE_LABEL}={}",
         names.name, names.namespace
-    )
-}
-
-/// Every APIService of ours, listed live: deletion must not miss one created a moment ago
-/// that the cache has not seen yet.
-async fn ours_live(apis: &Api<APIService>, names: &ServerNames) -> Result<Vec<APIService>> {
-    let selector = selector(names);
-    let list = apis
+    );
+    let list = api
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|source| Error::Get {
-            kind: "APIService".into(),
+            kind: K::kind(&()),
             name: selector.clone(),
             source,
         })?;
+    let owner = names.owner_key();
     Ok(list
         .items
         .into_iter()
-        .filter(|a| registration::holder(a, names) == Holder::Us)
+        .filter(|o| owner_annotation(o) == Some(owner.as_str()))
         .collect())
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 
 use crate::apiservice::APIService;
 use crate::crd::{ExtensionServer, RegistrationPolicy};
@@ -135,7 +135,7 @@ pub async fn execute(
             Some(created) => Ok((Registration::Registered(name.clone()), Some(created))),
             // Someone created it since the cache saw it: decide again on the live object
             // (a live read, because the cache has not caught up yet).
-            None => match live(api, name).await? {
+            None => match crate::ownership::live(api, name.as_str()).await? {
                 Some(live) => match recheck(&live) {
                     Decision::Apply => apply(api, name, desired, &live).await,
                     Decision::Delete(outcome) | Decision::Report(outcome) => Ok((outcome, None)),
@@ -226,17 +226,6 @@ async fn create(api: &Api<APIService>, desired: &APIService) -> Result<Option<AP
             source,
         }),
     }
-}
-
-/// The APIService named `name`, read live (a list by name, which the `list` grant covers).
-async fn live(api: &Api<APIService>, name: &ApiServiceName) -> Result<Option<APIService>> {
-    let params = ListParams::default().fields(&format!("metadata.name={name}"));
-    let list = api.list(&params).await.map_err(|source| Error::Get {
-        kind: "APIService".into(),
-        name: name.to_string(),
-        source,
-    })?;
-    Ok(list.items.into_iter().next())
 }
 
 /// Deletes one of our APIServices, exactly the one that was seen (uid precondition).
