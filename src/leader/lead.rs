@@ -23,9 +23,11 @@ pub async fn lead(
     ctx.ready.send_replace(true);
     tracing::info!(identity = elector.identity(), "waiting to become leader");
     let shutdown = shutdown::watch_signal();
-    tokio::select! {
-        () = elector.acquire() => {}
-        () = shutdown::requested(shutdown.clone()) => return Ok(()),
+    if !elector
+        .acquire_until(shutdown::requested(shutdown.clone()))
+        .await
+    {
+        return Ok(());
     }
     ctx.metrics.set_leader(true);
     let lost = {

@@ -90,18 +90,24 @@ impl LeaderElector {
         &self.settings.identity
     }
 
-    /// Waits until this candidate holds the Lease.
-    pub async fn acquire(&mut self) {
+    /// Waits until this candidate holds the Lease (`true`) or `stop` resolves (`false`).
+    /// `stop` interrupts only the wait between attempts: an attempt in flight always finishes,
+    /// so a Lease written just before a shutdown is known to be ours and can be released.
+    pub async fn acquire_until(&mut self, stop: impl Future<Output = ()>) -> bool {
+        tokio::pin!(stop);
         loop {
             match self.try_acquire_or_renew().await {
                 Ok(true) => {
                     tracing::info!(identity = %self.settings.identity, lease = %self.settings.name, "became leader");
-                    return;
+                    return true;
                 }
                 Ok(false) => {}
                 Err(error) => tracing::warn!(%error, "trying to acquire the lease"),
             }
-            tokio::time::sleep(self.next_attempt_in()).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.next_attempt_in()) => {}
+                () = &mut stop => return false,
+            }
         }
     }
 

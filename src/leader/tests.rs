@@ -163,3 +163,47 @@ async fn a_standby_tries_again_when_the_record_expires_not_at_the_next_tick() {
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(elector.next_attempt_in(), Duration::from_millis(50));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_an_attempt_lets_the_attempt_finish_so_a_won_lease_is_known() {
+    let (mut elector, mut api) = elector();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (request, respond) = api.next_request().await.expect("a GET");
+        assert_eq!(request.method().as_str(), "GET");
+        // The stop arrives while the attempt is in flight.
+        let _ = stop.send(());
+        respond.send_response(
+            Response::builder()
+                .status(404)
+                .body(Body::from(
+                    serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}))
+                    .unwrap(),
+                ))
+                .unwrap(),
+        );
+        answer(&mut api, "POST", 201, lease("me", "1")).await;
+    });
+    let won = elector
+        .acquire_until(async {
+            let _ = stopped.await;
+        })
+        .await;
+    assert!(won, "the attempt was cancelled after its write");
+    server.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_between_attempts_ends_the_wait() {
+    let (mut elector, mut api) = elector();
+    let server = tokio::spawn(async move {
+        answer(&mut api, "GET", 200, lease("other", "1")).await;
+    });
+    let won = elector.acquire_until(std::future::ready(())).await;
+    assert!(!won);
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the first attempt was not made")
+        .unwrap();
+}
