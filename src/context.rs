@@ -26,6 +26,34 @@ pub struct Settings {
     pub concurrency: u16,
     /// Most TLS probes in flight at once.
     pub probe_concurrency: usize,
+    /// Tests only: runs before the children of a server are built.
+    pub before_build: BuildHook,
+}
+
+/// A test hook run before the children of a server are built, for example to make that step
+/// panic on purpose. Production never sets one.
+#[derive(Clone, Default)]
+pub struct BuildHook(pub Option<Arc<HookFn>>);
+
+/// What a [`BuildHook`] runs.
+pub type HookFn = dyn Fn(&crate::crd::ExtensionServer) + Send + Sync;
+
+impl BuildHook {
+    pub fn run(&self, server: &crate::crd::ExtensionServer) {
+        if let Some(hook) = &self.0 {
+            hook(server);
+        }
+    }
+}
+
+impl std::fmt::Debug for BuildHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "BuildHook(set)"
+        } else {
+            "BuildHook(none)"
+        })
+    }
 }
 
 impl Default for Settings {
@@ -40,6 +68,7 @@ impl Default for Settings {
             probe_interval: Duration::from_secs(30),
             concurrency: 16,
             probe_concurrency: 8,
+            before_build: BuildHook::default(),
         }
     }
 }

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+
+use futures::{FutureExt, StreamExt};
 use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -13,16 +15,24 @@ use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::Error;
 use crate::observe::{Facts, Servers, Stores};
-use crate::reconcile::{Reconciler, reconcile};
+use crate::reconcile::{Reconciler, failure, reconcile};
 
-fn error_policy(server: Arc<ExtensionServer>, error: &Error, _: Arc<Reconciler>) -> Action {
+/// Retries a failed object after its own backoff; its failure is already in its status.
+fn error_policy(
+    server: Arc<ExtensionServer>,
+    error: &Error,
+    reconciler: Arc<Reconciler>,
+) -> Action {
+    let key = ObjectRef::from_obj(server.as_ref());
+    let retry_in = reconciler.backoffs.failed(&key);
     tracing::warn!(
-        server = %ObjectRef::from_obj(server.as_ref()),
+        server = %key,
         category = %error.category(),
         %error,
+        retry_in = ?retry_in,
         "reconcile failed"
     );
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(retry_in)
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C. With `namespace`, only ExtensionServers (and
@@ -97,6 +107,7 @@ async fn controller(
         stores,
         servers,
         facts,
+        backoffs: Default::default(),
     });
     controller
         .graceful_shutdown_on(crate::shutdown::requested(shutdown))
@@ -122,11 +133,31 @@ async fn reconcile_counted(
         .wait_for(|synced| *synced)
         .await;
     let started = std::time::Instant::now();
-    let result = reconcile(server, reconciler.clone()).await;
+    let key = ObjectRef::from_obj(server.as_ref());
+    let result = AssertUnwindSafe(reconcile(server.clone(), reconciler.clone()))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(server = %key, panic = %message, "a reconcile panicked; the other servers carry on");
+            Err(Error::Panicked(message))
+        });
     let category = result.as_ref().err().map(Error::category);
     reconciler
         .ctx
         .metrics
         .reconciled(started.elapsed(), category.as_deref());
+    match &result {
+        Ok(_) => reconciler.backoffs.succeeded(&key),
+        Err(error) => failure::report(&reconciler, &server, error).await,
+    }
     result
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -16,21 +16,21 @@ pub enum Error {
     IssueCertificate(#[from] rcgen::Error),
     #[error("reading a certificate: {0}")]
     ReadCertificate(String),
-    #[error("reading {kind} {name}: {source}")]
+    #[error("reading {kind} {name}: {}", api_message(source))]
     Get {
         kind: Kind,
         name: String,
         #[source]
         source: kube::Error,
     },
-    #[error("applying {kind} {name}: {source}")]
+    #[error("applying {kind} {name}: {}", api_message(source))]
     Apply {
         kind: Kind,
         name: String,
         #[source]
         source: kube::Error,
     },
-    #[error("deleting {kind} {name}: {source}")]
+    #[error("deleting {kind} {name}: {}", api_message(source))]
     Delete {
         kind: Kind,
         name: String,
@@ -39,7 +39,7 @@ pub enum Error {
     },
     #[error("{kind} {name} is still being deleted")]
     StillDeleting { kind: Kind, name: String },
-    #[error("writing status: {0}")]
+    #[error("writing status: {}", api_message(.0))]
     WriteStatus(#[source] kube::Error),
     #[error("serializing {0}: {1}")]
     Serialize(Kind, #[source] serde_json::Error),
@@ -47,6 +47,16 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("ExtensionServer has no namespace")]
     MissingNamespace,
+    #[error("internal error (a bug in the operator; please report it): {0}")]
+    Panicked(String),
+}
+
+/// The API server's own message for a refused request, without the debug dump.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl Error {
@@ -64,6 +74,25 @@ impl Error {
             Error::WriteStatus(_) => "WriteStatus".into(),
             Error::Serialize(kind, _) => format!("Serialize{kind}").into(),
             Error::Finalizer(_) => "Finalizer".into(),
+            Error::Panicked(_) => "Internal".into(),
+        }
+    }
+
+    /// The `Ready` condition's reason for this failure, naming the step: `InvalidSpec`,
+    /// `CertificateFailed`, `<Kind>ReadFailed`, `<Kind>ApplyFailed`, `<Kind>DeleteFailed`,
+    /// `StatusWriteFailed`, `FinalizerFailed` or `InternalError`.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::InvalidSpec(_) | Error::MissingNamespace => "InvalidSpec".into(),
+            Error::IssueCertificate(_) | Error::ReadCertificate(_) => "CertificateFailed".into(),
+            Error::Get { kind, .. } => format!("{kind}ReadFailed"),
+            Error::Apply { kind, .. } => format!("{kind}ApplyFailed"),
+            Error::Delete { kind, .. } | Error::StillDeleting { kind, .. } => {
+                format!("{kind}DeleteFailed")
+            }
+            Error::WriteStatus(_) => "StatusWriteFailed".into(),
+            Error::Finalizer(_) => "FinalizerFailed".into(),
+            Error::Serialize(..) | Error::Panicked(_) => "InternalError".into(),
         }
     }
 
@@ -108,5 +137,17 @@ mod tests {
         assert_eq!(cleanup.category(), "DeleteAPIService");
         let add = Error::from_finalizer(F::AddFinalizer(api_error()));
         assert_eq!(add.category(), "Finalizer");
+    }
+
+    #[test]
+    fn reasons_name_the_step_and_messages_carry_the_api_servers_words() {
+        let apply = Error::Apply {
+            kind: "Deployment".into(),
+            name: "ns/x".into(),
+            source: api_error(),
+        };
+        assert_eq!(apply.reason(), "DeploymentApplyFailed");
+        assert_eq!(apply.to_string(), "applying Deployment ns/x: denied");
+        assert_eq!(Error::Panicked("boom".into()).reason(), "InternalError");
     }
 }

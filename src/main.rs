@@ -109,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         probe_interval: duration::parse(&args.probe_interval)?.max(Duration::from_secs(1)),
         concurrency: args.concurrency,
         probe_concurrency: usize::try_from(args.probe_concurrency)?,
+        before_build: Default::default(),
     };
     if let Some(path) = &args.grants {
         extension_server_operator::trust::reload::load(path)

@@ -7,26 +7,8 @@ mod support;
 use std::time::Duration;
 
 use support::chart::{kubectl_stdin, template};
+use support::policy::Installed;
 use testenv::TestNamespace;
-
-/// Deletes the policy and its binding however the test ends.
-struct Installed<'a> {
-    ns: &'a TestNamespace,
-    name: String,
-}
-
-impl Drop for Installed<'_> {
-    fn drop(&mut self) {
-        for kind in [
-            "validatingadmissionpolicybinding",
-            "validatingadmissionpolicy",
-        ] {
-            let _ = self
-                .ns
-                .kubectl(&["delete", kind, &self.name, "--ignore-not-found"]);
-        }
-    }
-}
 
 fn server(name: &str, group: &str, extra: &str) -> String {
     format!(

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt, watcher};
 use support::{Harness, wait_for};
@@ -58,25 +58,6 @@ fn args_with_port(port: u16) -> serde_json::Value {
 
 async fn available(h: &Harness) -> ExtensionServer {
     h.wait_condition(NAME, "Ready", "True", None).await
-}
-
-/// The Warning Events with `reason` so far: name and series count.
-async fn warnings(h: &Harness, reason: &str) -> BTreeMap<String, i32> {
-    let events: Api<Event> = h.ns.api();
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
-        .map(|e| {
-            (
-                e.metadata.name.clone().unwrap_or_default(),
-                series_count(&e),
-            )
-        })
-        .collect()
 }
 
 fn series_count(event: &Event) -> i32 {
@@ -202,7 +183,7 @@ async fn breakages_are_diagnosed_and_clear_after_the_fix() {
     available(&h).await;
 
     // 1. The server stopped.
-    let before = warnings(&h, "DiscoveryFailed").await;
+    let before = support::warnings(&h.ns, "DiscoveryFailed").await;
     drop(pod);
     let message = broken(&h, "nothing answers HTTPS", &before).await;
     assert!(message.contains("spec.port (443)"), "{message}");
@@ -212,7 +193,7 @@ async fn breakages_are_diagnosed_and_clear_after_the_fix() {
     available(&h).await;
 
     // 2. The server listens on another port than spec.port.
-    let before = warnings(&h, "DiscoveryFailed").await;
+    let before = support::warnings(&h.ns, "DiscoveryFailed").await;
     h.servers()
         .patch(
             NAME,
@@ -234,7 +215,7 @@ async fn breakages_are_diagnosed_and_clear_after_the_fix() {
 
     // 3. The server presents a certificate from another CA. The aggregator's availability
     // check does not verify TLS; the operator's handshake does.
-    let before = warnings(&h, "DiscoveryFailed").await;
+    let before = support::warnings(&h.ns, "DiscoveryFailed").await;
     let now = Timestamp::now();
     let other_ca = certs::generate_ca("someone else's CA", now, Duration::from_secs(3600)).unwrap();
     let names = vec![format!("{NAME}.{}.svc", h.ns.name)];
@@ -249,7 +230,7 @@ async fn breakages_are_diagnosed_and_clear_after_the_fix() {
     available(&h).await;
 
     // 4. The delegated-auth RoleBinding removed behind the operator's back.
-    let before = warnings(&h, "RBACRestored").await;
+    let before = support::warnings(&h.ns, "RBACRestored").await;
     let bindings: Api<RoleBinding> = Api::namespaced(h.ns.client.clone(), "kube-system");
     let binding = format!("aggregation.dev:{}:{NAME}:auth-reader", h.ns.name);
     let uid = bindings.get(&binding).await.unwrap().metadata.uid.unwrap();

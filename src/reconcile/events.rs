@@ -86,6 +86,21 @@ pub fn transitions(
     events
 }
 
+/// One Warning Event for a failed pass, unless `old` already showed the same failure
+/// (reason and message): a retry that fails the same way is not news. Pure.
+pub fn failure(old: Option<&ExtensionServerStatus>, new: &ExtensionServerStatus) -> Option<Event> {
+    let ready = |status: &ExtensionServerStatus| {
+        find(&status.conditions, ConditionType::Ready)
+            .filter(|c| c.status == "False")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    let (reason, message) = ready(new)?;
+    if old.and_then(ready) == Some((reason.clone(), message.clone())) {
+        return None;
+    }
+    Some(event(EventType::Warning, &reason, &message))
+}
+
 fn event(type_: EventType, reason: &str, note: &str) -> Event {
     Event {
         type_,
@@ -189,6 +204,26 @@ mod tests {
         let unregistered = status(&[(ConditionType::Registered, "False", Reason::Unregistered)]);
         let events = transitions(Some(&registered), &unregistered, &[], &[], &names());
         assert_eq!(reasons(&events), [("Unregistered", false)]);
+    }
+
+    #[test]
+    fn a_failure_is_one_warning_until_its_reason_or_message_changes() {
+        let failed = |message: &str| {
+            crate::status::failed(
+                None,
+                Some(1),
+                Reason::StepFailed("DeploymentApplyFailed".into()),
+                message,
+                Time(Timestamp::UNIX_EPOCH),
+            )
+        };
+        let first = failure(None, &failed("denied"));
+        assert_eq!(
+            first.map(|e| (e.reason, e.type_ == EventType::Warning)),
+            Some(("DeploymentApplyFailed".to_string(), true))
+        );
+        assert!(failure(Some(&failed("denied")), &failed("denied")).is_none());
+        assert!(failure(Some(&failed("denied")), &failed("quota exceeded")).is_some());
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //! Deletion goes through the finalizer to [`cleanup`].
 
 mod apply;
+pub mod backoff;
 mod cleanup;
 mod events;
+pub mod failure;
 mod probe;
 mod refuse;
 pub mod registration;
@@ -50,6 +52,8 @@ pub struct Reconciler {
     pub stores: Stores,
     pub servers: Servers,
     pub facts: Facts,
+    /// Failures in a row per server, for the retry delay.
+    pub backoffs: backoff::Backoffs<kube::runtime::reflector::ObjectRef<ExtensionServer>>,
 }
 
 /// How long a pass waits for the cache to show its own status write.
@@ -136,6 +140,7 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
     };
     let applied = match &tls.input {
         Some(input) => {
+            ctx.settings.before_build.run(server);
             let desired = desired::desired(server, input);
             apply::apply(ctx, &validated, desired, observed, gate, adopt).await?
         }
@@ -159,24 +164,15 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
         handshake: &handshake,
         refusal,
     };
-    let new_status = status::compute(&observation, server.status.as_ref(), Time(Timestamp::now()));
-    record_metrics(ctx, &validated.names, &new_status);
-    let events = events::transitions(
-        server.status.as_ref(),
-        &new_status,
+    report(
+        reconciler,
+        server,
+        &validated.names,
+        &observation,
         &tls.events,
         &applied.restored,
-        &validated.names,
-    );
-    events::publish(ctx, server, events).await;
-    if let Some(version) = write_status(ctx, server, &validated.names, new_status).await? {
-        // The next pass must start from this status, or it would repeat this pass's Events.
-        let key = kube::runtime::reflector::ObjectRef::from_obj(server);
-        reconciler
-            .servers
-            .caught_up(&key, &version, STATUS_VISIBLE)
-            .await;
-    }
+    )
+    .await?;
 
     let due = due(&validated, &tls, &applied);
     let settings = &ctx.settings;

@@ -3,6 +3,7 @@
 
 pub mod conditions;
 mod diagnosis;
+mod failure;
 pub mod reasons;
 #[cfg(test)]
 mod tests;
@@ -12,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use conditions::{Status, Verdict};
 pub use diagnosis::diagnose_unavailable;
+pub use failure::failed;
 pub use reasons::{ConditionType, Reason};
 
 use crate::apiservice::APIService;

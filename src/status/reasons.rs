@@ -59,12 +59,19 @@ pub enum Reason {
     NotRegistered,
     WaitingForAggregator,
     TlsVerificationFailed,
+    // Ready, when a pass fails
+    /// The spec cannot work (only with a CRD older than the operator's rules).
+    InvalidSpec,
+    /// A bug: the pass panicked.
+    InternalError,
+    /// A step failed, named `<Kind><Verb>Failed`, such as `DeploymentApplyFailed`.
+    StepFailed(String),
     /// The aggregator's reason for an unavailable APIService, such as `FailedDiscoveryCheck`.
     Aggregator(String),
 }
 
 /// The reasons with a fixed spelling, for parsing.
-const FIXED: [Reason; 21] = [
+const FIXED: [Reason; 23] = [
     Reason::Ready,
     Reason::MinimumReplicasAvailable,
     Reason::ScaledToZero,
@@ -86,6 +93,8 @@ const FIXED: [Reason; 21] = [
     Reason::NotRegistered,
     Reason::WaitingForAggregator,
     Reason::TlsVerificationFailed,
+    Reason::InvalidSpec,
+    Reason::InternalError,
 ];
 
 impl Reason {
@@ -112,17 +121,27 @@ impl Reason {
             Self::NotRegistered => "NotRegistered",
             Self::WaitingForAggregator => "WaitingForAggregator",
             Self::TlsVerificationFailed => "TLSVerificationFailed",
-            Self::Aggregator(reason) => reason,
+            Self::InvalidSpec => "InvalidSpec",
+            Self::InternalError => "InternalError",
+            Self::StepFailed(reason) | Self::Aggregator(reason) => reason,
         }
     }
 
-    /// Reads a reason back from a condition; unknown spellings are the aggregator's.
+    /// Reads a reason back from a condition; `...Failed` is a failed step, other unknown
+    /// spellings are the aggregator's.
     pub fn parse(text: &str) -> Self {
-        FIXED
-            .iter()
-            .find(|r| r.as_str() == text)
-            .cloned()
-            .unwrap_or_else(|| Self::Aggregator(text.to_string()))
+        if let Some(fixed) = FIXED.iter().find(|r| r.as_str() == text) {
+            return fixed.clone();
+        }
+        if text.ends_with("Failed") {
+            return Self::StepFailed(text.to_string());
+        }
+        Self::Aggregator(text.to_string())
+    }
+
+    /// The reason for a failed pass.
+    pub fn for_failure(error: &crate::error::Error) -> Self {
+        Self::parse(&error.reason())
     }
 }
 
@@ -144,6 +163,10 @@ mod tests {
         assert_eq!(
             Reason::parse("FailedDiscoveryCheck"),
             Reason::Aggregator("FailedDiscoveryCheck".into())
+        );
+        assert_eq!(
+            Reason::parse("DeploymentApplyFailed"),
+            Reason::StepFailed("DeploymentApplyFailed".into())
         );
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod chart;
 pub mod operator;
+pub mod policy;
 pub mod requests;
 
 use std::sync::Arc;
@@ -254,4 +255,22 @@ pub fn bundle_verifies(bundle: &[u8], serving: &[u8], host: &str) -> bool {
             rustls_pki_types::UnixTime::now(),
         )
         .is_ok()
+}
+
+/// The Warning Events with `reason` in the test's namespace: name and series count.
+pub async fn warnings(ns: &TestNamespace, reason: &str) -> std::collections::BTreeMap<String, i32> {
+    use k8s_openapi::api::events::v1::Event;
+    let events: Api<Event> = ns.api();
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning"))
+        .map(|e| {
+            let count = e.series.as_ref().map_or(1, |s| s.count);
+            (e.metadata.name.unwrap_or_default(), count)
+        })
+        .collect()
 }

@@ -1,0 +1,40 @@
+//! A failed pass reaches the user: `Ready=False` naming the step with the API server's
+//! message, and one Warning Event per change of (reason, message), not per retry.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
+
+use super::{Reconciler, STATUS_VISIBLE, events, write_status};
+use crate::crd::ExtensionServer;
+use crate::error::Error;
+use crate::names::ServerNames;
+use crate::status::{self, Reason};
+
+/// Writes the failure to status (when it changed) and emits its Event. Best effort: a status
+/// that cannot be written is logged, and the retry tries again.
+pub async fn report(reconciler: &Reconciler, server: &ExtensionServer, error: &Error) {
+    let ctx = reconciler.ctx.as_ref();
+    let names = ServerNames::of(server);
+    let new_status = status::failed(
+        server.status.as_ref(),
+        server.metadata.generation,
+        Reason::for_failure(error),
+        &error.to_string(),
+        Time(Timestamp::now()),
+    );
+    if let Some(event) = events::failure(server.status.as_ref(), &new_status) {
+        events::publish(ctx, server, vec![event]).await;
+    }
+    match write_status(ctx, server, &names, new_status).await {
+        Ok(Some(version)) => {
+            let key = ObjectRef::from_obj(server);
+            reconciler
+                .servers
+                .caught_up(&key, &version, STATUS_VISIBLE)
+                .await;
+        }
+        Ok(None) => {}
+        Err(write) => tracing::warn!(error = %write, "could not show the failure in status"),
+    }
+}
