@@ -80,7 +80,8 @@ async fn controller(
     let (servers, trigger) = Servers::watch(servers);
     let store = servers.store.clone();
     let controller = Controller::for_stream(trigger, store.clone()).with_config(config);
-    let (stores, controller) = Stores::watch(controller, &client, namespace.as_deref());
+    let (stores, controller) =
+        Stores::watch(controller, &client, namespace.as_deref(), store.clone());
     let (facts, mut controller) = Facts::watch(controller, &client, store.clone());
     if let Some(path) = ctx.settings.grants_file.clone() {
         controller = controller.reconcile_all_on(crate::trust::reload::follow(ctx.clone(), path));

@@ -136,3 +136,14 @@ impl ServerNames {
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY_LABEL}={MANAGED_BY}")
 }
+
+/// The APIService names a server asks for, in spec order.
+pub fn requested_api_services(server: &ExtensionServer) -> Vec<ApiServiceName> {
+    let group = Group(server.spec.group.clone());
+    server
+        .spec
+        .versions
+        .iter()
+        .map(|v| ApiServiceName::new(&Version(v.name.clone()), &group))
+        .collect()
+}

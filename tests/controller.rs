@@ -368,6 +368,20 @@ async fn two_servers_claiming_one_version_do_not_flap() {
         "the APIService was rewritten {writes} times in 30 s"
     );
     assert_eq!(owner, format!("{}/first", h.ns.name));
+
+    // The holder goes: the waiting claimant is woken by the APIService's deletion and
+    // registers within seconds, not at its next periodic look (30 s).
+    let deleted = std::time::Instant::now();
+    h.servers()
+        .delete("first", &Default::default())
+        .await
+        .unwrap();
+    h.wait_condition("second", "Registered", "True", None).await;
+    assert!(
+        deleted.elapsed() <= Duration::from_secs(5),
+        "the claimant registered {:?} after the holder's deletion",
+        deleted.elapsed()
+    );
 }
 
 #[tokio::test]

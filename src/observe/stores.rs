@@ -14,13 +14,14 @@ use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::apiservice::APIService;
 use crate::crd::ExtensionServer;
 use crate::names::{
     KUBE_SYSTEM, OWNER_ANNOTATION, SERVER_LABEL, SERVER_NAMESPACE_LABEL, managed_selector,
+    requested_api_services,
 };
 
 /// One cache per child kind.
@@ -40,11 +41,14 @@ pub struct Stores {
 
 impl Stores {
     /// Starts a reflector per kind and makes each change re-reconcile its ExtensionServer.
+    /// A change to an APIService also wakes every server in `servers` that asks for it, so a
+    /// claimant waiting in `Conflict` retries as soon as the holder lets go.
     /// With `namespace`, namespaced kinds are watched there only.
     pub fn watch(
         controller: Controller<ExtensionServer>,
         client: &Client,
         namespace: Option<&str>,
+        servers: Store<ExtensionServer>,
     ) -> (Self, Controller<ExtensionServer>) {
         let managed = || watcher::Config::default().labels(&managed_selector());
         let cluster_scoped = || match namespace {
@@ -72,7 +76,11 @@ impl Stores {
         );
         let controller = controller.watches_stream(s, |b| owner_of(&b));
         let (api_services, s) = reflect(Api::all(client.clone()), watcher::Config::default());
-        let controller = controller.watches_stream(s, |a| owner_of(&a));
+        let controller = controller.watches_stream(s, move |a: APIService| {
+            let mut woken: Vec<_> = owner_of(&a).into_iter().collect();
+            woken.extend(claimants(&servers, &a.name_any()));
+            woken
+        });
         let stores = Self {
             service_accounts,
             cluster_role_bindings,
@@ -176,6 +184,16 @@ fn slim<K: Resource>(object: &mut K) {
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
+}
+
+/// The servers that ask for the APIService `name`.
+fn claimants(servers: &Store<ExtensionServer>, name: &str) -> Vec<ObjectRef<ExtensionServer>> {
+    servers
+        .state()
+        .iter()
+        .filter(|s| requested_api_services(s).iter().any(|r| r.as_str() == name))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
 }
 
 /// Maps a cluster-scoped or kube-system child back to its ExtensionServer.

@@ -44,7 +44,7 @@ use crate::trust::{self, Claim};
 use apply::Applied;
 use validate::Validated;
 
-pub use validate::requested_api_services;
+pub use crate::names::requested_api_services;
 
 /// What every reconcile shares: the context and the caches.
 pub struct Reconciler {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::context::Settings;
 use crate::crd::ExtensionServer;
 use crate::error::Result;
-use crate::names::{ApiServiceName, Group, ServerNames, Version};
+use crate::names::{ApiServiceName, ServerNames};
 use crate::tls::{self, Lifetimes};
 use crate::trust::{self, Claim, Facts};
 
@@ -42,7 +42,7 @@ pub fn validate(
         Some(text) => Some(tls::duration::parse(text)?),
     };
     let names = ServerNames::of(server);
-    let requested = requested_api_services(server);
+    let requested = crate::names::requested_api_services(server);
     let claim = trust::check(
         &names,
         &spec.group,
@@ -58,15 +58,4 @@ pub fn validate(
         unregister_after,
         claim,
     })
-}
-
-/// The APIService names a server asks for, in spec order.
-pub fn requested_api_services(server: &ExtensionServer) -> Vec<ApiServiceName> {
-    let group = Group(server.spec.group.clone());
-    server
-        .spec
-        .versions
-        .iter()
-        .map(|v| ApiServiceName::new(&Version(v.name.clone()), &group))
-        .collect()
 }
