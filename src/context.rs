@@ -26,6 +26,8 @@ pub struct Settings {
     pub concurrency: u16,
     /// Most TLS probes in flight at once.
     pub probe_concurrency: usize,
+    /// Time between two sweeps for objects whose ExtensionServer is gone.
+    pub sweep_interval: Duration,
     /// Tests only: runs before the children of a server are built.
     pub before_build: BuildHook,
 }
@@ -68,6 +70,7 @@ impl Default for Settings {
             probe_interval: Duration::from_secs(30),
             concurrency: 16,
             probe_concurrency: 8,
+            sweep_interval: Duration::from_secs(300),
             before_build: BuildHook::default(),
         }
     }

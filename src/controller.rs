@@ -110,7 +110,13 @@ async fn controller(
         facts,
         backoffs: Default::default(),
     });
-    controller
+    let sweep = crate::sweep::every(
+        reconciler.ctx.clone(),
+        reconciler.stores.clone(),
+        reconciler.servers.store.clone(),
+        namespace,
+    );
+    let controller = controller
         .graceful_shutdown_on(crate::shutdown::requested(shutdown))
         .run(reconcile_counted, error_policy, reconciler)
         .for_each(|result| async move {
@@ -118,8 +124,12 @@ async fn controller(
                 Ok((object, _)) => tracing::debug!(server = %object, "reconciled"),
                 Err(error) => tracing::debug!(%error, "reconcile error"),
             }
-        })
-        .await;
+        });
+    // The sweep never ends on its own: it stops with the controller.
+    tokio::select! {
+        () = controller => {}
+        () = sweep => {}
+    }
 }
 
 async fn reconcile_counted(

@@ -18,5 +18,6 @@ pub mod reconcile;
 pub mod shutdown;
 pub mod ssa;
 pub mod status;
+pub mod sweep;
 pub mod tls;
 pub mod trust;

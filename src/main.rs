@@ -47,6 +47,10 @@ struct RunArgs {
     /// (the aggregator's own availability check does not verify it).
     #[arg(long, default_value = "30s")]
     probe_interval: String,
+    /// How often cluster-scoped and kube-system objects whose ExtensionServer is gone are
+    /// looked for and deleted (also once at start).
+    #[arg(long, default_value = "5m")]
+    sweep_interval: String,
     /// Most ExtensionServers reconciled at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -109,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
         probe_interval: duration::parse(&args.probe_interval)?.max(Duration::from_secs(1)),
         concurrency: args.concurrency,
         probe_concurrency: usize::try_from(args.probe_concurrency)?,
+        sweep_interval: duration::parse(&args.sweep_interval)?.max(Duration::from_secs(1)),
         before_build: Default::default(),
     };
     if let Some(path) = &args.grants {

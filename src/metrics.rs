@@ -25,6 +25,11 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub verb: String,
     pub resource: String,
@@ -54,6 +59,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     certificate_expiry: Family<ServerLabels, Gauge>,
     apiservice_available: Family<ApiServiceLabels, Gauge>,
+    orphans_removed: Family<KindLabels, Counter>,
     leader: Gauge,
 }
 
@@ -78,6 +84,7 @@ impl Default for Metrics {
             requests: Family::default(),
             certificate_expiry: Family::default(),
             apiservice_available: Family::default(),
+            orphans_removed: Family::default(),
             leader: Gauge::default(),
         };
         let registry = &mut metrics.registry;
@@ -115,6 +122,11 @@ impl Default for Metrics {
             "apiservice_available",
             "1 when the aggregator reports the APIService Available, else 0",
             metrics.apiservice_available.clone(),
+        );
+        registry.register(
+            "orphans_removed",
+            "Cluster-scoped and kube-system objects deleted by the sweep because their ExtensionServer was gone, by kind",
+            metrics.orphans_removed.clone(),
         );
         registry.register(
             "leader",
@@ -182,6 +194,13 @@ impl Metrics {
                 name: name.into(),
             })
             .set(i64::from(available));
+    }
+
+    /// Counts one object removed by the sweep.
+    pub fn orphan_removed(&self, kind: &str) {
+        self.orphans_removed
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
     }
 
     /// Drops the per-server series of a deleted ExtensionServer.

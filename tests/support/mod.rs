@@ -24,6 +24,7 @@ pub struct Harness {
     pub ns: TestNamespace,
     pub ctx: Arc<Context>,
     operator: JoinHandle<()>,
+    settings: Settings,
 }
 
 impl Drop for Harness {
@@ -85,12 +86,26 @@ impl Harness {
     pub async fn start_with(prefix: &str, settings: Settings) -> Self {
         let ns = TestNamespace::create(prefix).await.unwrap();
         install_crd(&ns.client).await;
-        let ctx = Arc::new(Context::connect(config_for(&ns).await, settings).unwrap());
-        let operator = tokio::spawn(extension_server_operator::controller::run(
-            ctx.clone(),
-            Some(ns.name.clone()),
-        ));
-        Self { ns, ctx, operator }
+        let (ctx, operator) = spawn_operator(&ns, &settings).await;
+        Self {
+            ns,
+            ctx,
+            operator,
+            settings,
+        }
+    }
+
+    /// Stops the operator, as if its process had died.
+    pub async fn stop_operator(&mut self) {
+        self.operator.abort();
+        let _ = (&mut self.operator).await;
+    }
+
+    /// Starts a fresh operator (new caches, new metrics) with the same settings.
+    pub async fn start_operator(&mut self) {
+        let (ctx, operator) = spawn_operator(&self.ns, &self.settings).await;
+        self.ctx = ctx;
+        self.operator = operator;
     }
 
     pub fn servers(&self) -> Api<ExtensionServer> {
@@ -145,6 +160,15 @@ impl Harness {
         .unwrap()
         .unwrap()
     }
+}
+
+async fn spawn_operator(ns: &TestNamespace, settings: &Settings) -> (Arc<Context>, JoinHandle<()>) {
+    let ctx = Arc::new(Context::connect(config_for(ns).await, settings.clone()).unwrap());
+    let operator = tokio::spawn(extension_server_operator::controller::run(
+        ctx.clone(),
+        Some(ns.name.clone()),
+    ));
+    (ctx, operator)
 }
 
 /// The admin kubeconfig of the test cluster as a client config.
