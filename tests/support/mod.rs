@@ -38,9 +38,21 @@ impl Drop for Harness {
             "aggregation.dev/extension-server-namespace={}",
             self.ns.name
         );
-        let _ = self
-            .ns
-            .kubectl(&["delete", "apiservices", "-l", &selector, "--wait=false"]);
+        // APIServices first, then the bindings the finalizer would have removed.
+        for kind in ["apiservices", "clusterrolebindings"] {
+            let _ = self
+                .ns
+                .kubectl(&["delete", kind, "-l", &selector, "--wait=false"]);
+        }
+        let _ = self.ns.kubectl(&[
+            "delete",
+            "rolebindings",
+            "-n",
+            "kube-system",
+            "-l",
+            &selector,
+            "--wait=false",
+        ]);
         let listed =
             self.ns
                 .kubectl(&["get", "extensionservers", "-n", &self.ns.name, "-o", "name"]);

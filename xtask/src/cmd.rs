@@ -45,6 +45,7 @@ pub async fn test() -> Result<()> {
     // The pod-runtime stand-in runs this binary for the end-to-end tests.
     cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
+    let before = crate::leftovers::Snapshot::take(&cluster)?;
     let path = std::env::var("PATH").unwrap_or_default();
     let bins: Vec<String> = cluster
         .tools
@@ -59,6 +60,7 @@ pub async fn test() -> Result<()> {
             ("PATH", format!("{}:{path}", bins.join(":"))),
         ],
     )?;
+    crate::leftovers::assert_none_since(&cluster, &before)?;
     eprintln!(
         "==> all checks passed; the cluster is still running (stop it with `cargo xtask cluster down`)"
     );

@@ -3,6 +3,7 @@
 mod bench;
 mod cmd;
 mod demo;
+mod leftovers;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
