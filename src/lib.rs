@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod names;
 pub mod observe;
 pub mod ownership;
+pub mod quantity;
 pub mod reconcile;
 pub mod shutdown;
 pub mod ssa;

@@ -7,7 +7,12 @@
 //! - `extension_server_operator_api_requests_total{verb,resource}` (every request, watches included)
 //! - `extension_server_operator_certificate_expiry_timestamp_seconds{namespace,name}`
 //! - `extension_server_operator_apiservice_available{apiservice,namespace,name}` (1 or 0)
+//! - `extension_server_operator_orphans_removed_total{kind}` (by the sweep)
+//!
+//! The per-server series go when their server or version does.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -61,6 +66,8 @@ pub struct Metrics {
     apiservice_available: Family<ApiServiceLabels, Gauge>,
     orphans_removed: Family<KindLabels, Counter>,
     leader: Gauge,
+    /// The APIService series recorded per server (`namespace/name`), so they can be removed.
+    apiservices_of: Mutex<HashMap<(String, String), BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -86,6 +93,7 @@ impl Default for Metrics {
             apiservice_available: Family::default(),
             orphans_removed: Family::default(),
             leader: Gauge::default(),
+            apiservices_of: Mutex::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -194,6 +202,36 @@ impl Metrics {
                 name: name.into(),
             })
             .set(i64::from(available));
+        self.recorded()
+            .entry((namespace.into(), name.into()))
+            .or_default()
+            .insert(apiservice.into());
+    }
+
+    /// Removes the APIService series of this server that are not in `current` (a version
+    /// removed from the spec, or no longer registered).
+    pub fn keep_apiservices(&self, namespace: &str, name: &str, current: &[&str]) {
+        let mut recorded = self.recorded();
+        let Some(apiservices) = recorded.get_mut(&(namespace.into(), name.into())) else {
+            return;
+        };
+        apiservices.retain(|apiservice| {
+            let keep = current.contains(&apiservice.as_str());
+            if !keep {
+                self.apiservice_available.remove(&ApiServiceLabels {
+                    apiservice: apiservice.clone(),
+                    namespace: namespace.into(),
+                    name: name.into(),
+                });
+            }
+            keep
+        });
+    }
+
+    fn recorded(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), BTreeSet<String>>> {
+        self.apiservices_of
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Counts one object removed by the sweep.
@@ -203,19 +241,14 @@ impl Metrics {
             .inc();
     }
 
-    /// Drops the per-server series of a deleted ExtensionServer.
-    pub fn forget_server(&self, namespace: &str, name: &str, apiservices: &[String]) {
+    /// Drops every per-server series of a deleted ExtensionServer.
+    pub fn forget_server(&self, namespace: &str, name: &str) {
         self.certificate_expiry.remove(&ServerLabels {
             namespace: namespace.into(),
             name: name.into(),
         });
-        for apiservice in apiservices {
-            self.apiservice_available.remove(&ApiServiceLabels {
-                apiservice: apiservice.clone(),
-                namespace: namespace.into(),
-                name: name.into(),
-            });
-        }
+        self.keep_apiservices(namespace, name, &[]);
+        self.recorded().remove(&(namespace.into(), name.into()));
     }
 
     /// Reconciles finished so far.
@@ -241,5 +274,35 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(metrics: &Metrics) -> Vec<String> {
+        metrics
+            .encode()
+            .lines()
+            .filter(|l| l.contains("name=\"srv\"") && !l.starts_with('#'))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn series_of_removed_versions_and_servers_go() {
+        let metrics = Metrics::default();
+        metrics.set_certificate_expiry("ns", "srv", 1);
+        for version in ["v1.g", "v2.g"] {
+            metrics.set_apiservice_available(version, "ns", "srv", true);
+        }
+        assert_eq!(series(&metrics).len(), 3);
+        metrics.keep_apiservices("ns", "srv", &["v1.g"]);
+        let left = series(&metrics);
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.iter().all(|s| !s.contains("v2.g")), "{left:?}");
+        metrics.forget_server("ns", "srv");
+        assert_eq!(series(&metrics), Vec::<String>::new());
     }
 }

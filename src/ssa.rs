@@ -57,15 +57,29 @@ pub fn with_hash<K: Resource + Serialize + Clone>(desired: &K) -> serde_json::Re
 }
 
 /// True if every field of `want` is present in `have` with the same value. A missing field
-/// matches a zero value (`false`, `0`, `""`, empty), as the API server omits those.
+/// matches a zero value (`false`, `0`, `""`, empty), as the API server omits those. Under
+/// `limits` and `requests`, quantities compare by value (`0.5` is `500m`).
 pub fn contains(have: &Value, want: &Value) -> bool {
+    contains_at(have, want, false)
+}
+
+fn contains_at(have: &Value, want: &Value, quantities: bool) -> bool {
     match (have, want) {
         (_, Value::Null) => true,
-        (Value::Object(have), Value::Object(want)) => want
-            .iter()
-            .all(|(k, w)| have.get(k).map_or(is_zero(w), |h| contains(h, w))),
+        (Value::Object(have), Value::Object(want)) => want.iter().all(|(k, w)| {
+            let quantities = quantities || matches!(k.as_str(), "limits" | "requests");
+            have.get(k)
+                .map_or(is_zero(w), |h| contains_at(h, w, quantities))
+        }),
         (Value::Array(have), Value::Array(want)) => {
-            have.len() == want.len() && have.iter().zip(want).all(|(h, w)| contains(h, w))
+            have.len() == want.len()
+                && have
+                    .iter()
+                    .zip(want)
+                    .all(|(h, w)| contains_at(h, w, quantities))
+        }
+        (Value::String(have), Value::String(want)) if quantities => {
+            have == want || crate::quantity::same(have, want)
         }
         (have, want) => have == want,
     }
@@ -146,6 +160,23 @@ mod tests {
             &have,
             &json!({"spec": {"insecureSkipTLSVerify": true}})
         ));
+    }
+
+    #[test]
+    fn resource_quantities_compare_by_value() {
+        let have = json!({"resources": {"limits": {"cpu": "500m"}}, "value": "500m"});
+        assert!(contains(
+            &have,
+            &json!({"resources": {"limits": {"cpu": "0.5"}}})
+        ));
+        assert!(!contains(
+            &have,
+            &json!({"resources": {"limits": {"cpu": "0.6"}}})
+        ));
+        assert!(
+            !contains(&have, &json!({"value": "0.5"})),
+            "only under limits/requests"
+        );
     }
 
     #[test]

@@ -112,6 +112,8 @@ impl Sweep<'_> {
                     let kind = K::kind(&());
                     tracing::info!(%kind, %name, %owner, "removed an object whose ExtensionServer is gone");
                     self.ctx.metrics.orphan_removed(&kind);
+                    let namespace = owner.namespace.as_deref().unwrap_or_default();
+                    self.ctx.metrics.forget_server(namespace, &owner.name);
                 }
                 // Gone already, or replaced by a new object since the cache saw it.
                 Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => {}

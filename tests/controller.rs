@@ -463,7 +463,10 @@ async fn drift_is_restored() {
 async fn steady_state_makes_no_writes() {
     let h = Harness::start("es-steady").await;
     let group = group_of(&h);
-    h.create(&basic("steady", &group)).await;
+    // Quantities the API server stores in another spelling (500m, 1Gi, 250m).
+    let resources =
+        "  resources: {limits: {cpu: \"0.5\", memory: 1024Mi}, requests: {cpu: \"0.25\"}}\n";
+    h.create(&(basic("steady", &group) + resources)).await;
     h.wait_condition("steady", "Registered", "True", None).await;
     let settled = h
         .wait_condition("steady", "Available", "False", Some("FailedDiscoveryCheck"))
@@ -524,6 +527,8 @@ async fn steady_state_makes_no_writes() {
         }
     };
     let before = versions().await;
+    // An apply that changes nothing keeps the resourceVersion, so count the requests too.
+    let writes = h.ctx.metrics.writes();
     let mut reconciles = h.ctx.metrics.watch_reconciles();
     for i in 0..50 {
         let seen = *reconciles.borrow_and_update();
@@ -544,6 +549,12 @@ async fn steady_state_makes_no_writes() {
         versions().await,
         before,
         "a child was rewritten in steady state"
+    );
+    // The 50 touches are the test's writes, through its own client.
+    assert_eq!(
+        h.ctx.metrics.writes() - writes,
+        0,
+        "the operator wrote in steady state"
     );
     let after = h.servers().get("steady").await.unwrap();
     assert_eq!(

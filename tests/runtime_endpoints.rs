@@ -94,19 +94,24 @@ async fn endpoints_answer_and_metrics_show_a_reconcile() {
             "{series} missing from:\n{metrics}"
         );
     }
+    // Deleted while the operator runs, so its finalizer removes everything cluster-scoped.
+    let servers: Api<ExtensionServer> = ns.api();
+    let uid = servers.get("measured").await.unwrap().metadata.uid.unwrap();
+    servers
+        .delete("measured", &Default::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(
+            servers,
+            "measured",
+            kube::runtime::wait::conditions::is_deleted(&uid),
+        ),
+    )
+    .await
+    .expect("the ExtensionServer was not deleted")
+    .unwrap();
     operator.abort();
     server.abort();
-    // Leave no APIService behind for other tests.
-    let selector = format!("aggregation.dev/extension-server-namespace={}", ns.name);
-    ns.kubectl(&["delete", "apiservices", "-l", &selector]);
-    ns.kubectl(&[
-        "patch",
-        "extensionserver",
-        "measured",
-        "-n",
-        &ns.name,
-        "--type=merge",
-        "-p",
-        r#"{"metadata":{"finalizers":null}}"#,
-    ]);
 }

@@ -49,12 +49,7 @@ pub async fn run(server: &ExtensionServer, ctx: &Context) -> Result<Action> {
         &names,
     )
     .await?;
-    let requested: Vec<String> = super::requested_api_services(server)
-        .iter()
-        .map(|n| n.to_string())
-        .collect();
-    ctx.metrics
-        .forget_server(&names.namespace, &names.name, &requested);
+    ctx.metrics.forget_server(&names.namespace, &names.name);
     if let Ok(mut held) = ctx.held_back.lock() {
         held.remove(&names.owner_key());
     }

@@ -280,6 +280,13 @@ fn record_metrics(ctx: &Context, names: &ServerNames, status: &ExtensionServerSt
             api_service.available == "True",
         );
     }
+    let current: Vec<&str> = status
+        .api_services
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    ctx.metrics
+        .keep_apiservices(&names.namespace, &names.name, &current);
 }
 
 /// After `unregisterAfter` removed the APIServices, they stay out until the spec changes.
