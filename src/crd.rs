@@ -1,5 +1,7 @@
 //! The `ExtensionServer` custom resource (`aggregation.dev/v1alpha1`).
 
+pub mod schema;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
@@ -13,8 +15,8 @@ pub const GROUP_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)+$";
 /// Pattern for a Kubernetes API version name.
 pub const VERSION_PATTERN: &str = r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$";
-/// Pattern for a Go duration such as `2160h` or `90s`.
-pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$";
+use schema::DURATION_MAX_LEN;
+pub use schema::DURATION_PATTERN;
 
 /// Desired state of an extension API server and its registration with the aggregator.
 // Each printcolumn(...) repeats `type_`, which clippy mistakes for a duplicated attribute.
@@ -29,6 +31,8 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$";
     category = "aggregation",
     namespaced,
     status = "ExtensionServerStatus",
+    validation = schema::name_length_rule(),
+    validation = schema::name_shape_rule(),
     printcolumn(name = "Group", type_ = "string", json_path = ".spec.group"),
     printcolumn(
         name = "Ready",
@@ -70,7 +74,10 @@ pub struct ExtensionServerSpec {
     pub versions: Vec<ServedVersion>,
 
     /// Container image of the extension API server.
-    #[x_kube(validation = Rule::new("self.size() > 0").message("image must not be empty"))]
+    #[x_kube(
+        validation = Rule::new("self.size() > 0").message("image must not be empty"),
+        validation = schema::image_rule()
+    )]
     #[schemars(length(max = 512))]
     pub image: String,
 
@@ -94,14 +101,27 @@ pub struct ExtensionServerSpec {
 
     /// Container environment; secrets come in through `valueFrom.secretKeyRef`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::env_schema")]
+    #[x_kube(
+        validation = schema::env_name_rule(),
+        validation = schema::env_value_rule(),
+        validation = schema::env_source_rule()
+    )]
     pub env: Vec<EnvVar>,
 
     /// Container resource requests and limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::resources_schema")]
+    #[x_kube(
+        validation = schema::quantities_rule(),
+        validation = schema::requests_within_limits_rule()
+    )]
     pub resources: Option<ResourceRequirements>,
 
     /// Node labels the pods must match.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "schema::node_selector_schema")]
+    #[x_kube(validation = schema::node_selector_rule())]
     pub node_selector: BTreeMap<String, String>,
 
     /// Pod tolerations.
@@ -114,6 +134,8 @@ pub struct ExtensionServerSpec {
 
     /// ServiceAccount for the pods. Empty: the operator manages one named after the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = schema::subdomain_rule("serviceAccountName"))]
+    #[schemars(length(max = 253))]
     pub service_account_name: Option<String>,
 
     /// Serving certificate management.
@@ -185,7 +207,8 @@ impl ImagePullPolicy {
     validation = Rule::new("self.mode != 'Secret' || (has(self.secretName) && self.secretName != '')")
         .message("tls.secretName is required when tls.mode is Secret"),
     validation = Rule::new("self.mode == 'Secret' || !has(self.secretName) || self.secretName == ''")
-        .message("tls.secretName is only used when tls.mode is Secret")
+        .message("tls.secretName is only used when tls.mode is Secret"),
+    validation = schema::ca_outlives_certificate_rule()
 )]
 pub struct TlsSpec {
     /// Managed (the operator runs a CA), Secret (bring your own) or Insecure.
@@ -194,21 +217,22 @@ pub struct TlsSpec {
 
     /// Mode Secret: an existing Secret with `ca.crt`, `tls.crt` and `tls.key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = schema::subdomain_rule("tls.secretName"))]
     #[schemars(length(max = 253))]
     pub secret_name: Option<String>,
 
-    /// Mode Managed: serving certificate lifetime (renewed at 2/3 of it). Default 2160h.
+    /// Mode Managed: serving certificate lifetime (renewed at 2/3 of it), 10s to 87600h,
+    /// shorter than caDuration. Default 2160h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}')"))
-        .message("certificateDuration must be a duration such as 2160h or 90m"))]
-    #[schemars(length(max = 32))]
+    #[x_kube(validation = schema::lifetime_rule("certificateDuration", "2160h or 90m"))]
+    #[schemars(length(max = DURATION_MAX_LEN))]
     pub certificate_duration: Option<String>,
 
-    /// Mode Managed: CA lifetime (rotated with overlap at 2/3 of it). Default 43800h.
+    /// Mode Managed: CA lifetime (rotated with overlap at 2/3 of it), 10s to 87600h, longer
+    /// than certificateDuration. Default 43800h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}')"))
-        .message("caDuration must be a duration such as 43800h"))]
-    #[schemars(length(max = 32))]
+    #[x_kube(validation = schema::lifetime_rule("caDuration", "43800h"))]
+    #[schemars(length(max = DURATION_MAX_LEN))]
     pub ca_duration: Option<String>,
 }
 
@@ -232,11 +256,11 @@ pub struct RegistrationSpec {
     #[serde(default)]
     pub policy: RegistrationPolicy,
 
-    /// Unregister an APIService that has been unavailable this long, so discovery keeps working.
+    /// Unregister an APIService that has been unavailable this long (1s to 87600h), so
+    /// discovery keeps working.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new(format!("self == '' || self.matches('{DURATION_PATTERN}')"))
-        .message("unregisterAfter must be a duration such as 10m"))]
-    #[schemars(length(max = 32))]
+    #[x_kube(validation = schema::unregister_after_rule())]
+    #[schemars(length(max = DURATION_MAX_LEN))]
     pub unregister_after: Option<String>,
 
     /// Take over a matching APIService that is not Local and has no owner.

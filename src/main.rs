@@ -6,8 +6,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use extension_server_operator::context::{Context, Settings};
+use extension_server_operator::crd::schema;
 use extension_server_operator::leader::{self, LeaderElector, LeaseSettings};
-use extension_server_operator::tls::{Lifetimes, duration};
+use extension_server_operator::tls::{self, Lifetimes, duration};
 use extension_server_operator::{controller, http};
 
 #[derive(Parser)]
@@ -35,10 +36,10 @@ struct RunArgs {
     #[arg(long, env = "GRANTS_FILE")]
     grants: Option<std::path::PathBuf>,
     /// Serving-certificate lifetime when an ExtensionServer sets none.
-    #[arg(long, default_value = "2160h")]
+    #[arg(long, default_value = schema::DEFAULT_CERTIFICATE_DURATION)]
     default_certificate_duration: String,
     /// CA lifetime when an ExtensionServer sets none.
-    #[arg(long, default_value = "43800h")]
+    #[arg(long, default_value = schema::DEFAULT_CA_DURATION)]
     default_ca_duration: String,
     /// Re-check every ExtensionServer at least this often.
     #[arg(long, default_value = "5m")]
@@ -116,6 +117,8 @@ async fn main() -> anyhow::Result<()> {
         sweep_interval: duration::parse(&args.sweep_interval)?.max(Duration::from_secs(1)),
         before_build: Default::default(),
     };
+    tls::lifetimes(None, None, settings.default_lifetimes)
+        .context("--default-certificate-duration and --default-ca-duration")?;
     if let Some(path) = &args.grants {
         extension_server_operator::trust::reload::load(path)
             .map_err(|e| anyhow::anyhow!("--grants: {e}"))?;

@@ -6,6 +6,7 @@ use std::fmt;
 use kube::ResourceExt;
 
 use crate::crd::ExtensionServer;
+use crate::error::{Error, Result};
 
 /// Field manager for every server-side apply.
 pub const FIELD_MANAGER: &str = "extension-server-operator";
@@ -26,6 +27,72 @@ pub const CERT_HASH_ANNOTATION: &str = "aggregation.dev/serving-cert-hash";
 pub const TLS_MOUNT_PATH: &str = "/var/run/extension-server/tls";
 /// Namespace of the delegated-auth RoleBinding.
 pub const KUBE_SYSTEM: &str = "kube-system";
+
+/// Longest ExtensionServer name. The name is a label value (at most 63 characters) on every
+/// child, and the Service's name (a DNS-1035 label, at most 63). No child adds a suffix to it in
+/// a label value or a Service name; `<name>-tls`, the bindings and the certificate's DNS names
+/// allow far more (see the tests).
+pub const MAX_SERVER_NAME_LEN: usize = 63;
+/// An ExtensionServer name: a DNS-1035 label (the Service is named after it).
+pub const SERVER_NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+
+/// Checks a server's name as admission does: a CRD installed before these rules lets any
+/// DNS subdomain through, and the children of such a name could never be created.
+pub fn check_server_name(name: &str) -> Result<()> {
+    if name.len() > MAX_SERVER_NAME_LEN {
+        return Err(Error::InvalidSpec(format!(
+            "metadata.name must be at most {MAX_SERVER_NAME_LEN} characters, {name:?} has {}",
+            name.len()
+        )));
+    }
+    if !is_dns1035_label(name) {
+        return Err(Error::InvalidSpec(format!(
+            "metadata.name {name:?} must consist of lowercase letters, digits and '-', start \
+             with a letter and end with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+fn lower_alnum(b: &u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// Lowercase alphanumerics and '-', alphanumeric at both ends (any length but empty).
+fn is_dns_word(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.first().is_some_and(lower_alnum)
+        && b.last().is_some_and(lower_alnum)
+        && b.iter().all(|c| lower_alnum(c) || *c == b'-')
+}
+
+/// A DNS-1035 label: at most 63 characters, starting with a letter.
+pub fn is_dns1035_label(text: &str) -> bool {
+    text.len() <= 63
+        && is_dns_word(text)
+        && text.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+}
+
+/// A DNS-1123 subdomain (object names): dot-separated words, at most 253 characters.
+pub fn is_dns1123_subdomain(text: &str) -> bool {
+    text.len() <= 253 && text.split('.').all(is_dns_word)
+}
+
+/// A host name for a certificate: a DNS-1123 subdomain whose every label has at most 63.
+pub fn is_dns_name(text: &str) -> bool {
+    is_dns1123_subdomain(text) && text.split('.').all(|label| label.len() <= 63)
+}
+
+/// A label value: empty, or at most 63 alphanumerics, '-', '_' and '.', alphanumeric at both ends.
+pub fn is_label_value(text: &str) -> bool {
+    let b = text.as_bytes();
+    let inner = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.');
+    b.is_empty()
+        || (b.len() <= 63
+            && b.first().is_some_and(u8::is_ascii_alphanumeric)
+            && b.last().is_some_and(u8::is_ascii_alphanumeric)
+            && b.iter().all(inner))
+}
 
 /// The API group an ExtensionServer serves.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -147,3 +214,6 @@ pub fn requested_api_services(server: &ExtensionServer) -> Vec<ApiServiceName> {
         .map(|v| ApiServiceName::new(&Version(v.name.clone()), &group))
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

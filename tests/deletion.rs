@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use extension_server_operator::apiservice::APIService;
 use extension_server_operator::crd::ExtensionServer;
+use extension_server_operator::names::MAX_SERVER_NAME_LEN;
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, DeleteParams};
@@ -140,4 +141,53 @@ spec:
             "{name} left behind"
         );
     }
+}
+
+#[tokio::test]
+async fn an_extension_server_with_the_longest_accepted_name_goes_ready_and_deletes_cleanly() {
+    // The sample server serves my.custom.api, so this server can become Ready for real.
+    let h = Harness::start("es-longest").await;
+    let ns = h.ns.name.clone();
+    let name = format!("longest-{}", "n".repeat(MAX_SERVER_NAME_LEN - 8));
+    h.create(&format!(
+        r#"
+apiVersion: aggregation.dev/v1alpha1
+kind: ExtensionServer
+metadata: {{name: {name}}}
+spec:
+  group: my.custom.api
+  versions: [{{name: v1}}]
+  image: my-extension-server-image:latest
+  port: 443
+  args: [--secure-port=443, --tls-cert-file=/var/run/extension-server/tls/tls.crt, --tls-private-key-file=/var/run/extension-server/tls/tls.key]
+"#
+    ))
+    .await;
+    let _pod = testenv::runtime::start(&h.ns.cluster, &ns, &name)
+        .await
+        .unwrap();
+    h.wait_condition(&name, "Ready", "True", None).await;
+
+    let client = h.ns.client.clone();
+    let gone = vec![
+        deleted_at(Api::<APIService>::all(client.clone()), "v1.my.custom.api").await,
+        deleted_at(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            &format!("aggregation.dev:{ns}:{name}:auth-delegator"),
+        )
+        .await,
+        deleted_at(
+            Api::<RoleBinding>::namespaced(client, "kube-system"),
+            &format!("aggregation.dev:{ns}:{name}:auth-reader"),
+        )
+        .await,
+        deleted_at::<ExtensionServer>(h.servers(), &name).await,
+    ];
+    h.servers()
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(gone))
+        .await
+        .expect("the server or a cluster-scoped child was not deleted");
 }

@@ -24,26 +24,40 @@ fn valid() -> Value {
 /// What is wrong, how to break a valid spec that way, and the message the user must see.
 type Case = (&'static str, fn(&mut Value), &'static str);
 
-async fn rejection(api: &Api<ExtensionServer>, spec_change: fn(&mut Value)) -> String {
-    let mut object = valid();
-    spec_change(&mut object["spec"]);
+/// Creates `object` (dry run); the API server's message if it refuses it with a 422.
+async fn create(api: &Api<ExtensionServer>, object: Value) -> Result<(), String> {
     let server: ExtensionServer = serde_json::from_value(object).unwrap();
-    match api
-        .create(
-            &PostParams {
-                dry_run: true,
-                ..Default::default()
-            },
-            &server,
-        )
-        .await
-    {
-        Err(kube::Error::Api(status)) => {
-            assert_eq!(status.code, 422, "{status:?}");
-            status.message
-        }
-        other => panic!("expected a 422, got {other:?}"),
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    match api.create(&dry_run, &server).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 422 => Err(status.message),
+        Err(other) => panic!("expected a 422, got {other:?}"),
     }
+}
+
+/// Every case the API server does not refuse with its message, described.
+async fn not_refused(
+    api: &Api<ExtensionServer>,
+    cases: impl IntoIterator<Item = (String, Value, &'static str)>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (what, object, expected) in cases {
+        match create(api, object).await {
+            Err(message) if message.contains(expected) => {}
+            Err(message) => failures.push(format!("{what}: refused with {message:?}")),
+            Ok(()) => failures.push(format!("{what}: accepted")),
+        }
+    }
+    failures
+}
+
+fn named(name: &str) -> Value {
+    let mut object = valid();
+    object["metadata"]["name"] = json!(name);
+    object
 }
 
 #[tokio::test]
@@ -96,13 +110,117 @@ async fn invalid_specs_are_refused_with_readable_messages() {
         (
             "bad duration",
             |s| s["tls"] = json!({"certificateDuration": "90 days"}),
-            "certificateDuration must be a duration such as 2160h",
+            "certificateDuration must be a duration from 10s to 87600h",
+        ),
+        (
+            "certificateDuration past Go's range",
+            |s| s["tls"] = json!({"certificateDuration": "99999999999999999999h"}),
+            "certificateDuration must be a duration from 10s to 87600h (10 years)",
+        ),
+        (
+            "certificateDuration of 1ns",
+            |s| s["tls"] = json!({"certificateDuration": "1ns"}),
+            "certificateDuration must be a duration from 10s to 87600h",
+        ),
+        (
+            "caDuration over ten years",
+            |s| s["tls"] = json!({"caDuration": "87601h"}),
+            "caDuration must be a duration from 10s to 87600h",
+        ),
+        (
+            "caDuration shorter than certificateDuration",
+            |s| s["tls"] = json!({"certificateDuration": "20s", "caDuration": "10s"}),
+            "tls.caDuration must be longer than tls.certificateDuration",
+        ),
+        (
+            "caDuration shorter than the default certificateDuration",
+            |s| s["tls"] = json!({"caDuration": "1h"}),
+            "tls.caDuration must be longer than tls.certificateDuration",
+        ),
+        (
+            "unregisterAfter of 0s",
+            |s| s["registration"] = json!({"unregisterAfter": "0s"}),
+            "unregisterAfter must be a duration from 1s to 87600h",
+        ),
+        (
+            "image with a space",
+            |s| s["image"] = json!("my image"),
+            "image must not contain whitespace",
+        ),
+        (
+            "env name with '='",
+            |s| s["env"] = json!([{"name": "A=B", "value": "x"}]),
+            "env names must be printable ASCII characters other than '='",
+        ),
+        (
+            "env with value and valueFrom",
+            |s| {
+                s["env"] = json!([{"name": "A", "value": "x",
+                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}])
+            },
+            "an env entry sets value or valueFrom, not both",
+        ),
+        (
+            "env valueFrom without a source",
+            |s| s["env"] = json!([{"name": "A", "valueFrom": {}}]),
+            "env[].valueFrom must set exactly one of",
+        ),
+        (
+            "nodeSelector value that is no label value",
+            |s| s["nodeSelector"] = json!({"environment": "-production"}),
+            "nodeSelector keys and values must be valid label keys and values",
+        ),
+        (
+            "resources that are no quantity",
+            |s| s["resources"] = json!({"requests": {"cpu": "lots"}}),
+            "every request and limit must be a quantity such as 500m or 1Gi",
+        ),
+        (
+            "request over its limit",
+            |s| s["resources"] = json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
+            "a request must not exceed its limit",
+        ),
+        (
+            "serviceAccountName with capitals",
+            |s| s["serviceAccountName"] = json!("Builder"),
+            "serviceAccountName must be a lowercase DNS subdomain",
+        ),
+        (
+            "secretName with an underscore",
+            |s| s["tls"] = json!({"mode": "Secret", "secretName": "my_secret"}),
+            "tls.secretName must be a lowercase DNS subdomain",
         ),
     ];
-    for (what, change, expected) in cases {
-        let message = rejection(&api, change).await;
-        assert!(message.contains(expected), "{what}: {message}");
-    }
+    let spec_cases = cases.into_iter().map(|(what, change, expected)| {
+        let mut object = valid();
+        change(&mut object["spec"]);
+        (what.to_string(), object, expected)
+    });
+    let too_long =
+        "metadata.name must be at most 63 characters: it is used in the names and labels";
+    let shape =
+        "metadata.name must consist of lowercase letters, digits and '-', start with a letter";
+    let name_cases = [
+        ("a".repeat(64), too_long),
+        (format!("a{}", "-b".repeat(50)), too_long),
+        ("a.b".to_string(), shape),
+        ("1abc".to_string(), shape),
+    ]
+    .map(|(name, expected)| (format!("name {name}"), named(&name), expected));
+    let failures = not_refused(&api, spec_cases.chain(name_cases)).await;
+    assert!(
+        failures.is_empty(),
+        "not refused as expected:\n{}",
+        failures.join("\n")
+    );
+
+    // The bounds themselves are accepted.
+    let mut bounds = named(&format!("a{}", "b".repeat(62)));
+    bounds["spec"]["tls"] = json!({"certificateDuration": "10s", "caDuration": "87600h"});
+    bounds["spec"]["registration"] = json!({"unregisterAfter": "1s"});
+    bounds["spec"]["resources"] = json!({"requests": {"cpu": "500m"}, "limits": {"cpu": 1}});
+    bounds["spec"]["env"] = json!([{"name": "A B", "value": "x"}]);
+    create(&api, bounds).await.unwrap();
 
     // The group is immutable.
     let server: ExtensionServer = serde_json::from_value(valid()).unwrap();

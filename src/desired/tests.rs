@@ -181,3 +181,79 @@ fn namespaced_children_are_owned_by_the_server() {
     assert_eq!(owner.kind, "ExtensionServer");
     assert_eq!(owner.controller, Some(true));
 }
+
+/// Kubernetes' rule for names of RBAC objects: a path segment.
+fn is_path_segment(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%'])
+}
+
+#[test]
+fn the_longest_accepted_name_gives_valid_children() {
+    use crate::names::{
+        MAX_SERVER_NAME_LEN, check_server_name, is_dns_name, is_dns1035_label,
+        is_dns1123_subdomain, is_label_value,
+    };
+    let name = format!("a{}", "b".repeat(MAX_SERVER_NAME_LEN - 1));
+    let namespace = format!("n{}", "s".repeat(62)); // the longest namespace
+    check_server_name(&name).unwrap();
+    let yaml = BASIC
+        .replace("name: my-extension-server, namespace: default", "")
+        .replace("port: 443", "port: 443\n  replicas: 2");
+    let mut server = server(&yaml);
+    server.metadata.name = Some(name.clone());
+    server.metadata.namespace = Some(namespace.clone());
+    let desired = desired(&server, &tls());
+
+    let labels_valid = |meta: &ObjectMeta| {
+        meta.labels.iter().flatten().all(|(key, value)| {
+            let (prefix, key_name) = key.rsplit_once('/').unwrap_or(("", key));
+            is_label_value(value)
+                && (prefix.is_empty() || is_dns1123_subdomain(prefix))
+                && !key_name.is_empty()
+                && is_label_value(key_name)
+        })
+    };
+    let service = &desired.service.metadata;
+    assert!(is_dns1035_label(service.name.as_deref().unwrap()));
+    let pdb = desired.pdb.as_ref().unwrap();
+    let namespaced = [
+        &desired.service_account.as_ref().unwrap().metadata,
+        &desired.tls_secret.as_ref().unwrap().metadata,
+        &desired.deployment.metadata,
+        service,
+        &pdb.metadata,
+    ];
+    for meta in namespaced {
+        assert!(
+            is_dns1123_subdomain(meta.name.as_deref().unwrap()),
+            "{meta:?}"
+        );
+        assert!(labels_valid(meta), "{meta:?}");
+    }
+    let names = ServerNames::of(&server);
+    for child in [names.ca_secret(), names.tls_secret()] {
+        assert!(is_dns1123_subdomain(&child), "{child}");
+    }
+    for meta in [
+        &desired.auth_delegator.metadata,
+        &desired.auth_reader.metadata,
+    ] {
+        let binding = meta.name.as_deref().unwrap();
+        assert!(
+            binding.len() <= 253 && is_path_segment(binding),
+            "{binding}"
+        );
+        assert!(labels_valid(meta), "{meta:?}");
+    }
+    for api_service in &desired.api_services {
+        assert!(labels_valid(&api_service.metadata));
+    }
+    let template = desired.deployment.spec.unwrap().template;
+    assert!(labels_valid(template.metadata.as_ref().unwrap()));
+    for dns_name in names.service_dns_names() {
+        assert!(is_dns_name(&dns_name), "{dns_name}");
+    }
+
+    // One character more is refused.
+    assert!(check_server_name(&format!("{name}b")).is_err());
+}

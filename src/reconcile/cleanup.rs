@@ -13,7 +13,9 @@ use crate::apiservice::APIService;
 use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::{Error, Result};
-use crate::names::{KUBE_SYSTEM, SERVER_LABEL, SERVER_NAMESPACE_LABEL, ServerNames};
+use crate::names::{
+    KUBE_SYSTEM, SERVER_LABEL, SERVER_NAMESPACE_LABEL, ServerNames, is_label_value,
+};
 use crate::observe::owner_annotation;
 use crate::ssa::{self, preconditions_of};
 
@@ -74,6 +76,11 @@ async fn list_ours<K>(api: &Api<K>, names: &ServerNames) -> Result<Vec<K>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
+    if !is_label_value(&names.name) {
+        // Only a CRD older than its name rules admits such a name; the API server refuses any
+        // object labelled with it, and would refuse the selector too.
+        return Ok(Vec::new());
+    }
     let selector = format!(
         "{SERVER_LABEL}={},{SERVER_NAMESPACE_LABEL}={}",
         names.name, names.namespace

@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::context::Settings;
 use crate::crd::ExtensionServer;
 use crate::error::Result;
-use crate::names::{ApiServiceName, ServerNames};
-use crate::tls::{self, Lifetimes};
+use crate::names::{self, ApiServiceName, ServerNames};
+use crate::tls::{self, Lifetimes, duration};
 use crate::trust::{self, Claim, Facts};
 
 /// A spec that passed validation, with its text fields parsed.
@@ -39,10 +39,15 @@ pub fn validate(
     )?;
     let unregister_after = match spec.registration.unregister_after.as_deref() {
         None | Some("") => None,
-        Some(text) => Some(tls::duration::parse(text)?),
+        Some(text) => Some(duration::parse_field(
+            "registration.unregisterAfter",
+            text,
+            duration::MIN_UNREGISTER_AFTER,
+        )?),
     };
     let names = ServerNames::of(server);
-    let requested = crate::names::requested_api_services(server);
+    names::check_server_name(&names.name)?;
+    let requested = names::requested_api_services(server);
     let claim = trust::check(
         &names,
         &spec.group,

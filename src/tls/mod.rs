@@ -256,29 +256,32 @@ pub fn serving_from_secret_data(data: &BTreeMap<String, ByteString>) -> Option<K
     })
 }
 
-/// Parses the configured lifetimes, falling back to the defaults.
+/// Parses the configured lifetimes, falling back to the defaults, and checks their bounds:
+/// each from 10s to 87600h, the CA longer than the serving certificate.
 pub fn lifetimes(
     certificate: Option<&str>,
     ca: Option<&str>,
     defaults: Lifetimes,
 ) -> Result<Lifetimes> {
-    let parse = |text: Option<&str>, default: Duration| match text {
-        Some(t) if !t.is_empty() => duration::parse(t),
+    let parse = |field: &str, text: Option<&str>, default: Duration| match text {
+        Some(t) if !t.is_empty() => duration::parse_field(field, t, duration::MIN_LIFETIME),
         _ => Ok(default),
     };
     let lifetimes = Lifetimes {
-        certificate: parse(certificate, defaults.certificate)?,
-        ca: parse(ca, defaults.ca)?,
+        certificate: parse("tls.certificateDuration", certificate, defaults.certificate)?,
+        ca: parse("tls.caDuration", ca, defaults.ca)?,
     };
-    if lifetimes.certificate < Duration::from_secs(10) || lifetimes.ca < Duration::from_secs(10) {
+    let bounds = duration::MIN_LIFETIME..=duration::MAX;
+    if !bounds.contains(&lifetimes.certificate) || !bounds.contains(&lifetimes.ca) {
         return Err(Error::InvalidSpec(
-            "certificate and CA durations must be at least 10s".into(),
+            "the default certificate and CA durations must be from 10s to 87600h".into(),
         ));
     }
-    if lifetimes.ca < lifetimes.certificate {
-        return Err(Error::InvalidSpec(
-            "tls.caDuration must be at least tls.certificateDuration".into(),
-        ));
+    if lifetimes.ca <= lifetimes.certificate {
+        return Err(Error::InvalidSpec(format!(
+            "tls.caDuration ({:?}) must be longer than tls.certificateDuration ({:?})",
+            lifetimes.ca, lifetimes.certificate
+        )));
     }
     Ok(lifetimes)
 }

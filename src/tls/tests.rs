@@ -214,6 +214,15 @@ fn lifetimes_are_validated() {
     let defaults = lifetimes();
     assert!(super::lifetimes(Some("5s"), None, defaults).is_err());
     assert!(super::lifetimes(Some("2h"), Some("1h"), defaults).is_err());
+    assert!(super::lifetimes(Some("2h"), Some("2h"), defaults).is_err());
+    assert!(super::lifetimes(None, Some("87601h"), defaults).is_err());
+    assert!(super::lifetimes(Some("1ns"), None, defaults).is_err());
+    let too_long = Lifetimes {
+        certificate: Duration::from_secs(3600),
+        ca: duration::MAX + Duration::from_secs(1),
+    };
+    assert!(super::lifetimes(None, None, too_long).is_err());
+    assert!(super::lifetimes(Some("10s"), Some("20s"), defaults).is_ok());
     let ok = super::lifetimes(Some("1h"), Some("3h"), defaults).unwrap();
     assert_eq!(ok.certificate, Duration::from_secs(3600));
 }

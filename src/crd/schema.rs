@@ -1,0 +1,246 @@
+//! The CRD's bounds: patterns, duration limits, the CEL rules that use them, and the sizes put on
+//! the Kubernetes types the spec embeds (the API server refuses a CRD whose rules' estimated
+//! cost is too high, and unbounded strings and lists make it so).
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use kube::core::{Message, Rule};
+use schemars::{Schema, SchemaGenerator};
+use serde_json::json;
+
+use crate::names::{MAX_SERVER_NAME_LEN, SERVER_NAME_PATTERN};
+
+/// A Go duration such as `2160h`, `1h30m` or `1.5h`. The integer digits of each part are
+/// limited per unit, so that with [`DURATION_MAX_LEN`] no matching string overflows Go's 64-bit
+/// nanoseconds (each part stays under 280000h and the sum under 900000h, of the 2562047h Go
+/// allows) and CEL's `duration()` never fails on one. Every value up to [`MAX_DURATION`] fits
+/// in any unit.
+pub const DURATION_PATTERN: &str = concat!(
+    "^(",
+    "[0-9]{1,5}([.][0-9]+)?h|",
+    "[0-9]{1,7}([.][0-9]+)?m|",
+    "[0-9]{1,9}([.][0-9]+)?s|",
+    "[0-9]{1,12}([.][0-9]+)?ms|",
+    "[0-9]{1,15}([.][0-9]+)?us|",
+    "[0-9]{1,18}([.][0-9]+)?ns",
+    ")+$"
+);
+/// Longest duration string.
+pub const DURATION_MAX_LEN: usize = 32;
+/// Shortest certificate or CA lifetime.
+pub const MIN_LIFETIME: &str = "10s";
+/// Longest duration of any field (10 years).
+pub const MAX_DURATION: &str = "87600h";
+/// Shortest `registration.unregisterAfter`.
+pub const MIN_UNREGISTER_AFTER: &str = "1s";
+/// Lifetimes when the spec sets none (the operator's flags default to the same).
+pub const DEFAULT_CERTIFICATE_DURATION: &str = "2160h";
+pub const DEFAULT_CA_DURATION: &str = "43800h";
+
+/// A lowercase DNS-1123 subdomain (Secret and ServiceAccount names).
+pub const SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63 characters.
+const LABEL_KEY_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+/// A label value (at most 63 characters, checked with maxLength).
+const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+/// An environment variable name: printable ASCII except `=`.
+const ENV_NAME_PATTERN: &str = r"^[ -<>-~]+$";
+
+const MAX_ENV: u32 = 256;
+const MAX_ENV_NAME_LEN: u32 = 256;
+const MAX_NODE_SELECTOR: u32 = 64;
+const MAX_RESOURCES: u32 = 32;
+const MAX_QUANTITY_LEN: u32 = 64;
+
+fn rule(expression: String, message: String) -> Rule {
+    Rule::new(expression).message(Message::Message(message))
+}
+
+/// `metadata.name` is short enough for every child name and label value.
+pub fn name_length_rule() -> Rule {
+    rule(
+        format!("self.metadata.name.size() <= {MAX_SERVER_NAME_LEN}"),
+        format!(
+            "metadata.name must be at most {MAX_SERVER_NAME_LEN} characters: it is used in the \
+             names and labels of the objects the operator creates"
+        ),
+    )
+}
+
+/// `metadata.name` is a DNS-1035 label: the Service is named after it.
+pub fn name_shape_rule() -> Rule {
+    rule(
+        format!("self.metadata.name.matches('{SERVER_NAME_PATTERN}')"),
+        "metadata.name must consist of lowercase letters, digits and '-', start with a letter \
+         and end with a letter or digit: the operator names a Service after it"
+            .into(),
+    )
+}
+
+/// A certificate or CA lifetime, from [`MIN_LIFETIME`] to [`MAX_DURATION`].
+pub fn lifetime_rule(field: &str, example: &str) -> Rule {
+    duration_rule(field, MIN_LIFETIME, example, false)
+}
+
+/// `registration.unregisterAfter`: empty, or from [`MIN_UNREGISTER_AFTER`] to [`MAX_DURATION`].
+pub fn unregister_after_rule() -> Rule {
+    duration_rule("unregisterAfter", MIN_UNREGISTER_AFTER, "10m", true)
+}
+
+fn duration_rule(field: &str, min: &str, example: &str, empty_allowed: bool) -> Rule {
+    let empty = if empty_allowed { "self == '' || " } else { "" };
+    rule(
+        format!(
+            "{empty}(self.matches('{DURATION_PATTERN}') && duration(self) >= duration('{min}') \
+             && duration(self) <= duration('{MAX_DURATION}'))"
+        ),
+        format!(
+            "{field} must be a duration from {min} to {MAX_DURATION} (10 years), such as {example}"
+        ),
+    )
+}
+
+/// On the tls object: the CA outlives the serving certificate (defaults fill absent fields;
+/// a malformed field is reported by its own rule).
+pub fn ca_outlives_certificate_rule() -> Rule {
+    let cert = format!(
+        "(has(self.certificateDuration) ? self.certificateDuration : '{DEFAULT_CERTIFICATE_DURATION}')"
+    );
+    let ca = format!("(has(self.caDuration) ? self.caDuration : '{DEFAULT_CA_DURATION}')");
+    rule(
+        format!(
+            "!{cert}.matches('{DURATION_PATTERN}') || !{ca}.matches('{DURATION_PATTERN}') \
+             || duration({ca}) > duration({cert})"
+        ),
+        format!(
+            "tls.caDuration must be longer than tls.certificateDuration (defaults \
+             {DEFAULT_CA_DURATION} and {DEFAULT_CERTIFICATE_DURATION})"
+        ),
+    )
+}
+
+/// A Secret or ServiceAccount name.
+pub fn subdomain_rule(field: &str) -> Rule {
+    rule(
+        format!("self == '' || self.matches('{SUBDOMAIN_PATTERN}')"),
+        format!(
+            "{field} must be a lowercase DNS subdomain: lowercase letters, digits, '-' and '.'"
+        ),
+    )
+}
+
+/// The image has no whitespace (it could never be pulled).
+pub fn image_rule() -> Rule {
+    rule(
+        r"!self.matches('\\s')".into(),
+        "image must not contain whitespace".into(),
+    )
+}
+
+pub fn env_name_rule() -> Rule {
+    rule(
+        format!("self.all(e, e.name.matches('{ENV_NAME_PATTERN}'))"),
+        "env names must be printable ASCII characters other than '='".into(),
+    )
+}
+
+pub fn env_value_rule() -> Rule {
+    rule(
+        "self.all(e, !has(e.valueFrom) || !has(e.value) || e.value.size() == 0)".into(),
+        "an env entry sets value or valueFrom, not both".into(),
+    )
+}
+
+pub fn env_source_rule() -> Rule {
+    let sources = [
+        "configMapKeyRef",
+        "fieldRef",
+        "fileKeyRef",
+        "resourceFieldRef",
+        "secretKeyRef",
+    ];
+    let set: Vec<String> = sources
+        .iter()
+        .map(|s| format!("has(e.valueFrom.{s})"))
+        .collect();
+    rule(
+        format!(
+            "self.all(e, !has(e.valueFrom) || [{}].filter(x, x).size() == 1)",
+            set.join(", ")
+        ),
+        format!(
+            "env[].valueFrom must set exactly one of {}",
+            sources.join(", ")
+        ),
+    )
+}
+
+pub fn node_selector_rule() -> Rule {
+    rule(
+        format!(
+            "self.all(k, k.matches('{LABEL_KEY_PATTERN}') && self[k].matches('{LABEL_VALUE_PATTERN}'))"
+        ),
+        "nodeSelector keys and values must be valid label keys and values, such as \
+         kubernetes.io/os: linux"
+            .into(),
+    )
+}
+
+pub fn quantities_rule() -> Rule {
+    let valid = |map: &str| {
+        format!("(!has(self.{map}) || self.{map}.all(k, isQuantity(string(self.{map}[k]))))")
+    };
+    rule(
+        format!("{} && {}", valid("requests"), valid("limits")),
+        "resources: every request and limit must be a quantity such as 500m or 1Gi".into(),
+    )
+}
+
+pub fn requests_within_limits_rule() -> Rule {
+    let (request, limit) = ("string(self.requests[k])", "string(self.limits[k])");
+    rule(
+        format!(
+            "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) \
+             || !isQuantity({request}) || !isQuantity({limit}) \
+             || quantity({request}).compareTo(quantity({limit})) <= 0)"
+        ),
+        "resources: a request must not exceed its limit".into(),
+    )
+}
+
+/// Sets `value` at `pointer` (a JSON pointer into an object that exists).
+fn bound(schema: &mut Schema, pointer: &str, key: &str, value: u32) {
+    if let Some(object) = schema.pointer_mut(pointer).and_then(|v| v.as_object_mut()) {
+        object.insert(key.into(), json!(value));
+    }
+}
+
+pub fn env_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<EnvVar>>();
+    bound(&mut schema, "", "maxItems", MAX_ENV);
+    bound(
+        &mut schema,
+        "/items/properties/name",
+        "maxLength",
+        MAX_ENV_NAME_LEN,
+    );
+    schema
+}
+
+pub fn node_selector_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<std::collections::BTreeMap<String, String>>();
+    bound(&mut schema, "", "maxProperties", MAX_NODE_SELECTOR);
+    bound(&mut schema, "/additionalProperties", "maxLength", 63);
+    schema
+}
+
+pub fn resources_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Option<ResourceRequirements>>();
+    for map in ["limits", "requests"] {
+        let path = format!("/properties/{map}");
+        bound(&mut schema, &path, "maxProperties", MAX_RESOURCES);
+        let values = format!("{path}/additionalProperties");
+        bound(&mut schema, &values, "maxLength", MAX_QUANTITY_LEN);
+    }
+    schema
+}
