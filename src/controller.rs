@@ -83,6 +83,12 @@ async fn controller(
     let (stores, controller) =
         Stores::watch(controller, &client, namespace.as_deref(), store.clone());
     let (facts, mut controller) = Facts::watch(controller, &client, store.clone());
+    controller = crate::observe::user_secrets::watch(
+        controller,
+        &client,
+        namespace.as_deref(),
+        store.clone(),
+    );
     if let Some(path) = ctx.settings.grants_file.clone() {
         controller = controller.reconcile_all_on(crate::trust::reload::follow(ctx.clone(), path));
     }

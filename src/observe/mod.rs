@@ -4,6 +4,7 @@
 mod facts;
 mod servers;
 mod stores;
+pub mod user_secrets;
 
 use std::sync::Arc;
 

@@ -43,6 +43,9 @@ pub fn transitions(
             _ => {}
         }
     }
+    if let Some(c) = changed(ConditionType::CertificateReady).filter(|c| c.status == "False") {
+        events.push(event(EventType::Warning, &c.reason, &c.message));
+    }
     if let Some(c) = changed(ConditionType::Available) {
         match c.status.as_str() {
             "True" => events.push(event(EventType::Normal, "Available", &c.message)),
@@ -51,8 +54,22 @@ pub fn transitions(
         }
     }
     for step in tls {
+        if *step == TlsEvent::CaRecreated {
+            events.push(event(
+                EventType::Warning,
+                "CARecreated",
+                &format!(
+                    "Secret {}/{} was missing: created a new CA; the CA the APIServices trusted stays in their caBundle until the pods serve a certificate from the new one",
+                    names.namespace,
+                    names.ca_secret()
+                ),
+            ));
+            continue;
+        }
         let (reason, note) = match step {
-            TlsEvent::CaCreated => ("CACreated", "created the certificate authority"),
+            TlsEvent::CaCreated | TlsEvent::CaRecreated => {
+                ("CACreated", "created the certificate authority")
+            }
             TlsEvent::CaRotationStarted => (
                 "CARotationStarted",
                 "added a new CA to the APIServices' caBundle next to the old one",

@@ -21,7 +21,7 @@ use crate::reconcile::registration::{Holder, holder};
 use crate::reconcile::validate::Validated;
 use crate::ssa::get_opt;
 use crate::status::CertificateOutcome;
-use crate::tls::{self, CaSet, TlsEvent, TlsObserved, certs};
+use crate::tls::{self, CaRead, CaSet, TlsEvent, TlsObserved, certs};
 
 type ObservedApiServices = [(ApiServiceName, Option<Arc<APIService>>)];
 
@@ -48,7 +48,7 @@ pub async fn run(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     match server.spec.tls.mode {
         // The user's Secret is not cached (only Secrets the operator labels are): read it live.
-        TlsMode::Secret => user_secret(&secrets, server, names).await,
+        TlsMode::Secret => user_secret(&secrets, server, names, observed).await,
         TlsMode::Managed | TlsMode::Insecure => {
             let cached = (observed.ca_secret.clone(), observed.tls_secret.clone());
             let step = managed(&secrets, server, validated, observed, cached, false).await?;
@@ -85,6 +85,7 @@ async fn user_secret(
     secrets: &Api<Secret>,
     server: &ExtensionServer,
     names: &ServerNames,
+    observed: &Observed,
 ) -> Result<TlsStep> {
     let secret_name = server.spec.tls.secret_name.clone().unwrap_or_default();
     let invalid = |why: String| TlsStep {
@@ -103,7 +104,7 @@ async fn user_secret(
     };
     let data = secret.data.unwrap_or_default();
     let text = |k: &str| data.get(k).map(|v| v.0.clone()).filter(|v| !v.is_empty());
-    let (Some(ca), Some(cert), Some(_key)) = (text("ca.crt"), text("tls.crt"), text("tls.key"))
+    let (Some(ca), Some(cert), Some(key)) = (text("ca.crt"), text("tls.crt"), text("tls.key"))
     else {
         return Ok(invalid(format!(
             "Secret {}/{secret_name} must contain ca.crt, tls.crt and tls.key",
@@ -137,20 +138,40 @@ async fn user_secret(
             ..invalid(String::new())
         });
     }
+    // A new ca.crt (the issuer's CA changed) is trusted at once, and the CAs trusted so far stay
+    // in the bundle until every pod runs the new certificate.
+    let serving = tls::KeyedCert {
+        cert_pem: String::from_utf8_lossy(&cert).into_owned(),
+        key_pem: String::from_utf8_lossy(&key).into_owned(),
+    };
+    let api_services = observed.api_services.as_slice();
+    let rolled = rollout_complete(observed.deployment.as_deref(), Some(&serving))
+        && availability_settled(api_services, names);
+    let ca = String::from_utf8_lossy(&ca).into_owned();
+    let trusted = ours(api_services, names)
+        .find_map(|a| a.spec.ca_bundle.as_ref())
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .filter(|_| !rolled);
+    let ca_bundle = match &trusted {
+        Some(trusted) => certs::bundle(&[&ca, trusted]),
+        None => ca.clone(),
+    };
+    let previous_trusted = certs::bundle(&[&ca]) != certs::bundle(&[&ca_bundle]);
     Ok(TlsStep {
         input: Some(TlsInput {
             secret_name,
             managed_serving: None,
-            ca_bundle: Some(String::from_utf8_lossy(&ca).to_string()),
+            ca_bundle: Some(ca_bundle),
             cert_hash: certs::sha256_hex(&cert)[..16].to_string(),
         }),
         outcome: CertificateOutcome::Valid {
             ca_not_after: ca_certs.iter().map(|c| c.not_after).min(),
             serving: info.clone(),
+            previous_trusted,
         },
         events: Vec::new(),
         next_due: Some(info.not_after),
-        rotating: false,
+        rotating: previous_trusted,
         in_the_way: None,
     })
 }
@@ -180,10 +201,14 @@ async fn managed(
         })));
     }
     let api_services = observed.api_services.as_slice();
-    let ca = ca_secret
+    let ca_data = ca_secret
         .as_ref()
-        .and_then(|s| s.data.as_ref())
-        .and_then(CaSet::from_secret_data);
+        .map(|s| s.data.clone().unwrap_or_default());
+    let ca = match CaRead::from_secret_data(ca_data.as_ref()) {
+        CaRead::Usable(ca) => Some(ca),
+        CaRead::Missing => None,
+        CaRead::Damaged(why) => return Ok(Managed::Done(Box::new(damaged(names, &why)))),
+    };
     let serving = tls_secret
         .as_ref()
         .and_then(|s| s.data.as_ref())
@@ -191,8 +216,13 @@ async fn managed(
     if !fresh && (ca.is_none() || serving.is_none()) {
         return Ok(Managed::NeedsFreshSecrets);
     }
+    let insecure = server.spec.tls.mode == TlsMode::Insecure;
     let tls_observed = TlsObserved {
-        bundle_propagated: bundle_propagated(ca.as_ref(), api_services, names),
+        // Without a caBundle there is nothing to propagate, so a rotation can complete.
+        bundle_propagated: insecure || bundle_propagated(ca.as_ref(), api_services, names),
+        trusted: ours(api_services, names)
+            .find_map(|a| a.spec.ca_bundle.as_ref())
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
         rollout_complete: rollout_complete(observed.deployment.as_deref(), serving.as_ref())
             && availability_settled(api_services, names),
         ca,
@@ -211,7 +241,6 @@ async fn managed(
     if plan.ca_changed {
         write_ca(secrets, server, names, ca_secret.as_deref(), &plan.ca).await?;
     }
-    let insecure = server.spec.tls.mode == TlsMode::Insecure;
     let rotating = plan.ca.next.is_some() || plan.ca.previous_cert.is_some();
     let next_due = [
         plan.serving_info.renewal_time(),
@@ -234,6 +263,7 @@ async fn managed(
             CertificateOutcome::Valid {
                 serving: plan.serving_info.clone(),
                 ca_not_after: Some(plan.ca_info.not_after),
+                previous_trusted: plan.ca.previous_cert.is_some(),
             }
         },
         events: plan.events.clone(),
@@ -241,6 +271,23 @@ async fn managed(
         rotating,
         in_the_way: None,
     })))
+}
+
+/// A CA Secret that cannot be used: reported, and nothing is replaced.
+fn damaged(names: &ServerNames, why: &str) -> TlsStep {
+    let message = format!(
+        "Secret {}/{} is damaged: {why}. Nothing was replaced: the APIServices keep their caBundle and the pods their certificate. Restore the Secret, or delete it to have a new CA created; the current CA then stays trusted until the pods serve a certificate from the new one",
+        names.namespace,
+        names.ca_secret()
+    );
+    TlsStep {
+        input: None,
+        outcome: CertificateOutcome::SecretInvalid(message),
+        events: Vec::new(),
+        next_due: None,
+        rotating: false,
+        in_the_way: None,
+    }
 }
 
 fn bundle_propagated(

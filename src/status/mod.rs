@@ -31,6 +31,8 @@ pub enum CertificateOutcome {
     Valid {
         serving: CertInfo,
         ca_not_after: Option<k8s_openapi::jiff::Timestamp>,
+        /// A CA the pods may still serve from stays trusted next to the current one.
+        previous_trusted: bool,
     },
     /// Mode Insecure: a managed certificate, but the aggregator does not verify it.
     Insecure { serving: CertInfo },
@@ -201,13 +203,24 @@ fn deployment_verdict(o: &Observation<'_>) -> Verdict {
 
 fn certificate_verdict(o: &Observation<'_>) -> Verdict {
     match o.certificate {
-        CertificateOutcome::Valid { serving, .. } => Verdict::new(
+        CertificateOutcome::Valid {
+            serving,
+            previous_trusted,
+            ..
+        } => Verdict::new(
             CertificateReady,
             Status::True,
             Reason::Valid,
             format!(
-                "serving certificate for {}.{}.svc is valid until {}",
-                o.names.name, o.names.namespace, serving.not_after
+                "serving certificate for {}.{}.svc is valid until {}{}",
+                o.names.name,
+                o.names.namespace,
+                serving.not_after,
+                if *previous_trusted {
+                    "; the previous CA stays in the caBundle until the pods serve a certificate from the current one"
+                } else {
+                    ""
+                }
             ),
         ),
         CertificateOutcome::Insecure { serving } => Verdict::new(
@@ -413,6 +426,7 @@ fn certificate_state(outcome: &CertificateOutcome) -> Option<CertificateState> {
         CertificateOutcome::Valid {
             serving,
             ca_not_after,
+            ..
         } => Some(CertificateState {
             not_after: Time(serving.not_after),
             renewal_time: Some(Time(serving.renewal_time())),

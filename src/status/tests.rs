@@ -68,6 +68,7 @@ fn valid_certificate() -> CertificateOutcome {
             fingerprint: String::new(),
         },
         ca_not_after: Some(at(9_000)),
+        previous_trusted: false,
     }
 }
 

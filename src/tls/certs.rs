@@ -60,13 +60,24 @@ fn to_offset(ts: Timestamp) -> Result<time::OffsetDateTime> {
         .map_err(|e| Error::ReadCertificate(e.to_string()))
 }
 
-fn validity(params: &mut CertificateParams, now: Timestamp, lifetime: Duration) -> Result<()> {
+/// Sets the validity to `lifetime` from now, ending no later than `cap` (the issuer's own end).
+fn validity(
+    params: &mut CertificateParams,
+    now: Timestamp,
+    lifetime: Duration,
+    cap: Option<Timestamp>,
+) -> Result<()> {
     // Backdate a little for clock skew between the operator and the aggregator.
-    let skew = 60.min(lifetime.as_secs() as i64 / 10);
+    let lifetime = i64::try_from(lifetime.as_secs())
+        .map_err(|e| Error::ReadCertificate(format!("lifetime: {e}")))?;
+    let skew = 60.min(lifetime / 10);
     let not_before = Timestamp::from_second(now.as_second() - skew)
         .map_err(|e| Error::ReadCertificate(e.to_string()))?;
-    let not_after = Timestamp::from_second(now.as_second() + lifetime.as_secs() as i64)
+    let mut not_after = Timestamp::from_second(now.as_second().saturating_add(lifetime))
         .map_err(|e| Error::ReadCertificate(e.to_string()))?;
+    if let Some(cap) = cap {
+        not_after = not_after.min(cap);
+    }
     params.not_before = to_offset(not_before)?;
     params.not_after = to_offset(not_after)?;
     Ok(())
@@ -84,7 +95,7 @@ pub fn generate_ca(common_name: &str, now: Timestamp, lifetime: Duration) -> Res
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    validity(&mut params, now, lifetime)?;
+    validity(&mut params, now, lifetime, None)?;
     let key = KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
     Ok(KeyedCert {
@@ -93,7 +104,7 @@ pub fn generate_ca(common_name: &str, now: Timestamp, lifetime: Duration) -> Res
     })
 }
 
-/// A serving certificate for `dns_names`, signed by `ca`.
+/// A serving certificate for `dns_names`, signed by `ca`; it never outlives `ca`.
 pub fn issue_serving(
     ca: &KeyedCert,
     dns_names: &[String],
@@ -116,13 +127,28 @@ pub fn issue_serving(
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
-    validity(&mut params, now, lifetime)?;
+    let ca_not_after = inspect(ca.cert_pem.as_bytes())?.not_after;
+    validity(&mut params, now, lifetime, Some(ca_not_after))?;
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
     Ok(KeyedCert {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// True if `keyed`'s private key belongs to its certificate.
+pub fn key_matches(keyed: &KeyedCert) -> bool {
+    let Ok(key) = KeyPair::from_pem(&keyed.key_pem) else {
+        return false;
+    };
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(keyed.cert_pem.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&block.contents) else {
+        return false;
+    };
+    cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
 }
 
 /// Parses every certificate in a PEM bundle.
@@ -189,15 +215,18 @@ pub fn signed_by(cert_pem: &[u8], bundle_pem: &[u8]) -> bool {
         })
 }
 
-/// Concatenates PEM certificates into one bundle, skipping duplicates.
+/// Concatenates PEM certificates (each argument one or more) into one bundle, in order,
+/// each certificate once.
 pub fn bundle(certs: &[&str]) -> String {
-    let mut out = String::new();
-    for cert in certs {
-        let cert = cert.trim();
-        if !cert.is_empty() && !out.contains(cert) {
-            out.push_str(cert);
-            out.push('\n');
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut seen: Vec<&str> = Vec::new();
+    for pem in certs {
+        for block in pem.split_inclusive(END) {
+            let block = block.trim();
+            if block.ends_with(END) && !seen.contains(&block) {
+                seen.push(block);
+            }
         }
     }
-    out
+    seen.iter().map(|b| format!("{b}\n")).collect()
 }

@@ -40,6 +40,43 @@ pub struct CaSet {
     pub previous_cert: Option<String>,
 }
 
+/// What the CA Secret holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaRead {
+    /// No CA Secret.
+    Missing,
+    /// A CA Secret that cannot be used, and why. It is never replaced silently: the
+    /// APIServices keep trusting what they trust.
+    Damaged(String),
+    Usable(CaSet),
+}
+
+impl CaRead {
+    /// Reads and checks the CA Secret's data (`None`: no Secret): each certificate parses and
+    /// each key belongs to its certificate.
+    pub fn from_secret_data(data: Option<&BTreeMap<String, ByteString>>) -> Self {
+        let Some(data) = data else {
+            return Self::Missing;
+        };
+        let Some(ca) = CaSet::from_secret_data(data) else {
+            return Self::Damaged(format!("it lacks {} or {}", ca_keys::CERT, ca_keys::KEY));
+        };
+        let mut pairs = vec![(&ca.current, ca_keys::CERT, ca_keys::KEY)];
+        if let Some(next) = &ca.next {
+            pairs.push((next, ca_keys::NEXT_CERT, ca_keys::NEXT_KEY));
+        }
+        for (keyed, cert, key) in pairs {
+            if let Err(e) = certs::inspect(keyed.cert_pem.as_bytes()) {
+                return Self::Damaged(format!("{cert} is not a PEM certificate ({e})"));
+            }
+            if !certs::key_matches(keyed) {
+                return Self::Damaged(format!("{key} does not belong to {cert}"));
+            }
+        }
+        Self::Usable(ca)
+    }
+}
+
 impl CaSet {
     /// Reads the CA Secret's data; `None` if it lacks the current CA.
     pub fn from_secret_data(data: &BTreeMap<String, ByteString>) -> Option<Self> {
@@ -101,6 +138,9 @@ pub struct TlsObserved {
     /// The Deployment runs the current serving certificate on all replicas, and the
     /// aggregator's view of the APIServices has settled.
     pub rollout_complete: bool,
+    /// The CAs the APIServices trust now (PEM). When the CA Secret is gone and a new CA must
+    /// be created, these stay trusted until the pods serve a certificate from the new one.
+    pub trusted: Option<String>,
 }
 
 /// TLS lifetimes.
@@ -114,6 +154,9 @@ pub struct Lifetimes {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsEvent {
     CaCreated,
+    /// The CA Secret was gone while the APIServices trusted a CA: a new CA was created, and
+    /// the old one stays trusted until the rollout.
+    CaRecreated,
     CaRotationStarted,
     CaPromoted,
     CaRotationCompleted,
@@ -150,13 +193,20 @@ pub fn plan(
     let (mut ca, mut ca_changed) = match &observed.ca {
         Some(ca) => (ca.clone(), false),
         None => {
-            events.push(TlsEvent::CaCreated);
             let current = certs::generate_ca(common_name, now, lifetimes.ca)?;
+            let previous_cert = observed
+                .trusted
+                .clone()
+                .filter(|trusted| !trusted.trim().is_empty());
+            events.push(match previous_cert {
+                Some(_) => TlsEvent::CaRecreated,
+                None => TlsEvent::CaCreated,
+            });
             (
                 CaSet {
                     current,
                     next: None,
-                    previous_cert: None,
+                    previous_cert,
                 },
                 true,
             )
@@ -228,20 +278,7 @@ pub fn serving_is_valid(
     have == want
         && now < info.renewal_time()
         && certs::signed_by(serving.cert_pem.as_bytes(), ca.cert_pem.as_bytes())
-        && key_matches(serving)
-}
-
-fn key_matches(serving: &KeyedCert) -> bool {
-    let Ok(key) = rcgen::KeyPair::from_pem(&serving.key_pem) else {
-        return false;
-    };
-    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(serving.cert_pem.as_bytes()) else {
-        return false;
-    };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&block.contents) else {
-        return false;
-    };
-    cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+        && certs::key_matches(serving)
 }
 
 /// Reads `tls.crt`/`tls.key` out of Secret data.

@@ -59,6 +59,17 @@ fn observed_from(plan: &TlsPlan, propagated: bool, rolled: bool) -> TlsObserved 
         serving: Some(plan.serving.clone()),
         bundle_propagated: propagated,
         rollout_complete: rolled,
+        trusted: None,
+    }
+}
+
+fn observed_none() -> TlsObserved {
+    TlsObserved {
+        ca: None,
+        serving: None,
+        bundle_propagated: true,
+        rollout_complete: true,
+        trusted: None,
     }
 }
 
@@ -69,6 +80,7 @@ fn first_pass_creates_ca_and_a_verifiable_serving_cert() {
         serving: None,
         bundle_propagated: true,
         rollout_complete: true,
+        trusted: None,
     };
     let plan = step(&empty, at(0));
     assert!(plan.ca_changed);
@@ -93,6 +105,7 @@ fn steady_state_reuses_everything() {
             serving: None,
             bundle_propagated: true,
             rollout_complete: true,
+            trusted: None,
         },
         at(0),
     );
@@ -110,6 +123,7 @@ fn serving_cert_renews_at_two_thirds_of_its_life() {
             serving: None,
             bundle_propagated: true,
             rollout_complete: true,
+            trusted: None,
         },
         at(0),
     );
@@ -129,6 +143,7 @@ fn serving_cert_is_reissued_for_changed_names_or_foreign_issuer() {
             serving: None,
             bundle_propagated: true,
             rollout_complete: true,
+            trusted: None,
         },
         at(0),
     );
@@ -150,6 +165,7 @@ fn ca_rotation_keeps_trust_at_every_step() {
             serving: None,
             bundle_propagated: true,
             rollout_complete: true,
+            trusted: None,
         },
         at(0),
     );
@@ -191,6 +207,7 @@ fn ca_is_not_promoted_before_the_bundle_propagates() {
             serving: None,
             bundle_propagated: true,
             rollout_complete: true,
+            trusted: None,
         },
         at(0),
     );
@@ -232,4 +249,96 @@ fn debug_output_never_contains_key_material() {
     let ca = certs::generate_ca("x", at(0), lifetimes().ca).unwrap();
     let printed = format!("{ca:?}");
     assert!(!printed.contains("PRIVATE KEY"));
+}
+
+#[test]
+fn the_serving_certificate_never_outlives_its_ca() {
+    let ca = certs::generate_ca("ca", at(0), Duration::from_secs(600)).unwrap();
+    let serving = certs::issue_serving(&ca, &names(), at(300), Duration::from_secs(3600)).unwrap();
+    let ca_end = certs::inspect(ca.cert_pem.as_bytes()).unwrap().not_after;
+    let serving_end = certs::inspect(serving.cert_pem.as_bytes())
+        .unwrap()
+        .not_after;
+    assert_eq!(serving_end, ca_end);
+}
+
+#[test]
+fn a_damaged_ca_secret_is_reported_not_replaced() {
+    let first = step(&observed_none(), at(0));
+    let other = certs::generate_ca("other", at(0), Duration::from_secs(900)).unwrap();
+    let data = |ca: &CaSet| ca.to_secret_data();
+    assert_eq!(CaRead::from_secret_data(None), CaRead::Missing);
+    assert_eq!(
+        CaRead::from_secret_data(Some(&data(&first.ca))),
+        CaRead::Usable(first.ca.clone())
+    );
+    let mut mismatched = first.ca.clone();
+    mismatched.current.key_pem = other.key_pem.clone();
+    assert!(matches!(
+        CaRead::from_secret_data(Some(&data(&mismatched))),
+        CaRead::Damaged(why) if why.contains("ca.key does not belong to ca.crt")
+    ));
+    let mut garbage = first.ca.clone();
+    garbage.current.cert_pem = "not a certificate".into();
+    assert!(matches!(
+        CaRead::from_secret_data(Some(&data(&garbage))),
+        CaRead::Damaged(why) if why.contains("ca.crt is not a PEM certificate")
+    ));
+    let mut no_key = data(&first.ca);
+    no_key.remove(ca_keys::KEY);
+    assert!(matches!(
+        CaRead::from_secret_data(Some(&no_key)),
+        CaRead::Damaged(_)
+    ));
+}
+
+#[test]
+fn a_deleted_ca_is_recreated_with_the_old_one_trusted_until_the_rollout() {
+    let first = step(&observed_none(), at(0));
+    let old_bundle = first.bundle();
+    // The CA Secret is gone; the APIServices still trust the old CA, the pods serve its cert.
+    let lost = TlsObserved {
+        ca: None,
+        serving: Some(first.serving.clone()),
+        bundle_propagated: false,
+        rollout_complete: false,
+        trusted: Some(old_bundle.clone()),
+    };
+    let recreated = step(&lost, at(10));
+    assert_eq!(
+        recreated.events,
+        [TlsEvent::CaRecreated, TlsEvent::CertificateRenewed]
+    );
+    assert!(
+        verifies(&recreated.bundle(), &first.serving.cert_pem, at(10)),
+        "old pods"
+    );
+    assert!(
+        verifies(&recreated.bundle(), &recreated.serving.cert_pem, at(10)),
+        "new pods"
+    );
+    // The pods roll: the old CA goes.
+    let rolled = step(&observed_from(&recreated, true, true), at(20));
+    assert_eq!(rolled.events, [TlsEvent::CaRotationCompleted]);
+    assert!(!verifies(&rolled.bundle(), &first.serving.cert_pem, at(20)));
+    assert!(verifies(
+        &rolled.bundle(),
+        &recreated.serving.cert_pem,
+        at(20)
+    ));
+}
+
+#[test]
+fn bundles_hold_each_certificate_once_in_order() {
+    let a = certs::generate_ca("a", at(0), Duration::from_secs(900))
+        .unwrap()
+        .cert_pem;
+    let b = certs::generate_ca("b", at(0), Duration::from_secs(900))
+        .unwrap()
+        .cert_pem;
+    let ab = certs::bundle(&[&a, &b]);
+    assert_eq!(certs::bundle(&[&b, &ab]), certs::bundle(&[&b, &a]));
+    assert_eq!(certs::bundle(&[&ab, &ab]), ab);
+    assert_eq!(certs::inspect_bundle(ab.as_bytes()).unwrap().len(), 2);
+    assert_eq!(certs::bundle(&["garbage"]), "");
 }
