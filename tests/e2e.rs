@@ -251,27 +251,14 @@ async fn breakages_are_diagnosed_and_clear_after_the_fix() {
     available(&h).await;
 }
 
-#[tokio::test]
-async fn rotation_under_traffic_fails_no_request() {
-    let _turn = TAKE_TURNS.lock().await;
-    let h = Harness::start("e2e-rotate").await;
-    h.create(&seed(
-        "{mode: Managed, certificateDuration: 15s, caDuration: 45s}",
-    ))
-    .await;
-    let pod = runtime::start(&h.ns.cluster, &h.ns.name, NAME)
-        .await
-        .unwrap();
-    available(&h).await;
+/// Sends requests through the aggregator, one after another, until the APIService's caBundle
+/// has held two CAs and then holds one CA other than `first_ca`: Ok when that happened within
+/// 150 s, the number of requests, and the failures.
+async fn traffic_until_bundle_is(
+    h: &Harness,
+    first_ca: &str,
+) -> (Result<(), tokio::time::error::Elapsed>, u32, Vec<String>) {
     let api_services: Api<APIService> = Api::all(h.ns.client.clone());
-    let first_ca = {
-        let live = api_services.get(API_SERVICE).await.unwrap();
-        certs::inspect_bundle(&live.spec.ca_bundle.unwrap().0).unwrap()[0]
-            .fingerprint
-            .clone()
-    };
-    let starts_before = *pod.starts.borrow();
-
     let path = "/apis/my.custom.api/v1/namespaces/default/myresources";
     let (mut requests, mut failures) = (0u32, Vec::new());
     let mut overlap_seen = false;
@@ -294,6 +281,66 @@ async fn rotation_under_traffic_fails_no_request() {
         }
     })
     .await;
+    (done, requests, failures)
+}
+
+/// The fingerprint of the first CA in the APIService's caBundle.
+async fn first_ca(h: &Harness) -> String {
+    let api_services: Api<APIService> = Api::all(h.ns.client.clone());
+    let live = api_services.get(API_SERVICE).await.unwrap();
+    certs::inspect_bundle(&live.spec.ca_bundle.unwrap().0).unwrap()[0]
+        .fingerprint
+        .clone()
+}
+
+#[tokio::test]
+async fn a_deleted_ca_secret_fails_no_request() {
+    let _turn = TAKE_TURNS.lock().await;
+    let h = Harness::start("e2e-ca-lost").await;
+    h.create(&seed("{mode: Managed}")).await;
+    let pod = runtime::start(&h.ns.cluster, &h.ns.name, NAME)
+        .await
+        .unwrap();
+    available(&h).await;
+    let old_ca = first_ca(&h).await;
+    let starts_before = *pod.starts.borrow();
+    let known = support::warnings(&h.ns, "CARecreated").await;
+
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = h.ns.api();
+    secrets
+        .delete(&format!("{NAME}-ca"), &DeleteParams::default())
+        .await
+        .unwrap();
+    let (done, requests, failures) = traffic_until_bundle_is(&h, &old_ca).await;
+    eprintln!(
+        "CA Secret deleted under traffic: {requests} requests, {} failed",
+        failures.len()
+    );
+    assert!(done.is_ok(), "the old CA was not dropped within 150 s");
+    assert!(
+        *pod.starts.borrow() > starts_before,
+        "the pods were not rolled"
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    new_warning(&h, "CARecreated", &known).await;
+    available(&h).await;
+}
+
+#[tokio::test]
+async fn rotation_under_traffic_fails_no_request() {
+    let _turn = TAKE_TURNS.lock().await;
+    let h = Harness::start("e2e-rotate").await;
+    h.create(&seed(
+        "{mode: Managed, certificateDuration: 15s, caDuration: 45s}",
+    ))
+    .await;
+    let pod = runtime::start(&h.ns.cluster, &h.ns.name, NAME)
+        .await
+        .unwrap();
+    available(&h).await;
+    let first_ca = first_ca(&h).await;
+    let starts_before = *pod.starts.borrow();
+    let (done, requests, failures) = traffic_until_bundle_is(&h, &first_ca).await;
     let restarts = *pod.starts.borrow() - starts_before;
     eprintln!(
         "rotation under traffic: {requests} requests, {} failed, {restarts} server restarts",

@@ -1,5 +1,6 @@
 //! Unrelated Secrets never reach the operator: its Secret list and watch carry its label
-//! selector, so the API server filters them out, and many large unrelated Secrets in the
+//! selector, so the API server filters them out (the watch that wakes servers in mode Secret
+//! asks for metadata only), and many large unrelated Secrets in the
 //! namespace it watches do not grow the resident memory of the real operator process.
 #![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
 
@@ -95,13 +96,15 @@ async fn unrelated_secrets_never_enter_the_operators_memory() {
     );
     for verb in ["list", "watch"] {
         let op = (String::new(), "secrets".to_string(), verb.to_string());
-        let seen = tokio::time::timeout(
-            Duration::from_secs(30),
-            seen.wait_for(|s| s.contains_key(&op)),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        // Mode Secret adds a metadata-only watch of Secrets: no data, and nothing cached.
+        let whole_objects = |s: &support::requests::Seen| {
+            s.get(&op)
+                .is_some_and(|e| !e.ends_with(support::requests::METADATA_ONLY))
+        };
+        let seen = tokio::time::timeout(Duration::from_secs(30), seen.wait_for(whole_objects))
+            .await
+            .unwrap()
+            .unwrap();
         let request = &seen[&op];
         assert!(
             request.contains(&selector),

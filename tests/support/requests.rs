@@ -65,11 +65,19 @@ pub struct Record<S> {
     seen: Arc<watch::Sender<Seen>>,
 }
 
+/// Marks the example of a request that asked for metadata only (`PartialObjectMetadata`).
+pub const METADATA_ONLY: &str = " [metadata only]";
+
+/// Keeps the first example of `op`, but prefers one that asked for whole objects.
 fn note(seen: &watch::Sender<Seen>, op: Operation, example: String) {
     seen.send_if_modified(|seen| {
-        let new = !seen.contains_key(&op);
-        seen.entry(op).or_insert(example);
-        new
+        let replace = seen
+            .get(&op)
+            .is_none_or(|old| old.ends_with(METADATA_ONLY) && !example.ends_with(METADATA_ONLY));
+        if replace {
+            seen.insert(op, example);
+        }
+        replace
     });
 }
 
@@ -90,7 +98,17 @@ where
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let op = operation(request.method(), request.uri());
-        let example = format!("{} {}", request.method(), request.uri());
+        let metadata_only = request
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("PartialObjectMetadata"));
+        let example = format!(
+            "{} {}{}",
+            request.method(),
+            request.uri(),
+            if metadata_only { METADATA_ONLY } else { "" }
+        );
         let seen = self.seen.clone();
         let response = self.inner.call(request);
         Box::pin(async move {
