@@ -258,11 +258,25 @@ async fn traffic_until_bundle_is(
     h: &Harness,
     first_ca: &str,
 ) -> (Result<(), tokio::time::error::Elapsed>, u32, Vec<String>) {
+    let mut overlap_seen = false;
+    traffic_until(h, |cas| {
+        overlap_seen |= cas.len() == 2;
+        overlap_seen && cas.len() == 1 && cas[0].fingerprint != first_ca
+    })
+    .await
+}
+
+/// Sends requests through the aggregator, one after another, until `done` holds for the CAs
+/// in the APIService's caBundle: Ok when that happened within 150 s, the number of requests,
+/// and the failures.
+async fn traffic_until(
+    h: &Harness,
+    mut done: impl FnMut(&[certs::CertInfo]) -> bool,
+) -> (Result<(), tokio::time::error::Elapsed>, u32, Vec<String>) {
     let api_services: Api<APIService> = Api::all(h.ns.client.clone());
     let path = "/apis/my.custom.api/v1/namespaces/default/myresources";
     let (mut requests, mut failures) = (0u32, Vec::new());
-    let mut overlap_seen = false;
-    let done = tokio::time::timeout(Duration::from_secs(150), async {
+    let finished = tokio::time::timeout(Duration::from_secs(150), async {
         loop {
             let mut request = http::Request::new(Vec::new());
             *request.uri_mut() = path.parse().unwrap();
@@ -274,14 +288,13 @@ async fn traffic_until_bundle_is(
             }
             let live = api_services.get(API_SERVICE).await.unwrap();
             let cas = certs::inspect_bundle(&live.spec.ca_bundle.unwrap().0).unwrap();
-            overlap_seen |= cas.len() == 2;
-            if overlap_seen && cas.len() == 1 && cas[0].fingerprint != first_ca {
+            if done(&cas) {
                 return;
             }
         }
     })
     .await;
-    (done, requests, failures)
+    (finished, requests, failures)
 }
 
 /// The fingerprint of the first CA in the APIService's caBundle.
@@ -375,4 +388,48 @@ async fn clean_removal_leaves_discovery_healthy() {
     let errors = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && errors.trim().is_empty(), "{errors}");
     h.ns.delete_and_wait(Duration::from_secs(60)).await.unwrap();
+}
+
+#[tokio::test]
+async fn secret_mode_renewals_fail_no_request() {
+    let _turn = TAKE_TURNS.lock().await;
+    let h = Harness::start("e2e-issued").await;
+    let dns = vec![format!("{NAME}.{}.svc", h.ns.name)];
+    let lifetime = Duration::from_secs(3600);
+    let issue =
+        |ca: &certs::KeyedCert| certs::issue_serving(ca, &dns, Timestamp::now(), lifetime).unwrap();
+    let first = certs::generate_ca("issuer one", Timestamp::now(), lifetime).unwrap();
+    support::write_cert_manager_secret(&h.ns, "issued", &first, &issue(&first)).await;
+    h.create(&seed("{mode: Secret, secretName: issued}")).await;
+    let pod = runtime::start(&h.ns.cluster, &h.ns.name, NAME)
+        .await
+        .unwrap();
+    available(&h).await;
+    let first_fingerprint = first_ca(&h).await;
+
+    // A renewal from the same CA: the pods roll onto it.
+    let starts = *pod.starts.borrow();
+    support::write_cert_manager_secret(&h.ns, "issued", &first, &issue(&first)).await;
+    let starts_rx = pod.starts.clone();
+    let (rolled, requests, failures) = traffic_until(&h, |_| *starts_rx.borrow() > starts).await;
+    eprintln!(
+        "same-CA renewal: {requests} requests, {} failed",
+        failures.len()
+    );
+    assert!(
+        rolled.is_ok(),
+        "the pods did not roll onto the renewed certificate"
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+
+    // A renewal from a new CA: trusted before the pods use it, the old one dropped after.
+    let second = certs::generate_ca("issuer two", Timestamp::now(), lifetime).unwrap();
+    support::write_cert_manager_secret(&h.ns, "issued", &second, &issue(&second)).await;
+    let (done, requests, failures) = traffic_until_bundle_is(&h, &first_fingerprint).await;
+    eprintln!(
+        "new-CA renewal: {requests} requests, {} failed",
+        failures.len()
+    );
+    assert!(done.is_ok(), "the old CA was not dropped within 150 s");
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
 }

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use extension_server_operator::apiservice::APIService;
@@ -16,7 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::await_condition;
 use kube::runtime::{WatchStreamExt, watcher};
 use support::{Harness, condition};
@@ -145,24 +144,6 @@ async fn insecure_mode_completes_its_ca_rotation() {
     );
 }
 
-/// A Secret as cert-manager writes it: type kubernetes.io/tls with ca.crt, tls.crt, tls.key.
-fn cert_manager_secret(name: &str, ca: &KeyedCert, serving: &KeyedCert) -> Secret {
-    let bytes = |pem: &str| ByteString(pem.as_bytes().to_vec());
-    Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(BTreeMap::from([
-            ("ca.crt".to_string(), bytes(&ca.cert_pem)),
-            ("tls.crt".to_string(), bytes(&serving.cert_pem)),
-            ("tls.key".to_string(), bytes(&serving.key_pem)),
-        ])),
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn secret_mode_follows_its_secret_within_seconds() {
     let h = Harness::start("tls-follow").await;
@@ -172,27 +153,8 @@ async fn secret_mode_follows_its_secret_within_seconds() {
     let lifetime = Duration::from_secs(3600);
     let issue = |ca: &KeyedCert| certs::issue_serving(ca, &names, Timestamp::now(), lifetime);
     let first_ca = certs::generate_ca("issuer one", Timestamp::now(), lifetime).unwrap();
-    let secrets: Api<Secret> = h.ns.api();
-    let write = |ca: &KeyedCert, serving: &KeyedCert| {
-        let (secrets, secret) = (
-            secrets.clone(),
-            cert_manager_secret("follow-cert", ca, serving),
-        );
-        async move {
-            match secrets.get_opt("follow-cert").await.unwrap() {
-                None => secrets.create(&PostParams::default(), &secret).await,
-                Some(live) => {
-                    let mut secret = secret;
-                    secret.metadata.resource_version = live.metadata.resource_version;
-                    secrets
-                        .replace("follow-cert", &PostParams::default(), &secret)
-                        .await
-                }
-            }
-            .unwrap();
-        }
-    };
-    write(&first_ca, &issue(&first_ca).unwrap()).await;
+    support::write_cert_manager_secret(&h.ns, "follow-cert", &first_ca, &issue(&first_ca).unwrap())
+        .await;
     h.create(&server(
         "follow",
         &group,
@@ -206,7 +168,7 @@ async fn secret_mode_follows_its_secret_within_seconds() {
     // A renewal from the same CA: the pods get the new certificate within seconds.
     let renewed = issue(&first_ca).unwrap();
     let hash = certs::sha256_hex(renewed.cert_pem.as_bytes())[..16].to_string();
-    write(&first_ca, &renewed).await;
+    support::write_cert_manager_secret(&h.ns, "follow-cert", &first_ca, &renewed).await;
     within(
         Duration::from_secs(5),
         deployments,
@@ -228,7 +190,13 @@ async fn secret_mode_follows_its_secret_within_seconds() {
         fingerprint(&first_ca.cert_pem),
         fingerprint(&second_ca.cert_pem),
     );
-    write(&second_ca, &issue(&second_ca).unwrap()).await;
+    support::write_cert_manager_secret(
+        &h.ns,
+        "follow-cert",
+        &second_ca,
+        &issue(&second_ca).unwrap(),
+    )
+    .await;
     let wanted = new.clone();
     within(
         Duration::from_secs(5),

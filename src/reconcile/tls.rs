@@ -157,12 +157,27 @@ async fn user_secret(
         None => ca.clone(),
     };
     let previous_trusted = certs::bundle(&[&ca]) != certs::bundle(&[&ca_bundle]);
+    // The pods are rolled onto the new certificate only once every APIService trusts its CA;
+    // until then the template keeps the certificate it has.
+    let published = ours(api_services, names).all(|a| {
+        let live = a
+            .spec
+            .ca_bundle
+            .as_ref()
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+        live.is_some_and(|live| certs::bundle(&[&live, &ca]) == certs::bundle(&[&live]))
+    });
+    let new_hash = certs::sha256_hex(&cert)[..16].to_string();
+    let cert_hash = match observed.deployment.as_deref().and_then(template_cert_hash) {
+        Some(held) if !published => held.clone(),
+        _ => new_hash,
+    };
     Ok(TlsStep {
         input: Some(TlsInput {
             secret_name,
             managed_serving: None,
             ca_bundle: Some(ca_bundle),
-            cert_hash: certs::sha256_hex(&cert)[..16].to_string(),
+            cert_hash,
         }),
         outcome: CertificateOutcome::Valid {
             ca_not_after: ca_certs.iter().map(|c| c.not_after).min(),
@@ -171,7 +186,7 @@ async fn user_secret(
         },
         events: Vec::new(),
         next_due: Some(info.not_after),
-        rotating: previous_trusted,
+        rotating: previous_trusted || !published,
         in_the_way: None,
     })
 }
@@ -319,18 +334,26 @@ fn ours<'a>(
         .filter(move |a| holder(a, names) == Holder::Us)
 }
 
+/// The serving certificate's hash in the Deployment's pod template.
+fn template_cert_hash(deployment: &Deployment) -> Option<&String> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .annotations
+        .as_ref()?
+        .get(CERT_HASH_ANNOTATION)
+}
+
 fn rollout_complete(deployment: Option<&Deployment>, serving: Option<&tls::KeyedCert>) -> bool {
     let Some(deployment) = deployment else {
         return true;
     };
     let Some(serving) = serving else { return false };
     let hash = certs::sha256_hex(serving.cert_pem.as_bytes())[..16].to_string();
-    let template_hash = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.metadata.as_ref())
-        .and_then(|m| m.annotations.as_ref())
-        .and_then(|a| a.get(CERT_HASH_ANNOTATION));
+    let template_hash = template_cert_hash(deployment);
     let Some(status) = deployment.status.as_ref() else {
         return false;
     };

@@ -3,8 +3,10 @@
 //! the aggregator dials: the Service's ClusterIP and port.
 //!
 //! Like a pod it reads the TLS files from the mounted Secret and runs under the pod's
-//! ServiceAccount (a TokenRequest token). Like a rollout it restarts the process when the
-//! Secret or the pod template changes. Like kube-proxy it forwards the Service port only to
+//! ServiceAccount (a TokenRequest token). Like a rollout it restarts the process when the pod
+//! template changes. Like the kubelet, which refreshes a mounted Secret only at its next sync, it
+//! picks up a change to the Secret alone after [`VOLUME_REFRESH`] (the kubelet's default
+//! sync is a minute). Like kube-proxy it forwards the Service port only to
 //! the container port the server really listens on: a server whose `--secure-port` differs from
 //! the container port is unreachable through the Service.
 
@@ -13,6 +15,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+/// How long a change to the mounted Secret alone takes to reach the running server.
+pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -149,9 +154,11 @@ impl Runner {
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
         let services: Api<Service> = Api::namespaced(self.client.clone(), &self.namespace);
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let secret_events = watcher(secrets, watcher::Config::default())
+        let mut secret_events = watcher(secrets, watcher::Config::default())
             .touched_objects()
-            .map(|_| ());
+            .map(|_| ())
+            .boxed();
+        let mut refresh_at: Option<tokio::time::Instant> = None;
         let mut override_changes = self.override_tls.clone();
         let mut changes = futures::stream::select_all([
             watcher(deployments, by_name())
@@ -162,13 +169,24 @@ impl Runner {
                 .touched_objects()
                 .map(|_| ())
                 .boxed(),
-            secret_events.boxed(),
         ]);
         loop {
+            let refresh = async {
+                match refresh_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = stop.changed() => return,
                 _ = override_changes.changed() => {}
                 change = changes.next() => if change.is_none() { return },
+                change = secret_events.next() => {
+                    if change.is_none() { return }
+                    refresh_at.get_or_insert_with(|| tokio::time::Instant::now() + VOLUME_REFRESH);
+                    continue;
+                }
+                () = refresh => refresh_at = None,
             }
             let desired = match self.desired().await {
                 Ok(desired) => desired,

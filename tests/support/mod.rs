@@ -310,3 +310,38 @@ pub async fn warnings(ns: &TestNamespace, reason: &str) -> std::collections::BTr
         })
         .collect()
 }
+
+/// Creates or replaces the Secret `name` as cert-manager writes it: type `kubernetes.io/tls`
+/// with `ca.crt`, `tls.crt` and `tls.key`.
+pub async fn write_cert_manager_secret(
+    ns: &TestNamespace,
+    name: &str,
+    ca: &extension_server_operator::tls::certs::KeyedCert,
+    serving: &extension_server_operator::tls::certs::KeyedCert,
+) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let bytes = |pem: &str| ByteString(pem.as_bytes().to_vec());
+    let mut secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(std::collections::BTreeMap::from([
+            ("ca.crt".to_string(), bytes(&ca.cert_pem)),
+            ("tls.crt".to_string(), bytes(&serving.cert_pem)),
+            ("tls.key".to_string(), bytes(&serving.key_pem)),
+        ])),
+        ..Default::default()
+    };
+    let secrets: Api<Secret> = ns.api();
+    match secrets.get_opt(name).await.unwrap() {
+        None => secrets.create(&PostParams::default(), &secret).await,
+        Some(live) => {
+            secret.metadata.resource_version = live.metadata.resource_version;
+            secrets.replace(name, &PostParams::default(), &secret).await
+        }
+    }
+    .unwrap();
+}
