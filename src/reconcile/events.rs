@@ -53,40 +53,7 @@ pub fn transitions(
             _ => {}
         }
     }
-    for step in tls {
-        if *step == TlsEvent::CaRecreated {
-            events.push(event(
-                EventType::Warning,
-                "CARecreated",
-                &format!(
-                    "Secret {}/{} was missing: created a new CA; the CA the APIServices trusted stays in their caBundle until the pods serve a certificate from the new one",
-                    names.namespace,
-                    names.ca_secret()
-                ),
-            ));
-            continue;
-        }
-        let (reason, note) = match step {
-            TlsEvent::CaCreated | TlsEvent::CaRecreated => {
-                ("CACreated", "created the certificate authority")
-            }
-            TlsEvent::CaRotationStarted => (
-                "CARotationStarted",
-                "added a new CA to the APIServices' caBundle next to the old one",
-            ),
-            TlsEvent::CaPromoted => (
-                "CAPromoted",
-                "the new CA now signs the serving certificate; the old CA stays trusted until the pods roll",
-            ),
-            TlsEvent::CaRotationCompleted => (
-                "CARotationCompleted",
-                "the pods serve a certificate from the new CA; removed the old CA from the caBundle",
-            ),
-            TlsEvent::CertificateIssued => ("CertificateIssued", "issued the serving certificate"),
-            TlsEvent::CertificateRenewed => ("Renewed", "renewed the serving certificate"),
-        };
-        events.push(event(EventType::Normal, reason, note));
-    }
+    events.extend(tls.iter().map(|step| tls_event(*step, names)));
     for binding in restored {
         let note = match binding {
             Restored::AuthDelegator => format!(
@@ -101,6 +68,39 @@ pub fn transitions(
         events.push(event(EventType::Warning, "RBACRestored", &note));
     }
     events
+}
+
+/// The Event of one TLS step.
+fn tls_event(step: TlsEvent, names: &ServerNames) -> Event {
+    let normal = |reason, note| event(EventType::Normal, reason, note);
+    match step {
+        TlsEvent::CaCreated => normal("CACreated", "created the certificate authority"),
+        TlsEvent::CaRecreated => event(
+            EventType::Warning,
+            "CARecreated",
+            &format!(
+                "Secret {}/{} was missing: created a new CA; the CA the APIServices trusted stays in their caBundle until the pods serve a certificate from the new one",
+                names.namespace,
+                names.ca_secret()
+            ),
+        ),
+        TlsEvent::CaRotationStarted => normal(
+            "CARotationStarted",
+            "added a new CA to the APIServices' caBundle next to the old one",
+        ),
+        TlsEvent::CaPromoted => normal(
+            "CAPromoted",
+            "the new CA now signs the serving certificate; the old CA stays trusted until the pods roll",
+        ),
+        TlsEvent::CaRotationCompleted => normal(
+            "CARotationCompleted",
+            "the pods serve a certificate from the new CA; removed the old CA from the caBundle",
+        ),
+        TlsEvent::CertificateIssued => {
+            normal("CertificateIssued", "issued the serving certificate")
+        }
+        TlsEvent::CertificateRenewed => normal("Renewed", "renewed the serving certificate"),
+    }
 }
 
 /// One Warning Event for a failed pass, unless `old` already showed the same failure

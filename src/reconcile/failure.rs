@@ -3,9 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::reflector::ObjectRef;
 
-use super::{Reconciler, STATUS_VISIBLE, events, write_status};
+use super::{Reconciler, events, write_status_seen};
 use crate::crd::ExtensionServer;
 use crate::error::Error;
 use crate::names::ServerNames;
@@ -26,15 +25,7 @@ pub async fn report(reconciler: &Reconciler, server: &ExtensionServer, error: &E
     if let Some(event) = events::failure(server.status.as_ref(), &new_status) {
         events::publish(ctx, server, vec![event]).await;
     }
-    match write_status(ctx, server, &names, new_status).await {
-        Ok(Some(version)) => {
-            let key = ObjectRef::from_obj(server);
-            reconciler
-                .servers
-                .caught_up(&key, &version, STATUS_VISIBLE)
-                .await;
-        }
-        Ok(None) => {}
-        Err(write) => tracing::warn!(error = %write, "could not show the failure in status"),
+    if let Err(write) = write_status_seen(reconciler, server, &names, new_status).await {
+        tracing::warn!(error = %write, "could not show the failure in status");
     }
 }

@@ -204,8 +204,18 @@ async fn report(
         names,
     );
     events::publish(ctx, server, events).await;
-    if let Some(version) = write_status(ctx, server, names, new_status).await? {
-        // The next pass must start from this status, or it would repeat this pass's Events.
+    write_status_seen(reconciler, server, names, new_status).await
+}
+
+/// Writes status (when it changed) and waits until the cache shows it: the next pass must
+/// start from this status, or it would repeat this pass's Events.
+async fn write_status_seen(
+    reconciler: &Reconciler,
+    server: &ExtensionServer,
+    names: &ServerNames,
+    status: ExtensionServerStatus,
+) -> Result<()> {
+    if let Some(version) = write_status(&reconciler.ctx, server, names, status).await? {
         let key = kube::runtime::reflector::ObjectRef::from_obj(server);
         reconciler
             .servers

@@ -148,10 +148,7 @@ async fn user_secret(
     let rolled = rollout_complete(observed.deployment.as_deref(), Some(&serving))
         && availability_settled(api_services, names);
     let ca = String::from_utf8_lossy(&ca).into_owned();
-    let trusted = ours(api_services, names)
-        .find_map(|a| a.spec.ca_bundle.as_ref())
-        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        .filter(|_| !rolled);
+    let trusted = trusted_now(api_services, names).filter(|_| !rolled);
     let ca_bundle = match &trusted {
         Some(trusted) => certs::bundle(&[&ca, trusted]),
         None => ca.clone(),
@@ -216,10 +213,7 @@ async fn managed(
         })));
     }
     let api_services = observed.api_services.as_slice();
-    let ca_data = ca_secret
-        .as_ref()
-        .map(|s| s.data.clone().unwrap_or_default());
-    let ca = match CaRead::from_secret_data(ca_data.as_ref()) {
+    let ca = match CaRead::from_secret(ca_secret.as_deref()) {
         CaRead::Usable(ca) => Some(ca),
         CaRead::Missing => None,
         CaRead::Damaged(why) => return Ok(Managed::Done(Box::new(damaged(names, &why)))),
@@ -235,9 +229,7 @@ async fn managed(
     let tls_observed = TlsObserved {
         // Without a caBundle there is nothing to propagate, so a rotation can complete.
         bundle_propagated: insecure || bundle_propagated(ca.as_ref(), api_services, names),
-        trusted: ours(api_services, names)
-            .find_map(|a| a.spec.ca_bundle.as_ref())
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
+        trusted: trusted_now(api_services, names),
         rollout_complete: rollout_complete(observed.deployment.as_deref(), serving.as_ref())
             && availability_settled(api_services, names),
         ca,
@@ -314,6 +306,13 @@ fn bundle_propagated(
     let bundle = ca.bundle();
     ours(api_services, names)
         .all(|a| a.spec.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle.as_bytes()))
+}
+
+/// The CAs our APIServices trust now (PEM), if any carries a caBundle.
+fn trusted_now(api_services: &ObservedApiServices, names: &ServerNames) -> Option<String> {
+    ours(api_services, names)
+        .find_map(|a| a.spec.ca_bundle.as_ref())
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
 }
 
 /// Every registered APIService is Available, or none is (then there is no traffic to protect).

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 
 pub use certs::{CertInfo, KeyedCert};
@@ -52,12 +53,17 @@ pub enum CaRead {
 }
 
 impl CaRead {
-    /// Reads and checks the CA Secret's data (`None`: no Secret): each certificate parses and
-    /// each key belongs to its certificate.
-    pub fn from_secret_data(data: Option<&BTreeMap<String, ByteString>>) -> Self {
-        let Some(data) = data else {
+    /// Reads and checks the CA Secret: each certificate parses and each key belongs to its
+    /// certificate.
+    pub fn from_secret(secret: Option<&Secret>) -> Self {
+        let Some(secret) = secret else {
             return Self::Missing;
         };
+        Self::from_secret_data(secret.data.as_ref().unwrap_or(&BTreeMap::new()))
+    }
+
+    /// As [`CaRead::from_secret`], for a present Secret's data.
+    pub fn from_secret_data(data: &BTreeMap<String, ByteString>) -> Self {
         let Some(ca) = CaSet::from_secret_data(data) else {
             return Self::Damaged(format!("it lacks {} or {}", ca_keys::CERT, ca_keys::KEY));
         };

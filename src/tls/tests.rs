@@ -267,27 +267,27 @@ fn a_damaged_ca_secret_is_reported_not_replaced() {
     let first = step(&observed_none(), at(0));
     let other = certs::generate_ca("other", at(0), Duration::from_secs(900)).unwrap();
     let data = |ca: &CaSet| ca.to_secret_data();
-    assert_eq!(CaRead::from_secret_data(None), CaRead::Missing);
+    assert_eq!(CaRead::from_secret(None), CaRead::Missing);
     assert_eq!(
-        CaRead::from_secret_data(Some(&data(&first.ca))),
+        CaRead::from_secret_data(&data(&first.ca)),
         CaRead::Usable(first.ca.clone())
     );
     let mut mismatched = first.ca.clone();
     mismatched.current.key_pem = other.key_pem.clone();
     assert!(matches!(
-        CaRead::from_secret_data(Some(&data(&mismatched))),
+        CaRead::from_secret_data(&data(&mismatched)),
         CaRead::Damaged(why) if why.contains("ca.key does not belong to ca.crt")
     ));
     let mut garbage = first.ca.clone();
     garbage.current.cert_pem = "not a certificate".into();
     assert!(matches!(
-        CaRead::from_secret_data(Some(&data(&garbage))),
+        CaRead::from_secret_data(&data(&garbage)),
         CaRead::Damaged(why) if why.contains("ca.crt is not a PEM certificate")
     ));
     let mut no_key = data(&first.ca);
     no_key.remove(ca_keys::KEY);
     assert!(matches!(
-        CaRead::from_secret_data(Some(&no_key)),
+        CaRead::from_secret_data(&no_key),
         CaRead::Damaged(_)
     ));
 }
