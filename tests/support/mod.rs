@@ -2,7 +2,9 @@
 //! test's namespace, and waits on conditions (never sleeps).
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset; setup fails loudly
 
+pub mod chaos;
 pub mod chart;
+pub mod faults;
 pub mod operator;
 pub mod policy;
 pub mod requests;
@@ -25,7 +27,11 @@ pub struct Harness {
     pub ctx: Arc<Context>,
     operator: JoinHandle<()>,
     settings: Settings,
+    make_client: Option<MakeClient>,
 }
+
+/// Builds the operator's client from the test cluster's config (to put a layer on it).
+pub type MakeClient = Arc<dyn Fn(kube::Config) -> kube::Client + Send + Sync>;
 
 impl Drop for Harness {
     fn drop(&mut self) {
@@ -96,15 +102,31 @@ impl Harness {
     }
 
     pub async fn start_with(prefix: &str, settings: Settings) -> Self {
+        Self::start_with_client(prefix, settings, None).await
+    }
+
+    /// Like [`Harness::start_with`], with the operator's client built by `make_client` (each
+    /// start of the operator calls it again).
+    pub async fn start_with_client(
+        prefix: &str,
+        settings: Settings,
+        make_client: Option<MakeClient>,
+    ) -> Self {
         let ns = TestNamespace::create(prefix).await.unwrap();
         install_crd(&ns.client).await;
-        let (ctx, operator) = spawn_operator(&ns, &settings).await;
+        let (ctx, operator) = spawn_operator(&ns, &settings, make_client.as_ref()).await;
         Self {
             ns,
             ctx,
             operator,
             settings,
+            make_client,
         }
+    }
+
+    /// Replaces how the next [`Harness::start_operator`] builds its client.
+    pub fn set_client(&mut self, make_client: Option<MakeClient>) {
+        self.make_client = make_client;
     }
 
     /// Stops the operator, as if its process had died.
@@ -115,7 +137,8 @@ impl Harness {
 
     /// Starts a fresh operator (new caches, new metrics) with the same settings.
     pub async fn start_operator(&mut self) {
-        let (ctx, operator) = spawn_operator(&self.ns, &self.settings).await;
+        let (ctx, operator) =
+            spawn_operator(&self.ns, &self.settings, self.make_client.as_ref()).await;
         self.ctx = ctx;
         self.operator = operator;
     }
@@ -174,8 +197,16 @@ impl Harness {
     }
 }
 
-async fn spawn_operator(ns: &TestNamespace, settings: &Settings) -> (Arc<Context>, JoinHandle<()>) {
-    let ctx = Arc::new(Context::connect(config_for(ns).await, settings.clone()).unwrap());
+async fn spawn_operator(
+    ns: &TestNamespace,
+    settings: &Settings,
+    make_client: Option<&MakeClient>,
+) -> (Arc<Context>, JoinHandle<()>) {
+    let config = config_for(ns).await;
+    let ctx = Arc::new(match make_client {
+        None => Context::connect(config, settings.clone()).unwrap(),
+        Some(make) => Context::from_parts(make(config), Default::default(), settings.clone()),
+    });
     let operator = tokio::spawn(extension_server_operator::controller::run(
         ctx.clone(),
         Some(ns.name.clone()),

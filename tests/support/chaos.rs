@@ -1,0 +1,85 @@
+//! The fault suite's shared parts: its scale (short in `cargo xtask test`, full in
+//! `cargo xtask chaos`), a seeded random source, and the per-part results that
+//! `cargo xtask chaos` gathers into `target/chaos/report.json`.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+/// `CHAOS_SCALE=full` (set by `cargo xtask chaos`) runs the full sizes; anything else the short
+/// ones that CI runs.
+pub fn full() -> bool {
+    std::env::var("CHAOS_SCALE").is_ok_and(|s| s == "full")
+}
+
+/// `short` in CI, `full` under `cargo xtask chaos`.
+pub fn sized(short: usize, full_size: usize) -> usize {
+    if full() { full_size } else { short }
+}
+
+/// The seed: `CHAOS_SEED` to replay a run, else one drawn from the clock. Printed either way.
+pub fn seed(part: &str) -> u64 {
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("chaos {part}: seed {seed} (replay with CHAOS_SEED={seed})");
+    seed
+}
+
+/// A small, seeded random source (SplitMix64): the same seed gives the same run.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+fn parts_dir() -> PathBuf {
+    testenv::paths::workspace_root().join("target/chaos/parts")
+}
+
+/// Records one part's results as `target/chaos/parts/<part>.json`, with the scale it ran at.
+pub fn record(part: &str, mut results: serde_json::Value) {
+    if let Some(map) = results.as_object_mut() {
+        map.insert(
+            "scale".into(),
+            (if full() { "full" } else { "short" }).into(),
+        );
+    }
+    let dir = parts_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{part}.json")),
+        serde_json::to_vec_pretty(&results).unwrap(),
+    )
+    .unwrap();
+}
