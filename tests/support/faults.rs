@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -31,18 +31,17 @@ pub struct Plan {
     pub fault_rate: f64,
     /// Cut every watch stream after a random 0.5–8 s.
     pub cut_watches: bool,
-    /// Stop everything right after the k-th successful write (1-based).
-    pub crash_after: Option<usize>,
     pub seed: u64,
 }
 
 /// What the layer saw and did; shared by every client built from the same [`Faults`].
-#[derive(Default)]
 pub struct Tally {
     /// Successful writes (POST, PUT, PATCH, DELETE answered 2xx).
     pub writes: AtomicUsize,
-    /// Set once the crash point is reached; from then on no request gets out.
-    pub crashed: AtomicBool,
+    /// The write count at which to crash (`usize::MAX`: never); see [`Faults::crash_after`].
+    crash_at: AtomicUsize,
+    /// True once the crash point is reached; from then on no request gets out.
+    pub crashed: tokio::sync::watch::Sender<bool>,
     /// Injected faults by kind.
     pub injected: Mutex<BTreeMap<&'static str, u64>>,
     /// Each object a write created (answered 201), by "collection path/name", with the
@@ -52,7 +51,28 @@ pub struct Tally {
     pub log: Mutex<Vec<String>>,
 }
 
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            writes: AtomicUsize::new(0),
+            crash_at: AtomicUsize::new(usize::MAX),
+            crashed: tokio::sync::watch::Sender::new(false),
+            injected: Mutex::default(),
+            created: Mutex::default(),
+            log: Mutex::default(),
+        }
+    }
+}
+
 impl Tally {
+    /// Waits until the crash point is reached (at most `timeout`); false if it never was.
+    pub async fn wait_crashed(&self, timeout: Duration) -> bool {
+        let mut crashed = self.crashed.subscribe();
+        tokio::time::timeout(timeout, crashed.wait_for(|c| *c))
+            .await
+            .is_ok()
+    }
+
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
     }
@@ -117,6 +137,12 @@ impl Faults {
     pub fn make_client(&self) -> super::MakeClient {
         let faults = self.clone();
         Arc::new(move |config| faults.client(config))
+    }
+
+    /// Crashes right after `k` more successful writes (1: the next one).
+    pub fn crash_after(&self, k: usize) {
+        let now = self.tally.writes();
+        self.tally.crash_at.store(now + k, Ordering::SeqCst);
     }
 
     fn draw(&self, write: bool, watch: bool) -> Option<Fault> {
@@ -188,9 +214,10 @@ fn status_response(code: u16) -> http::Response<OutBody> {
         http::HeaderValue::from_static("application/json"),
     );
     if code == 429 {
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
     }
     response
 }
@@ -239,7 +266,7 @@ where
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let faults = self.faults.clone();
         let tally = faults.tally.clone();
-        if tally.crashed.load(Ordering::SeqCst) {
+        if *tally.crashed.borrow() {
             return Box::pin(futures::future::pending());
         }
         let method = request.method().clone();
@@ -310,14 +337,17 @@ where
                     let entry = created.entry(key).or_insert((0, json));
                     entry.0 += 1;
                 }
-                if faults.plan.crash_after == Some(k) {
-                    tally.crashed.store(true, Ordering::SeqCst);
+                if tally.crash_at.load(Ordering::SeqCst) == k {
+                    tally.crashed.send_replace(true);
                     return futures::future::pending().await;
                 }
             }
             if matches!(fault, Some(Fault::ResetAfter)) {
                 faults.count("reset after write");
-                return Err(io_error(std::io::ErrorKind::ConnectionReset, "reset after write"));
+                return Err(io_error(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reset after write",
+                ));
             }
             Ok(http::Response::from_parts(parts, boxed(Full::new(bytes))))
         })
@@ -343,7 +373,10 @@ impl hyper::body::Body for Cut {
             return Poll::Ready(if self.clean {
                 None
             } else {
-                Some(Err(io_error(std::io::ErrorKind::ConnectionReset, "watch cut")))
+                Some(Err(io_error(
+                    std::io::ErrorKind::ConnectionReset,
+                    "watch cut",
+                )))
             });
         }
         Pin::new(&mut self.inner).poll_frame(cx)

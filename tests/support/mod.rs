@@ -8,6 +8,7 @@ pub mod faults;
 pub mod operator;
 pub mod policy;
 pub mod requests;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,6 +132,9 @@ impl Harness {
 
     /// Stops the operator, as if its process had died.
     pub async fn stop_operator(&mut self) {
+        if self.operator.is_finished() {
+            return;
+        }
         self.operator.abort();
         let _ = (&mut self.operator).await;
     }
