@@ -104,6 +104,7 @@ pub struct ExtensionServerSpec {
     #[schemars(schema_with = "schema::env_schema")]
     #[x_kube(
         validation = schema::env_name_rule(),
+        validation = schema::env_unique_rule(),
         validation = schema::env_value_rule(),
         validation = schema::env_source_rule()
     )]

@@ -150,6 +150,41 @@ async fn insecure_mode_is_explicit() {
     assert!(api_service.spec.ca_bundle.is_none());
 }
 
+/// Switching a registered server between Managed and Insecure changes its APIService's trust
+/// both ways (the API server refuses a caBundle next to insecureSkipTLSVerify).
+#[tokio::test]
+async fn switching_between_managed_and_insecure_moves_the_api_services_trust() {
+    let h = Harness::start("es-switch").await;
+    let group = format!("{}.custom.api", h.ns.name);
+    h.create(&server("flip", &group, "{mode: Managed}", ""))
+        .await;
+    h.wait_condition("flip", "Registered", "True", None).await;
+    let api_services: Api<APIService> = Api::all(h.ns.client.clone());
+    let name = format!("v1.{group}");
+    for (mode, insecure) in [("Insecure", true), ("Managed", false)] {
+        let patch = serde_json::json!({"spec": {"tls": {"mode": mode}}});
+        h.servers()
+            .patch("flip", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        let trusted = move |a: Option<&APIService>| {
+            a.is_some_and(|a| {
+                a.spec.insecure_skip_tls_verify.unwrap_or(false) == insecure
+                    && a.spec.ca_bundle.as_ref().is_some_and(|b| !b.0.is_empty()) != insecure
+            })
+        };
+        wait_for(api_services.clone(), &name, trusted).await;
+        let server = h.wait_condition("flip", "Ready", "False", None).await;
+        let ready = support::condition(&server, "Ready");
+        assert!(
+            !ready.reason.ends_with("ApplyFailed"),
+            "{mode}: {}: {}",
+            ready.reason,
+            ready.message
+        );
+    }
+}
+
 #[tokio::test]
 async fn unregister_after_removes_an_unavailable_api_service_until_the_spec_changes() {
     let h = Harness::start("es-unreg").await;

@@ -153,6 +153,11 @@ async fn invalid_specs_are_refused_with_readable_messages() {
             "env names must be printable ASCII characters other than '='",
         ),
         (
+            "duplicate env names",
+            |s| s["env"] = json!([{"name": "A", "value": "x"}, {"name": "A", "value": "y"}]),
+            "env names must be unique",
+        ),
+        (
             "env with value and valueFrom",
             |s| {
                 s["env"] = json!([{"name": "A", "value": "x",

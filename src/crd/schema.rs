@@ -144,6 +144,15 @@ pub fn env_name_rule() -> Rule {
     )
 }
 
+/// The Deployment's server-side apply keys env entries by name, so a duplicate could never
+/// be applied.
+pub fn env_unique_rule() -> Rule {
+    rule(
+        "self.all(e, self.exists_one(f, f.name == e.name))".into(),
+        "env names must be unique".into(),
+    )
+}
+
 pub fn env_value_rule() -> Rule {
     rule(
         "self.all(e, !has(e.valueFrom) || !has(e.value) || e.value.size() == 0)".into(),

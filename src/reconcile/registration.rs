@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use crate::apiservice::APIService;
 use crate::crd::{ExtensionServer, RegistrationPolicy};
@@ -176,8 +176,49 @@ async fn apply(
     desired: &APIService,
     live: &APIService,
 ) -> Result<(Registration, Option<APIService>)> {
-    let live = ssa::apply(api, desired, Some(live)).await?;
+    let live = switch_trust(api, desired, live).await?;
+    let live = ssa::apply(api, desired, Some(&live)).await?;
     Ok((Registration::Registered(name.clone()), Some(live)))
+}
+
+/// An APIService trusts either a `caBundle` or `insecureSkipTLSVerify`; the API server refuses
+/// both at once. The fields our create set belong to an update, which a later server-side apply
+/// never removes, so a switch from one to the other is one merge patch that sets both.
+async fn switch_trust(
+    api: &Api<APIService>,
+    desired: &APIService,
+    live: &APIService,
+) -> Result<APIService> {
+    let wants_insecure = desired.spec.insecure_skip_tls_verify == Some(true);
+    let has_bundle = live
+        .spec
+        .ca_bundle
+        .as_ref()
+        .is_some_and(|b| !b.0.is_empty());
+    let has_insecure = live.spec.insecure_skip_tls_verify == Some(true);
+    let clash = (wants_insecure && has_bundle) || (!wants_insecure && has_insecure);
+    if !clash {
+        return Ok(live.clone());
+    }
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": live.metadata.resource_version},
+        "spec": {
+            "caBundle": desired.spec.ca_bundle,
+            "insecureSkipTLSVerify": wants_insecure.then_some(true),
+        },
+    });
+    let name = live.metadata.name.clone().unwrap_or_default();
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    api.patch(&name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Apply {
+            kind: "APIService".into(),
+            name,
+            source,
+        })
 }
 
 /// True if the aggregator has reported the APIService unavailable for longer than `limit`.
