@@ -24,7 +24,7 @@ fn error_policy(
     reconciler: Arc<Reconciler>,
 ) -> Action {
     let key = ObjectRef::from_obj(server.as_ref());
-    let retry_in = reconciler.backoffs.failed(&key);
+    let retry_in = reconciler.backoffs.failed(&key, &error.category());
     tracing::warn!(
         server = %key,
         category = %error.category(),
@@ -79,7 +79,9 @@ async fn controller(
     let config = controller::Config::default().concurrency(ctx.settings.concurrency);
     let (servers, trigger) = Servers::watch(servers);
     let store = servers.store.clone();
-    let controller = Controller::for_stream(trigger, store.clone()).with_config(config);
+    let controller = Controller::for_stream(trigger, store.clone())
+        .with_config(config)
+        .trigger_backoff(NoTriggerBackoff);
     let (stores, controller) =
         Stores::watch(controller, &client, namespace.as_deref(), store.clone());
     let (facts, mut controller) = Facts::watch(controller, &client, store.clone());
@@ -136,6 +138,24 @@ async fn controller(
         () = controller => {}
         () = sweep => {}
     }
+}
+
+/// Every watch already backs off on its own errors. kube-runtime's default backoff on the merged
+/// trigger stream would, after any one watch error, pause every cache: up to 30 s at a time,
+/// for minutes, after a kube-apiserver restart answers each watch with 410 Gone. So it never
+/// waits.
+struct NoTriggerBackoff;
+
+impl Iterator for NoTriggerBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoTriggerBackoff {
+    fn reset(&mut self) {}
 }
 
 async fn reconcile_counted(

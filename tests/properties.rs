@@ -3,6 +3,8 @@
 //! certificate a pod may serve. `PROPTEST_CASES` sets the number of cases per property.
 #![allow(clippy::unwrap_used)] // a failed case should fail loudly
 
+mod support;
+
 use std::time::Duration;
 
 use extension_server_operator::crd::ExtensionServer;
@@ -19,6 +21,7 @@ use proptest::prelude::*;
 proptest! {
     #[test]
     fn durations_parse_without_panicking(text in ".{0,40}") {
+        support::chaos::count_case("properties", "durations_parse_without_panicking");
         if let Ok(parsed) = duration::parse(&text) {
             prop_assert!(parsed <= duration::MAX);
         }
@@ -26,16 +29,19 @@ proptest! {
 
     #[test]
     fn duration_like_strings_parse_without_panicking(text in "[0-9]{0,25}(\\.[0-9]{0,5})?(ns|us|ms|s|m|h){0,3}") {
+        support::chaos::count_case("properties", "duration_like_strings_parse_without_panicking");
         let _ = duration::parse(&text);
     }
 
     #[test]
     fn quantities_parse_without_panicking(text in "[-+]?[0-9.]{0,45}([numkMGTPE]|[KMGTPE]i|[eE][-+]?[0-9]{1,3})?") {
+        support::chaos::count_case("properties", "quantities_parse_without_panicking");
         let _ = quantity::nanos(&text);
     }
 
     #[test]
     fn milli_and_whole_spellings_are_the_same_quantity(whole in 0u32..100_000) {
+        support::chaos::count_case("properties", "milli_and_whole_spellings_are_the_same_quantity");
         let milli = format!("{}m", u64::from(whole) * 1000);
         prop_assert!(quantity::same(&whole.to_string(), &milli));
         let off_by_one = format!("{}m", u64::from(whole) * 1000 + 1);
@@ -49,6 +55,7 @@ proptest! {
         replicas in 0i32..5,
         group in "[a-z]{1,20}\\.[a-z]{1,20}",
     ) {
+        support::chaos::count_case("properties", "every_child_of_an_admissible_name_is_admissible");
         prop_assume!(names::check_server_name(&name).is_ok());
         let server = server(&name, &namespace, replicas, &group);
         let built = desired(&server, &tls_input(&name));
@@ -126,6 +133,7 @@ proptest! {
     /// trusts both the certificate the pods served before it and the one it hands out.
     #[test]
     fn every_tls_plan_trusts_what_a_pod_may_serve(steps in steps()) {
+        support::chaos::count_case("properties", "every_tls_plan_trusts_what_a_pod_may_serve");
         let lifetimes = Lifetimes {
             certificate: Duration::from_secs(3000),
             ca: Duration::from_secs(9000),

@@ -1,4 +1,6 @@
-//! Per-object retry delays after failed passes: exponential with jitter, reset on success.
+//! Per-object retry delays after failed passes: exponential with jitter while the same step keeps
+//! failing, back to the first delay when another step fails (the pass got further, or the
+//! failures are transient), reset on success.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
@@ -21,9 +23,9 @@ pub fn delay(failures: u32, spread: f64) -> Duration {
     base.mul_f64(factor).min(CAP)
 }
 
-/// Failures in a row, per object.
+/// Failures in a row of the same step, per object.
 pub struct Backoffs<K> {
-    failures: Mutex<HashMap<K, u32>>,
+    failures: Mutex<HashMap<K, (String, u32)>>,
 }
 
 impl<K: Hash + Eq> Default for Backoffs<K> {
@@ -35,10 +37,17 @@ impl<K: Hash + Eq> Default for Backoffs<K> {
 }
 
 impl<K: Hash + Eq + Clone> Backoffs<K> {
-    /// Counts one more failure of `key` and returns how long to wait before the next try.
-    pub fn failed(&self, key: &K) -> Duration {
+    /// Counts one more failure of `key` at `step` and returns how long to wait before the next
+    /// try. A failure at another step than the last one starts again from [`FIRST`].
+    pub fn failed(&self, key: &K, step: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let count = failures.entry(key.clone()).or_insert(0);
+        let (last, count) = failures
+            .entry(key.clone())
+            .or_insert_with(|| (step.to_string(), 0));
+        if last != step {
+            *last = step.to_string();
+            *count = 0;
+        }
         *count = count.saturating_add(1);
         delay(*count, spread())
     }
@@ -84,11 +93,24 @@ mod tests {
     fn success_resets_the_count() {
         let backoffs = Backoffs::default();
         for _ in 0..5 {
-            backoffs.failed(&"a");
+            backoffs.failed(&"a", "ApplyDeployment");
         }
-        assert!(backoffs.failed(&"a") >= Duration::from_secs(25));
-        assert!(backoffs.failed(&"b") <= Duration::from_millis(1200));
+        assert!(backoffs.failed(&"a", "ApplyDeployment") >= Duration::from_secs(25));
+        assert!(backoffs.failed(&"b", "ApplyDeployment") <= Duration::from_millis(1200));
         backoffs.succeeded(&"a");
-        assert!(backoffs.failed(&"a") <= Duration::from_millis(1200));
+        assert!(backoffs.failed(&"a", "ApplyDeployment") <= Duration::from_millis(1200));
+    }
+
+    #[test]
+    fn only_the_same_step_failing_again_doubles_the_delay() {
+        let backoffs = Backoffs::default();
+        for _ in 0..5 {
+            backoffs.failed(&"a", "ApplyDeployment");
+        }
+        // Transient faults that hit one step after another never escalate.
+        for step in ["ReadSecret", "ApplyService", "ReadSecret", "WriteStatus"] {
+            assert!(backoffs.failed(&"a", step) <= Duration::from_millis(1200));
+        }
+        assert!(backoffs.failed(&"a", "WriteStatus") >= Duration::from_millis(1600));
     }
 }

@@ -31,6 +31,28 @@ pub struct ClusterState {
     pub apiserver_port: u16,
     pub etcd_port: u16,
     pub pids: Vec<(String, u32)>,
+    /// How each component was started, for [`Cluster::restart`] (empty in state files written
+    /// before it existed).
+    #[serde(default)]
+    pub components: Vec<Component>,
+}
+
+/// One component's command line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Component {
+    pub name: String,
+    pub binary: PathBuf,
+    pub args: Vec<String>,
+}
+
+impl ClusterState {
+    /// Starts `component`, logging to `<logs>/<name>.log`, and records its pid and command.
+    fn launch(&mut self, component: Component, logs: &Path) -> Result<()> {
+        let pid = process::spawn(&component.name, &component.binary, &component.args, logs)?;
+        self.pids.push((component.name.clone(), pid));
+        self.components.push(component);
+        Ok(())
+    }
 }
 
 /// A running cluster.
@@ -47,6 +69,49 @@ impl Cluster {
     /// The directory where each component writes `<component>.log`.
     pub fn logs(&self) -> PathBuf {
         process::logs_dir(&self.dir)
+    }
+
+    /// Restarts one component (`etcd`, `kube-apiserver`, `kube-controller-manager`,
+    /// `kube-scheduler` or `kwok`) with the binary and flags it was started with: SIGTERM
+    /// (SIGKILL after 10 s), start it again (appending to its log), record the new pid in
+    /// `cluster.json`, and wait until the kube-apiserver's `/readyz` is ok (after an etcd
+    /// restart, that means the apiserver reaches etcd again). Holds the instance lock meanwhile,
+    /// so a concurrent [`up`] waits instead of recreating a cluster that has a process down.
+    pub async fn restart(&mut self, component: &str) -> Result<()> {
+        let command = self
+            .state
+            .components
+            .iter()
+            .find(|c| c.name == component)
+            .cloned()
+            .with_context(|| {
+                let instance = &self.instance;
+                format!("cluster {instance} has no recorded command for {component} (recreate it)")
+            })?;
+        let slot = self
+            .state
+            .pids
+            .iter()
+            .position(|(name, _)| name == component)
+            .with_context(|| format!("cluster {} has no {component} process", self.instance))?;
+        let _lock = lock(&self.instance)?;
+        let old = self.state.pids[slot].1;
+        tokio::task::spawn_blocking(move || process::terminate(&[old], Duration::from_secs(10)))
+            .await?;
+        if process::alive(old) {
+            bail!("{component} (pid {old}) did not stop");
+        }
+        let pid = process::spawn(&command.name, &command.binary, &command.args, &self.logs())?;
+        self.state.pids[slot].1 = pid;
+        write_state(&self.dir, &self.state)?;
+        let client = self.client().await?;
+        wait_for(
+            &format!("kube-apiserver /readyz after restarting {component}"),
+            Duration::from_secs(120),
+            self,
+            || readyz(&client),
+        )
+        .await
     }
 
     /// An admin client for this cluster.
@@ -97,6 +162,11 @@ fn lock(instance: &str) -> Result<File> {
     let file = File::create(parent.join(format!("{instance}.lock")))?;
     file.lock().context("locking the cluster state")?;
     Ok(file)
+}
+
+fn write_state(dir: &Path, state: &ClusterState) -> Result<()> {
+    std::fs::write(dir.join("cluster.json"), serde_json::to_vec_pretty(state)?)?;
+    Ok(())
 }
 
 fn read_state(dir: &Path) -> Option<ClusterState> {
@@ -223,7 +293,17 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
     }
     let p = |name: &str| pki_dir.join(name).display().to_string();
     let kc = |user: &str| dir.join(format!("{user}.kubeconfig")).display().to_string();
-    let mut pids = Vec::new();
+    let mut state = ClusterState {
+        apiserver_port,
+        etcd_port,
+        pids: Vec::new(),
+        components: Vec::new(),
+    };
+    let component = |name: &str, binary: &Path, args: Vec<String>| Component {
+        name: name.to_string(),
+        binary: binary.to_path_buf(),
+        args,
+    };
 
     let etcd_client = format!("http://127.0.0.1:{etcd_port}");
     let etcd_peer = format!("http://127.0.0.1:{etcd_peer_port}");
@@ -237,10 +317,7 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
         "--unsafe-no-fsync=true".into(),
         "--log-level=warn".into(),
     ];
-    pids.push((
-        "etcd".to_string(),
-        process::spawn("etcd", &tools.etcd, &etcd_args, &logs)?,
-    ));
+    state.launch(component("etcd", &tools.etcd, etcd_args), &logs)?;
 
     let apiserver_args = vec![
         format!("--etcd-servers={etcd_client}"),
@@ -266,26 +343,17 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
         "--enable-aggregator-routing=false".into(),
         "--v=1".into(),
     ];
-    pids.push((
-        "kube-apiserver".to_string(),
-        process::spawn(
-            "kube-apiserver",
-            &tools.kube_apiserver,
-            &apiserver_args,
-            &logs,
-        )?,
-    ));
+    state.launch(
+        component("kube-apiserver", &tools.kube_apiserver, apiserver_args),
+        &logs,
+    )?;
 
     let kubeconfig_path = dir.join("admin.kubeconfig");
     let mut cluster = Cluster {
         instance: instance.to_string(),
         dir: dir.to_path_buf(),
         kubeconfig: kubeconfig_path,
-        state: ClusterState {
-            apiserver_port,
-            etcd_port,
-            pids: pids.clone(),
-        },
+        state,
         tools: tools.clone(),
     };
     let client = cluster.client().await?;
@@ -309,15 +377,14 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
         "--secure-port=0".into(),
         "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller".into(),
     ];
-    pids.push((
-        "kube-controller-manager".to_string(),
-        process::spawn(
+    cluster.state.launch(
+        component(
             "kube-controller-manager",
             &tools.kube_controller_manager,
-            &kcm_args,
-            &logs,
-        )?,
-    ));
+            kcm_args,
+        ),
+        &logs,
+    )?;
     let scheduler_args = vec![
         format!("--kubeconfig={}", kc("kube-scheduler")),
         format!("--authentication-kubeconfig={}", kc("kube-scheduler")),
@@ -326,15 +393,10 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
         "--bind-address=127.0.0.1".into(),
         "--secure-port=0".into(),
     ];
-    pids.push((
-        "kube-scheduler".to_string(),
-        process::spawn(
-            "kube-scheduler",
-            &tools.kube_scheduler,
-            &scheduler_args,
-            &logs,
-        )?,
-    ));
+    cluster.state.launch(
+        component("kube-scheduler", &tools.kube_scheduler, scheduler_args),
+        &logs,
+    )?;
     let mut kwok_args = vec![
         format!("--kubeconfig={}", kc("kwok")),
         "--manage-all-nodes=false".into(),
@@ -347,15 +409,10 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
     for stage in tools::kwok_stage_files(&tools)? {
         kwok_args.push(format!("--config={}", stage.display()));
     }
-    pids.push((
-        "kwok".to_string(),
-        process::spawn("kwok", &tools.kwok, &kwok_args, &logs)?,
-    ));
-    cluster.state.pids = pids;
-    std::fs::write(
-        dir.join("cluster.json"),
-        serde_json::to_vec_pretty(&cluster.state)?,
-    )?;
+    cluster
+        .state
+        .launch(component("kwok", &tools.kwok, kwok_args), &logs)?;
+    write_state(dir, &cluster.state)?;
 
     create_fake_node(&client).await?;
     let nodes: Api<Node> = Api::all(client.clone());

@@ -30,9 +30,14 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
-    /// Creates `<prefix>-<random>` and waits until its `default` ServiceAccount exists.
+    /// Creates `<prefix>-<random>` on the shared cluster and waits until its `default`
+    /// ServiceAccount exists.
     pub async fn create(prefix: &str) -> Result<Self> {
-        let cluster = shared_cluster().await?;
+        Self::create_on(shared_cluster().await?, prefix).await
+    }
+
+    /// Like [`TestNamespace::create`], on `cluster` (a dedicated instance, for instance).
+    pub async fn create_on(cluster: Cluster, prefix: &str) -> Result<Self> {
         let client = cluster.client().await?;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let mut namespace = Namespace::default();

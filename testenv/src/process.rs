@@ -8,10 +8,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-/// Starts `binary` detached in its own process group, logging to `<logs>/<name>.log`.
+/// Starts `binary` detached in its own process group, appending to `<logs>/<name>.log` (so a
+/// restarted component keeps the log of its earlier run).
 pub fn spawn(name: &str, binary: &Path, args: &[String], logs: &Path) -> Result<u32> {
     std::fs::create_dir_all(logs)?;
-    let log = File::create(logs.join(format!("{name}.log")))?;
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(logs.join(format!("{name}.log")))?;
     let child = Command::new(binary)
         .args(args)
         .stdin(Stdio::null())

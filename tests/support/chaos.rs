@@ -4,6 +4,12 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 
 /// `CHAOS_SCALE=full` (set by `cargo xtask chaos`) runs the full sizes; anything else the short
 /// ones that CI runs.
@@ -82,4 +88,61 @@ pub fn record(part: &str, mut results: serde_json::Value) {
         serde_json::to_vec_pretty(&results).unwrap(),
     )
     .unwrap();
+}
+
+/// Waits until `done` holds for the objects `api` lists with `selector`; `None` on timeout.
+pub async fn until<K>(
+    api: Api<K>,
+    selector: &str,
+    timeout: Duration,
+    done: impl Fn(&[Arc<K>]) -> bool,
+) -> Option<Vec<Arc<K>>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    K: serde::de::DeserializeOwned,
+{
+    let (reader, writer) = reflector::store();
+    let mut config = watcher::Config::default();
+    if !selector.is_empty() {
+        config = config.labels(selector);
+    }
+    let events = reflector(writer, watcher(api, config).default_backoff());
+    let mut events = std::pin::pin!(events);
+    let mut listed = false;
+    tokio::time::timeout(timeout, async {
+        while let Some(event) = events.next().await {
+            listed |= matches!(event, Ok(watcher::Event::InitDone));
+            let state = reader.state();
+            if listed && done(&state) {
+                return Some(state);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Generated property cases so far, per test binary and property.
+static CASES: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Counts one generated case of `property` (in test binary `binary`). The totals are written
+/// to `target/chaos/parts/properties-<binary>.json` at every power of two and every 4096th
+/// case, so a report never counts more cases than ran.
+pub fn count_case(binary: &str, property: &'static str) {
+    let snapshot = {
+        let mut cases = CASES.lock().unwrap_or_else(|p| p.into_inner());
+        let count = cases.entry(property).or_default();
+        *count += 1;
+        (count.is_power_of_two() || *count % 4096 == 0).then(|| cases.clone())
+    };
+    if let Some(cases) = snapshot {
+        let total: u64 = cases.values().sum();
+        record(
+            &format!("properties-{binary}"),
+            serde_json::json!({"property_cases": total, "by_property": cases}),
+        );
+    }
 }

@@ -29,7 +29,7 @@ type OutBody = UnsyncBoxBody<Bytes, BoxError>;
 pub struct Plan {
     /// Share of requests (0..=1) that fail with an injected fault.
     pub fault_rate: f64,
-    /// Cut every watch stream after a random 0.5–8 s.
+    /// Cut a watch stream (with the same share as `fault_rate`) after a random 1–10 s.
     pub cut_watches: bool,
     pub seed: u64,
 }
@@ -170,8 +170,11 @@ impl Faults {
         Some(*rng.pick(choices))
     }
 
-    fn cut_after(&self) -> Duration {
-        Duration::from_millis(500 + self.rng.lock().unwrap().below(7500))
+    /// When to cut a new watch stream, if at all.
+    fn cut_after(&self) -> Option<Duration> {
+        let mut rng = self.rng.lock().unwrap();
+        (self.plan.cut_watches && rng.chance(self.plan.fault_rate))
+            .then(|| Duration::from_millis(1000 + rng.below(9000)))
     }
 
     fn count(&self, kind: &'static str) {
@@ -309,15 +312,16 @@ where
             let response = forwarded.await.map_err(Into::into)?;
             let (parts, body) = response.into_parts();
             if watch {
-                let body = if faults.plan.cut_watches {
-                    faults.count("watch cut");
-                    boxed(Cut {
-                        inner: boxed(body),
-                        deadline: Box::pin(tokio::time::sleep(faults.cut_after())),
-                        clean: faults.rng.lock().unwrap().chance(0.5),
-                    })
-                } else {
-                    boxed(body)
+                let body = match faults.cut_after() {
+                    Some(after) => {
+                        faults.count("watch cut");
+                        boxed(Cut {
+                            inner: boxed(body),
+                            deadline: Box::pin(tokio::time::sleep(after)),
+                            clean: faults.rng.lock().unwrap().chance(0.5),
+                        })
+                    }
+                    None => boxed(body),
                 };
                 return Ok(http::Response::from_parts(parts, body));
             }

@@ -40,40 +40,38 @@ impl Drop for Harness {
         if std::thread::panicking() {
             self.ns.dump();
         }
-        // Never leave an unavailable APIService or a stuck finalizer behind for other tests.
-        let selector = format!(
-            "aggregation.dev/extension-server-namespace={}",
-            self.ns.name
-        );
-        // APIServices first, then the bindings the finalizer would have removed.
-        for kind in ["apiservices", "clusterrolebindings"] {
-            let _ = self
-                .ns
-                .kubectl(&["delete", kind, "-l", &selector, "--wait=false"]);
-        }
-        let _ = self.ns.kubectl(&[
-            "delete",
-            "rolebindings",
+        remove_debris(&self.ns);
+    }
+}
+
+/// Never leaves an unavailable APIService or a stuck finalizer of `ns` behind for other tests:
+/// deletes the APIServices and bindings labelled for it and clears its servers' finalizers.
+pub fn remove_debris(ns: &TestNamespace) {
+    let selector = format!("aggregation.dev/extension-server-namespace={}", ns.name);
+    // APIServices first, then the bindings the finalizer would have removed.
+    for kind in ["apiservices", "clusterrolebindings"] {
+        let _ = ns.kubectl(&["delete", kind, "-l", &selector, "--wait=false"]);
+    }
+    let _ = ns.kubectl(&[
+        "delete",
+        "rolebindings",
+        "-n",
+        "kube-system",
+        "-l",
+        &selector,
+        "--wait=false",
+    ]);
+    let listed = ns.kubectl(&["get", "extensionservers", "-n", &ns.name, "-o", "name"]);
+    for name in String::from_utf8_lossy(&listed.stdout).lines() {
+        let _ = ns.kubectl(&[
+            "patch",
+            name,
             "-n",
-            "kube-system",
-            "-l",
-            &selector,
-            "--wait=false",
+            &ns.name,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
         ]);
-        let listed =
-            self.ns
-                .kubectl(&["get", "extensionservers", "-n", &self.ns.name, "-o", "name"]);
-        for name in String::from_utf8_lossy(&listed.stdout).lines() {
-            let _ = self.ns.kubectl(&[
-                "patch",
-                name,
-                "-n",
-                &self.ns.name,
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ]);
-        }
     }
 }
 
