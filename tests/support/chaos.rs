@@ -136,7 +136,7 @@ pub fn count_case(binary: &str, property: &'static str) {
         let mut cases = CASES.lock().unwrap_or_else(|p| p.into_inner());
         let count = cases.entry(property).or_default();
         *count += 1;
-        (count.is_power_of_two() || *count % 4096 == 0).then(|| cases.clone())
+        (count.is_power_of_two() || count.is_multiple_of(4096)).then(|| cases.clone())
     };
     if let Some(cases) = snapshot {
         let total: u64 = cases.values().sum();
