@@ -13,13 +13,16 @@ use std::time::{Duration, Instant};
 
 use extension_server_operator::context::Settings;
 use extension_server_operator::crd::ExtensionServer;
+use extension_server_operator::names::CERT_HASH_ANNOTATION;
+use extension_server_operator::tls::certs;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
+use support::Harness;
 use support::chaos::{self, Rng};
 use support::faults::{Faults, Plan};
 use support::state::{self, State};
-use support::{Harness, is_true};
 use testenv::runtime;
 
 const NAME: &str = "crashy";
@@ -69,6 +72,10 @@ impl Scenario {
 
 struct Suite {
     h: Harness,
+    /// The serving certificate when the scenario started (renewal replaces it).
+    serving_before: Option<Vec<u8>>,
+    /// The current CA at the moment a rotation completed (a later rotation may follow).
+    ca_at_rotation_end: Option<Vec<u8>>,
     _pod: runtime::PodRuntime,
     points: usize,
     converged: usize,
@@ -86,8 +93,27 @@ impl Suite {
         faults
     }
 
+    /// Waits until the server is Ready at its generation, with no rollout in progress and the
+    /// pods on the Secret's current certificate.
     async fn ready(&self) -> ExtensionServer {
-        self.h.wait(NAME, is_true("Ready")).await
+        self.rolled_out().await;
+        self.h
+            .wait(NAME, |s: Option<&ExtensionServer>| {
+                s.is_some_and(|s| {
+                    let replicas = s.spec.replicas;
+                    s.status.as_ref().is_some_and(|st| {
+                        st.observed_generation == s.metadata.generation
+                            && st.replicas == replicas
+                            && st.ready_replicas == replicas
+                            && st.conditions.iter().any(|c| {
+                                c.type_ == "Ready"
+                                    && c.status == "True"
+                                    && c.observed_generation == s.metadata.generation
+                            })
+                    })
+                })
+            })
+            .await
     }
 
     /// The CA Secret's `key` (`ca.crt`, or `next-ca.crt` during a rotation).
@@ -95,6 +121,43 @@ impl Suite {
         let secrets: Api<Secret> = self.h.ns.api();
         let secret = secrets.get_opt(&format!("{NAME}-ca")).await.unwrap()?;
         Some(secret.data?.get(key)?.0.clone())
+    }
+
+    /// Waits until the Deployment's pods carry the Secret's current certificate, all updated.
+    async fn rolled_out(&self) {
+        let Some(serving) = self.serving().await else {
+            return;
+        };
+        let hash = certs::sha256_hex(&serving)[..16].to_string();
+        let deployments: Api<Deployment> = self.h.ns.api();
+        let rolled = move |d: Option<&Deployment>| {
+            d.is_some_and(|d| {
+                let annotations = d
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.metadata.as_ref())
+                    .and_then(|m| m.annotations.as_ref());
+                let status = d.status.clone().unwrap_or_default();
+                let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                annotations.and_then(|a| a.get(CERT_HASH_ANNOTATION)) == Some(&hash)
+                    && status.observed_generation == d.metadata.generation
+                    && status.updated_replicas.unwrap_or(0) == replicas
+                    && status.replicas.unwrap_or(0) == replicas
+            })
+        };
+        tokio::time::timeout(
+            Duration::from_secs(90),
+            await_condition(deployments, NAME, rolled),
+        )
+        .await
+        .expect("the pods did not roll onto the current certificate in 90 s")
+        .unwrap();
+    }
+
+    async fn serving(&self) -> Option<Vec<u8>> {
+        let secrets: Api<Secret> = self.h.ns.api();
+        let secret = secrets.get_opt(&format!("{NAME}-tls")).await.unwrap()?;
+        Some(secret.data?.get("tls.crt")?.0.clone())
     }
 
     async fn ca_crt(&self) -> Option<Vec<u8>> {
@@ -135,6 +198,7 @@ impl Suite {
         self.operator().await;
         self.h.create(&spec(scenario.tls())).await;
         self.ready().await;
+        self.serving_before = self.serving().await;
         if scenario == Scenario::CaRotation {
             // Wait until the CA Secret holds a `next` CA: the rotation has started.
             let secrets: Api<Secret> = self.h.ns.api();
@@ -184,26 +248,29 @@ impl Suite {
     }
 
     /// Waits for the end state of an uninterrupted run of `scenario`.
-    async fn settle(&self, scenario: Scenario) -> State {
+    async fn settle(&mut self, scenario: Scenario) -> State {
         match scenario {
             Scenario::Delete => self.gone().await,
             Scenario::SpecChange => {
-                self.h
-                    .wait(NAME, |s: Option<&ExtensionServer>| {
-                        s.is_some_and(|s| {
-                            s.status.as_ref().is_some_and(|st| {
-                                st.observed_generation == s.metadata.generation
-                                    && st.replicas == 2
-                                    && st.ready_replicas == 2
-                                    && st.conditions.iter().any(|c| {
-                                        c.type_ == "Ready"
-                                            && c.status == "True"
-                                            && c.observed_generation == s.metadata.generation
-                                    })
-                            })
-                        })
-                    })
-                    .await;
+                self.ready().await;
+            }
+            Scenario::Renewal => {
+                // A new serving certificate, then Ready again.
+                let secrets: Api<Secret> = self.h.ns.api();
+                let before = self.serving_before.clone();
+                let renewed = move |s: Option<&Secret>| {
+                    s.and_then(|s| s.data.as_ref())
+                        .and_then(|d| d.get("tls.crt"))
+                        .is_some_and(|crt| Some(&crt.0) != before.as_ref())
+                };
+                tokio::time::timeout(
+                    Duration::from_secs(90),
+                    await_condition(secrets, &format!("{NAME}-tls"), renewed),
+                )
+                .await
+                .expect("the certificate was not renewed in 90 s")
+                .unwrap();
+                self.ready().await;
             }
             Scenario::CaRotation => {
                 // The rotation completes: one CA left, no `next`, no `previous`.
@@ -212,13 +279,16 @@ impl Suite {
                     s.and_then(|s| s.data.as_ref())
                         .is_some_and(|d| d.keys().all(|k| k == "ca.crt" || k == "ca.key"))
                 };
-                tokio::time::timeout(
+                let ended = tokio::time::timeout(
                     Duration::from_secs(120),
                     await_condition(secrets, &format!("{NAME}-ca"), done),
                 )
                 .await
                 .expect("the CA rotation did not complete in 120 s")
                 .unwrap();
+                self.ca_at_rotation_end = ended
+                    .and_then(|s| s.data)
+                    .and_then(|d| d.get("ca.crt").map(|c| c.0.clone()));
                 self.ready().await;
             }
             _ => {
@@ -242,9 +312,14 @@ impl Suite {
     /// Crashes right after write `k` of `scenario`, recovers, and compares with `reference`.
     async fn crash_at(&mut self, scenario: Scenario, k: usize, reference: &State) {
         self.set_up(scenario).await;
-        // The CA that must be current at the end: the one in use, or the rotation's next one.
+        self.h.stop_operator().await;
+        // The CA that must be current at the end: the one in use, or the rotation's next one
+        // (already current if the rotation got that far).
         let before_ca = match scenario {
-            Scenario::CaRotation => self.ca_key("next-ca.crt").await,
+            Scenario::CaRotation => match self.ca_key("next-ca.crt").await {
+                Some(next) => Some(next),
+                None => self.ca_crt().await,
+            },
             _ => self.ca_crt().await,
         };
         let crashing = self.operator().await;
@@ -278,6 +353,8 @@ impl Suite {
             Scenario::Create => created_ca
                 .is_none_or(|b64| ca_now.as_ref().is_some_and(|now| base64_matches(&b64, now))),
             Scenario::Delete => true,
+            // The rotation ends on the CA it announced as next (later rotations may follow).
+            Scenario::CaRotation => self.ca_at_rotation_end == before_ca,
             _ => ca_now == before_ca,
         };
         if minted_twice || !kept {
@@ -318,6 +395,8 @@ async fn every_crash_point_converges_to_the_uninterrupted_state() {
         .unwrap();
     let mut suite = Suite {
         h,
+        serving_before: None,
+        ca_at_rotation_end: None,
         _pod: pod,
         points: 0,
         converged: 0,
@@ -335,6 +414,12 @@ async fn every_crash_point_converges_to_the_uninterrupted_state() {
     } else {
         vec![Scenario::Create, Scenario::Delete, Scenario::SpecChange]
     };
+    // `CHAOS_CRASH_SCENARIOS=Renewal,CaRotation` runs only those (to replay one).
+    let only = std::env::var("CHAOS_CRASH_SCENARIOS").ok();
+    let scenarios = scenarios.into_iter().filter(|s| {
+        only.as_ref()
+            .is_none_or(|o| o.split(',').any(|n| n == format!("{s:?}")))
+    });
     for scenario in scenarios {
         let (writes, reference) = suite.reference(scenario).await;
         let tried = points(writes, &mut rng);

@@ -1,6 +1,7 @@
 //! Property tests of the pure parts: parsing never panics, builders always produce objects the
 //! API server's name and label rules accept, and every TLS plan's bundle verifies the
-//! certificate a pod may serve. `PROPTEST_CASES` sets the number of cases per property.
+//! certificate a pod may serve. `cargo xtask chaos` runs many more cases than CI (see
+//! `support::chaos::property_config`).
 #![allow(clippy::unwrap_used)] // a failed case should fail loudly
 
 mod support;
@@ -19,6 +20,8 @@ use kube::Resource;
 use proptest::prelude::*;
 
 proptest! {
+    #![proptest_config(support::chaos::property_config(256, 125_000))]
+
     #[test]
     fn durations_parse_without_panicking(text in ".{0,40}") {
         support::chaos::count_case("properties", "durations_parse_without_panicking");
@@ -127,7 +130,8 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // Each case generates keys and certificates: fewer cases.
+    #![proptest_config(support::chaos::property_config(24, 2_000))]
 
     /// Whatever order the aggregator and the rollout catch up in, the bundle of every pass
     /// trusts both the certificate the pods served before it and the one it hands out.

@@ -1,7 +1,7 @@
 //! Property tests of status and the grant matcher: status is a function of its inputs (the
 //! same observation gives the same status, and recomputing it later from its own result changes
 //! nothing, so no write is needed), and grant parsing and matching never panic and agree with
-//! their definitions. `PROPTEST_CASES` sets the number of cases per property.
+//! their definitions. `cargo xtask chaos` runs many more cases than CI.
 #![allow(clippy::unwrap_used)] // a failed case should fail loudly
 
 mod support;
@@ -182,6 +182,8 @@ fn compute(
 }
 
 proptest! {
+    #![proptest_config(support::chaos::property_config(256, 125_000))]
+
     #[test]
     fn status_is_a_function_of_its_inputs(inputs in inputs(), later in 1i64..100_000) {
         support::chaos::count_case("properties_status", "status_is_a_function_of_its_inputs");

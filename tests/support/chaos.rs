@@ -146,3 +146,12 @@ pub fn count_case(binary: &str, property: &'static str) {
         );
     }
 }
+
+/// A proptest config with `short` cases per property in CI and `full` under `cargo xtask
+/// chaos` (`PROPTEST_CASES`, if set, still wins).
+pub fn property_config(short: u32, full_size: u32) -> proptest::prelude::ProptestConfig {
+    proptest::prelude::ProptestConfig {
+        cases: if full() { full_size } else { short },
+        ..proptest::prelude::ProptestConfig::default()
+    }
+}

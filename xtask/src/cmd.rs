@@ -28,6 +28,18 @@ pub fn cargo(args: &[&str], env: &[(&str, String)]) -> Result<()> {
     Ok(())
 }
 
+/// PATH with the cluster's tools (kubectl, helm) first.
+pub fn path_with(cluster: &testenv::Cluster) -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let bins: Vec<String> = cluster
+        .tools
+        .bin_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    format!("{}:{path}", bins.join(":"))
+}
+
 pub async fn test() -> Result<()> {
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(
@@ -46,18 +58,11 @@ pub async fn test() -> Result<()> {
     cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
     let before = crate::leftovers::Snapshot::take(&cluster)?;
-    let path = std::env::var("PATH").unwrap_or_default();
-    let bins: Vec<String> = cluster
-        .tools
-        .bin_dirs
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect();
     cargo(
         &["test", "--workspace", "--locked"],
         &[
             ("KUBECONFIG", cluster.kubeconfig.display().to_string()),
-            ("PATH", format!("{}:{path}", bins.join(":"))),
+            ("PATH", path_with(&cluster)),
         ],
     )?;
     crate::leftovers::assert_none_since(&cluster, &before)?;

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's task runner (local cluster, tests, demo).
 
 mod bench;
+mod chaos;
 mod cmd;
 mod demo;
 mod leftovers;
@@ -29,6 +30,8 @@ enum Task {
     Demo,
     /// Measure the release binary: size, RSS idle and with 100 ExtensionServers, failover.
     Bench,
+    /// Run the fault suite at full size; writes target/chaos/report.json and report.md.
+    Chaos,
 }
 
 #[derive(Subcommand)]
@@ -65,6 +68,7 @@ async fn main() -> Result<()> {
         Task::Test => cmd::test().await?,
         Task::Demo => demo::run().await?,
         Task::Bench => bench::run().await?,
+        Task::Chaos => chaos::run().await?,
     }
     Ok(())
 }

@@ -1,0 +1,30 @@
+//! The bugs the fault suite found, each fixed with a regression test.
+
+pub struct Bug {
+    pub found_by: &'static str,
+    pub what: &'static str,
+    pub regression_test: &'static str,
+}
+
+pub const FOUND: [Bug; 4] = [
+    Bug {
+        found_by: "mutations",
+        what: "switching tls.mode between Managed and Insecure on a registered server failed forever: the caBundle our create set outlived every server-side apply",
+        regression_test: "tests/tls_modes.rs::switching_between_managed_and_insecure_moves_the_api_services_trust",
+    },
+    Bug {
+        found_by: "mutations",
+        what: "duplicate env names passed admission but the Deployment could never be applied",
+        regression_test: "tests/validation.rs (duplicate env names)",
+    },
+    Bug {
+        found_by: "restarts",
+        what: "kube-runtime's trigger backoff paused every cache for up to 30 s per watch error, for minutes after a kube-apiserver restart",
+        regression_test: "tests/chaos_restarts.rs",
+    },
+    Bug {
+        found_by: "faults",
+        what: "retry delays doubled on unrelated transient failures, so at a 30 % fault rate servers waited minutes between passes",
+        regression_test: "tests/chaos_faults.rs (30 %), src/reconcile/backoff.rs unit tests",
+    },
+];
