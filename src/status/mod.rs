@@ -175,6 +175,17 @@ fn deployment_verdict(o: &Observation<'_>) -> Verdict {
             format!("{ready}/{} replicas are ready", o.spec_replicas),
         );
     }
+    if o.deployment.is_none() {
+        return Verdict::new(
+            DeploymentAvailable,
+            Status::False,
+            Reason::Progressing,
+            format!(
+                "Deployment {}/{} does not exist yet; the other conditions say what stops it",
+                o.names.namespace, o.names.name
+            ),
+        );
+    }
     let observed = o
         .deployment
         .and_then(|d| Some(d.status.as_ref()?.observed_generation? >= d.metadata.generation?))

@@ -175,18 +175,32 @@ fn deployment_scaled_to_zero_says_how_to_serve_again() {
 
 #[test]
 fn deployment_not_yet_observed_is_progressing() {
-    for deployment in [None, Some(deployment(2, 1, 0))] {
-        let f = Fixture {
-            deployment,
-            ..Fixture::healthy()
-        };
-        assert_verdict(
-            &f.verdict(ConditionType::DeploymentAvailable),
-            Status::False,
-            Reason::Progressing,
-            "kubectl get pods -n ns -l app.kubernetes.io/instance=srv",
-        );
-    }
+    let f = Fixture {
+        deployment: Some(deployment(2, 1, 0)),
+        ..Fixture::healthy()
+    };
+    assert_verdict(
+        &f.verdict(ConditionType::DeploymentAvailable),
+        Status::False,
+        Reason::Progressing,
+        "kubectl get pods -n ns -l app.kubernetes.io/instance=srv",
+    );
+}
+
+#[test]
+fn a_missing_deployment_is_not_called_a_rollout() {
+    let f = Fixture {
+        deployment: None,
+        ..Fixture::healthy()
+    };
+    let verdict = f.verdict(ConditionType::DeploymentAvailable);
+    assert_verdict(
+        &verdict,
+        Status::False,
+        Reason::Progressing,
+        "does not exist yet; the other conditions say what stops it",
+    );
+    assert!(!verdict.message.contains("rolled out"), "{verdict:?}");
 }
 
 #[test]
