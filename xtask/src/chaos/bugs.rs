@@ -6,7 +6,7 @@ pub struct Bug {
     pub regression_test: &'static str,
 }
 
-pub const FOUND: [Bug; 4] = [
+pub const FOUND: [Bug; 5] = [
     Bug {
         found_by: "mutations",
         what: "switching tls.mode between Managed and Insecure on a registered server failed forever: the caBundle our create set outlived every server-side apply",
@@ -26,5 +26,10 @@ pub const FOUND: [Bug; 4] = [
         found_by: "faults",
         what: "retry delays doubled on unrelated transient failures, so at a 30 % fault rate servers waited minutes between passes",
         regression_test: "tests/chaos_faults.rs (30 %), src/reconcile/backoff.rs unit tests",
+    },
+    Bug {
+        found_by: "mutations",
+        what: "DeploymentAvailable said the Deployment was being rolled out when an earlier step had stopped the pass and no Deployment existed",
+        regression_test: "src/status/tests.rs::a_missing_deployment_is_not_called_a_rollout",
     },
 ];
