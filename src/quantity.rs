@@ -3,6 +3,9 @@
 
 /// The value of `text` in nano-units (`1` is 10^9), if it is a quantity that fits an `i128`.
 pub fn nanos(text: &str) -> Option<i128> {
+    if text.is_empty() {
+        return None;
+    }
     let (sign, rest) = match text.strip_prefix('-') {
         Some(rest) => (-1, rest),
         None => (1, text.strip_prefix('+').unwrap_or(text)),
@@ -12,10 +15,12 @@ pub fn nanos(text: &str) -> Option<i128> {
         .unwrap_or(rest.len());
     let (number, suffix) = rest.split_at(number_end);
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() && fraction.is_empty() {
-        return None;
-    }
-    let digits: i128 = format!("{whole}{fraction}").parse().ok()?;
+    // Like the API server, a quantity without digits ("-", "+", ".", "Mi") is zero.
+    let digits: i128 = if whole.is_empty() && fraction.is_empty() {
+        0
+    } else {
+        format!("{whole}{fraction}").parse().ok()?
+    };
     let (exponent10, binary) = scale(suffix)?;
     let exponent = 9 + exponent10 - i32::try_from(fraction.len()).ok()?;
     let mut value = digits.checked_mul(1i128.checked_shl(binary)?)?;
@@ -81,12 +86,21 @@ mod tests {
     }
 
     #[test]
+    fn a_quantity_without_digits_is_zero_as_the_api_server_stores_it() {
+        for text in ["-", "+", ".", "-.", "Mi", "+k", "m", "-e3"] {
+            assert!(same(text, "0"), "{text}");
+        }
+        assert_eq!(nanos("x"), None);
+        assert_eq!(nanos(""), None);
+    }
+
+    #[test]
     fn different_values_and_non_quantities_are_not() {
         assert!(!same("0.5", "501m"));
         assert!(!same("1Gi", "1G"));
         assert!(!same("abc", "abc"));
         assert!(!same("1x", "1"));
-        assert_eq!(nanos("."), None);
+        assert_eq!(nanos("1.5.5"), None);
         assert_eq!(nanos("-1m"), Some(-1_000_000));
         assert_eq!(nanos("99999999999999999999999999999999999Ei"), None);
     }

@@ -234,7 +234,7 @@ fn rule_breaker(g: &mut Generator<'_>, path: &str, message: &str, spec: &Value) 
         ("spec.resources", m) if m.contains("exceed") => {
             json!({"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}})
         }
-        ("spec.resources", _) => json!({"requests": {"cpu": rng.pick(&["lots", "1.5.5", "-"])}}),
+        ("spec.resources", _) => json!({"requests": {"cpu": rng.pick(&["lots", "1.5.5", "5x"])}}),
         ("spec.nodeSelector", _) => {
             json!(rng.pick(&[json!({"-bad-key-": "x"}), json!({"disk": "has space"})]))
         }

@@ -6,7 +6,7 @@ pub struct Bug {
     pub regression_test: &'static str,
 }
 
-pub const FOUND: [Bug; 5] = [
+pub const FOUND: [Bug; 6] = [
     Bug {
         found_by: "mutations",
         what: "switching tls.mode between Managed and Insecure on a registered server failed forever: the caBundle our create set outlived every server-side apply",
@@ -31,5 +31,10 @@ pub const FOUND: [Bug; 5] = [
         found_by: "mutations",
         what: "DeploymentAvailable said the Deployment was being rolled out when an earlier step had stopped the pass and no Deployment existed",
         regression_test: "src/status/tests.rs::a_missing_deployment_is_not_called_a_rollout",
+    },
+    Bug {
+        found_by: "mutations",
+        what: "a quantity without digits (\"-\", \"+\", \"Mi\") is 0 to the API server but unparsable to the operator, so a Deployment with one never compared equal and was re-applied on every pass",
+        regression_test: "src/quantity.rs::a_quantity_without_digits_is_zero_as_the_api_server_stores_it",
     },
 ];
