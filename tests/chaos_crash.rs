@@ -29,23 +29,7 @@ const NAME: &str = "crashy";
 const CRASH_WAIT: Duration = Duration::from_secs(60);
 
 fn spec(tls: &str) -> String {
-    format!(
-        r#"
-apiVersion: aggregation.dev/v1alpha1
-kind: ExtensionServer
-metadata: {{name: {NAME}}}
-spec:
-  group: my.custom.api
-  versions: [{{name: v1, groupPriorityMinimum: 1000, versionPriority: 15}}]
-  image: my-extension-server-image:latest
-  port: 443
-  args:
-    - --secure-port=443
-    - --tls-cert-file=/var/run/extension-server/tls/tls.crt
-    - --tls-private-key-file=/var/run/extension-server/tls/tls.key
-  tls: {tls}
-"#
-    )
+    support::sample_server_yaml(NAME, tls)
 }
 
 /// One scenario: how to reach its starting point, and the change whose writes get crashed.

@@ -50,7 +50,6 @@ fn converged(server: &ExtensionServer) -> bool {
 async fn all_converged(h: &Harness, count: usize, timeout: Duration) -> Result<(), String> {
     let mut servers = watcher(h.servers(), watcher::Config::default())
         .default_backoff()
-        .reflect(kube::runtime::reflector::store::Writer::default())
         .touched_objects()
         .boxed();
     let mut done = std::collections::BTreeSet::new();

@@ -28,24 +28,7 @@ const NAME: &str = "my-extension-server";
 const API_SERVICE: &str = "v1.my.custom.api";
 
 fn seed(tls: &str) -> String {
-    format!(
-        r#"
-apiVersion: aggregation.dev/v1alpha1
-kind: ExtensionServer
-metadata: {{name: {NAME}}}
-spec:
-  group: my.custom.api
-  versions: [{{name: v1, groupPriorityMinimum: 1000, versionPriority: 15}}]
-  image: my-extension-server-image:latest
-  replicas: 1
-  port: 443
-  args:
-    - --secure-port=443
-    - --tls-cert-file=/var/run/extension-server/tls/tls.crt
-    - --tls-private-key-file=/var/run/extension-server/tls/tls.key
-  tls: {tls}
-"#
-    )
+    support::sample_server_yaml(NAME, tls)
 }
 
 fn args_with_port(port: u16) -> serde_json::Value {

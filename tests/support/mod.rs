@@ -75,6 +75,29 @@ pub fn remove_debris(ns: &TestNamespace) {
     }
 }
 
+/// An ExtensionServer the pod-runtime stand-in can run: the sample server's group
+/// (`my.custom.api/v1`) on port 443 with the mounted certificate.
+pub fn sample_server_yaml(name: &str, tls: &str) -> String {
+    format!(
+        r#"
+apiVersion: aggregation.dev/v1alpha1
+kind: ExtensionServer
+metadata: {{name: {name}}}
+spec:
+  group: my.custom.api
+  versions: [{{name: v1, groupPriorityMinimum: 1000, versionPriority: 15}}]
+  image: my-extension-server-image:latest
+  replicas: 1
+  port: 443
+  args:
+    - --secure-port=443
+    - --tls-cert-file=/var/run/extension-server/tls/tls.crt
+    - --tls-private-key-file=/var/run/extension-server/tls/tls.key
+  tls: {tls}
+"#
+    )
+}
+
 pub async fn install_crd(client: &kube::Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = ExtensionServer::crd();
