@@ -172,6 +172,26 @@ impl Suite {
             .delete(NAME, &DeleteParams::default())
             .await;
         self.gone().await;
+        // Garbage collection removes the owned children later; the next scenario must not
+        // find the old CA (it would count as re-minted when it disappears).
+        let secrets: Api<Secret> = self.h.ns.api();
+        for secret in [format!("{NAME}-ca"), format!("{NAME}-tls")] {
+            tokio::time::timeout(
+                Duration::from_secs(90),
+                await_condition(secrets.clone(), &secret, |s: Option<&Secret>| s.is_none()),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("garbage collection left {secret} for 90 s"))
+            .unwrap();
+        }
+        let deployments: Api<Deployment> = self.h.ns.api();
+        tokio::time::timeout(
+            Duration::from_secs(90),
+            await_condition(deployments, NAME, |d: Option<&Deployment>| d.is_none()),
+        )
+        .await
+        .expect("garbage collection left the Deployment for 90 s")
+        .unwrap();
     }
 
     /// Brings the server to the scenario's starting point (absent for Create).
