@@ -22,6 +22,13 @@ pub use schema::DURATION_PATTERN;
 // Each printcolumn(...) repeats `type_`, which clippy mistakes for a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(
+    validation = schema::image_or_external_rule(),
+    validation = schema::not_both_image_and_external_rule(),
+    validation = schema::external_has_no_pods_rule(),
+    validation = schema::external_trust_rule(),
+    validation = schema::external_fixed_rule()
+)]
 #[kube(
     group = "aggregation.dev",
     version = "v1alpha1",
@@ -73,13 +80,17 @@ pub struct ExtensionServerSpec {
     #[schemars(length(min = 1, max = 16))]
     pub versions: Vec<ServedVersion>,
 
-    /// Container image of the extension API server.
-    #[x_kube(
-        validation = Rule::new("self.size() > 0").message("image must not be empty"),
-        validation = schema::image_rule()
-    )]
+    /// Container image of the extension API server. Required unless `external` is set.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[x_kube(validation = schema::image_rule())]
     #[schemars(length(max = 512))]
     pub image: String,
+
+    /// A server that runs outside the cluster (a VM, another cluster, a managed service). The
+    /// operator registers it through a Service pointing at the host, with no workload. Instead of
+    /// `image` and the pod fields; cannot be added or removed later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalBackend>,
 
     /// Image pull policy: Always, IfNotPresent or Never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +150,12 @@ pub struct ExtensionServerSpec {
     #[schemars(length(max = 253))]
     pub service_account_name: Option<String>,
 
+    /// Roll the pods when the cluster's front-proxy CA or allowed names change (for servers
+    /// that read `kube-system/extension-apiserver-authentication` only at start). Set false
+    /// for servers that reload it themselves.
+    #[serde(default = "default_true")]
+    pub rollout_on_front_proxy_change: bool,
+
     /// Serving certificate management.
     #[serde(default)]
     pub tls: TlsSpec,
@@ -148,11 +165,34 @@ pub struct ExtensionServerSpec {
     pub registration: RegistrationSpec,
 }
 
+fn default_true() -> bool {
+    true
+}
 fn default_replicas() -> i32 {
     1
 }
 fn default_port() -> i32 {
     8443
+}
+
+/// Where an external server listens. The aggregator dials `host:port` and verifies a
+/// certificate for `<name>.<namespace>.svc` against `ca.crt` of the Secret in `tls.secretName`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalBackend {
+    /// DNS name or IPv4 address, such as `api.example.com` or `10.0.0.7`.
+    #[x_kube(validation = schema::external_host_rule())]
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+
+    /// HTTPS port.
+    #[serde(default = "default_external_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+fn default_external_port() -> i32 {
+    443
 }
 
 /// One served API version.

@@ -23,6 +23,11 @@ pub const SERVER_NAMESPACE_LABEL: &str = "aggregation.dev/extension-server-names
 pub const OWNER_ANNOTATION: &str = "aggregation.dev/owner";
 /// Pod-template annotation: hash of the serving certificate, so a new cert rolls the pods.
 pub const CERT_HASH_ANNOTATION: &str = "aggregation.dev/serving-cert-hash";
+/// Pod-template annotation: hash of the cluster's front-proxy (requestheader) settings, so a
+/// rotated front-proxy CA rolls pods that read it only at start.
+pub const FRONT_PROXY_HASH_ANNOTATION: &str = "aggregation.dev/front-proxy-hash";
+/// The ConfigMap in kube-system where kube-apiserver publishes its authentication settings.
+pub const AUTHENTICATION_CONFIG_MAP: &str = "extension-apiserver-authentication";
 /// Where the pods mount the serving certificate.
 pub const TLS_MOUNT_PATH: &str = "/var/run/extension-server/tls";
 /// Namespace of the delegated-auth RoleBinding.

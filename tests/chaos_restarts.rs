@@ -24,19 +24,6 @@ const INSTANCE: &str = "chaos-restarts";
 /// How long every server may take to converge once the restarted component is ready again.
 const CONVERGE: Duration = Duration::from_secs(90);
 
-/// Tears the dedicated instance down when dropped, also when the test fails.
-struct Instance;
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        match testenv::cluster::down(INSTANCE) {
-            Ok(left) if left.is_empty() => {}
-            Ok(left) => eprintln!("cluster {INSTANCE}: processes still running: {left:?}"),
-            Err(error) => eprintln!("cluster {INSTANCE}: tearing down failed: {error:#}"),
-        }
-    }
-}
-
 fn server(name: &str, group: &str) -> ExtensionServer {
     serde_json::from_value(json!({
         "apiVersion": "aggregation.dev/v1alpha1",
@@ -93,7 +80,7 @@ async fn operator_converges_through_apiserver_and_etcd_restarts() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
-    let _instance = Instance;
+    let _instance = testenv::cluster::TearDown(INSTANCE);
     let mut cluster = testenv::cluster::up(INSTANCE).await.unwrap();
     let ns = TestNamespace::create_on(cluster.clone(), "chaos-restarts")
         .await

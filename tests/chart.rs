@@ -21,6 +21,52 @@ fn chart_crd_is_the_generated_crd() {
     assert!(generated == in_chart, "copy crds/ into the chart's crds/");
 }
 
+/// The README's `helm template` line renders without a cluster, and the chart refuses a
+/// Kubernetes older than the tested range.
+#[test]
+fn the_readme_helm_template_example_renders_without_a_cluster() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("helm template "))
+        .expect("the README has a `helm template` example");
+    let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+    assert!(args.contains(&"--kube-version"), "{line}");
+    let helm = testenv::tools::ensure_built().unwrap().helm;
+    let run = |args: &[&str]| {
+        Command::new(&helm)
+            .current_dir(root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let rendered = run(&args);
+    assert!(
+        rendered.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    assert!(String::from_utf8_lossy(&rendered.stdout).contains("kind: Deployment"));
+    // Without a version helm assumes v1.20.0; 1.32 is below the tested range.
+    let without: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--kube-version" && !a.starts_with("1."))
+        .collect();
+    let too_old: Vec<&str> = args
+        .iter()
+        .map(|a| if a.starts_with("1.") { "1.32.0" } else { a })
+        .collect();
+    for refused in [run(&without), run(&too_old)] {
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains(">=1.33.0-0"),
+            "{stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn chart_lints_and_renders_valid_objects() {
     let ns = TestNamespace::create("chart").await.unwrap();

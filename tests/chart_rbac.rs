@@ -42,6 +42,8 @@ fn render_rbac(ns: &TestNamespace) -> String {
             "templates/clusterrolebinding.yaml",
             "--show-only",
             "templates/leader-election-role.yaml",
+            "--show-only",
+            "templates/authentication-reader-binding.yaml",
         ],
     )
 }
@@ -317,4 +319,11 @@ async fn every_chart_rule_is_needed_and_enough() {
     println!("{}", table.join("\n"));
     assert!(unused.is_empty(), "granted but never used: {unused:#?}");
     ns.kubectl(&["delete", "clusterrolebinding,clusterrole", &ns.name]);
+    ns.kubectl(&[
+        "delete",
+        "rolebinding",
+        "-n",
+        "kube-system",
+        &format!("{}-authentication-reader", ns.name),
+    ]);
 }

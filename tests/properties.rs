@@ -63,7 +63,9 @@ proptest! {
         let server = server(&name, &namespace, replicas, &group);
         let built = desired(&server, &tls_input(&name));
         // RBAC names are path segments: anything but '/', '%', "." and "..".
-        for binding in [built.auth_delegator.meta(), built.auth_reader.meta()] {
+        let delegator = built.auth_delegator.as_ref().unwrap();
+        let reader = built.auth_reader.as_ref().unwrap();
+        for binding in [delegator.meta(), reader.meta()] {
             let object = binding.name.clone().unwrap_or_default();
             prop_assert!(object.len() <= 253 && !object.contains(['/', '%']), "name {object}");
             for (key, value) in binding.labels.iter().flatten() {
@@ -71,7 +73,7 @@ proptest! {
             }
         }
         let mut metas = vec![
-            built.deployment.meta().clone(),
+            built.deployment.as_ref().unwrap().meta().clone(),
             built.service.meta().clone(),
         ];
         metas.extend(built.service_account.iter().map(|o| o.meta().clone()));
@@ -107,6 +109,7 @@ fn tls_input(name: &str) -> TlsInput {
         managed_serving: None,
         ca_bundle: Some(String::new()),
         cert_hash: "0123456789abcdef".into(),
+        front_proxy_hash: None,
     }
 }
 

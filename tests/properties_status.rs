@@ -177,6 +177,7 @@ fn compute(
         api_services: &api_services,
         handshake: &handshake,
         refusal: None,
+        external: None,
     };
     status::compute(&observation, previous, Time(at(now)))
 }

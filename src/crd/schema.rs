@@ -129,6 +129,83 @@ pub fn subdomain_rule(field: &str) -> Rule {
     )
 }
 
+/// An in-cluster server needs an image.
+pub fn image_or_external_rule() -> Rule {
+    rule(
+        "has(self.external) || (has(self.image) && self.image.size() > 0)".into(),
+        "image must not be empty: set image, or external for a server that runs outside the \
+         cluster"
+            .into(),
+    )
+}
+
+pub fn not_both_image_and_external_rule() -> Rule {
+    rule(
+        "!has(self.external) || !has(self.image) || self.image.size() == 0".into(),
+        "image and external are mutually exclusive: the operator runs pods from image, or \
+         registers the server at external.host"
+            .into(),
+    )
+}
+
+/// Fields of the pods an external server does not have.
+pub const POD_FIELDS: [&str; 8] = [
+    "args",
+    "env",
+    "resources",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "serviceAccountName",
+    "imagePullPolicy",
+];
+
+pub fn external_has_no_pods_rule() -> Rule {
+    let absent: Vec<String> = POD_FIELDS
+        .iter()
+        .map(|f| format!("!has(self.{f})"))
+        .collect();
+    rule(
+        format!("!has(self.external) || ({})", absent.join(" && ")),
+        format!(
+            "an external server has no pods: remove {} (they configure the pods of image)",
+            POD_FIELDS.join(", ")
+        ),
+    )
+}
+
+/// An external server brings its own CA (mode Secret), or explicitly none (Insecure).
+pub fn external_trust_rule() -> Rule {
+    rule(
+        "!has(self.external) || (has(self.tls) && has(self.tls.mode) && self.tls.mode != 'Managed')"
+            .into(),
+        "an external server brings its own CA: set tls.mode Secret and tls.secretName to a \
+         Secret whose ca.crt signed the server's certificate (tls.mode Insecure skips \
+         verification; not for production)"
+            .into(),
+    )
+}
+
+/// Moving a server in or out of the cluster is a new server.
+pub fn external_fixed_rule() -> Rule {
+    rule(
+        "has(self.external) == has(oldSelf.external)".into(),
+        "external cannot be added or removed: create a new ExtensionServer to move a server in \
+         or out of the cluster"
+            .into(),
+    )
+}
+
+/// A DNS name or an IPv4 address (the Service's externalName).
+pub fn external_host_rule() -> Rule {
+    rule(
+        format!("self.matches('{SUBDOMAIN_PATTERN}')"),
+        "external.host must be a lowercase DNS name or an IPv4 address, such as \
+         api.example.com or 10.0.0.7"
+            .into(),
+    )
+}
+
 /// The image has no whitespace (it could never be pulled).
 pub fn image_rule() -> Rule {
     rule(

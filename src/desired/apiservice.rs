@@ -31,7 +31,7 @@ pub fn api_services(
                     service: Some(ServiceReference {
                         namespace: names.namespace.clone(),
                         name: names.workload().to_string(),
-                        port: Some(443),
+                        port: Some(super::service_port(server)),
                     }),
                     ca_bundle: ca_bundle
                         .filter(|_| !insecure)

@@ -13,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{TlsInput, owned_meta, service_account_name};
 use crate::crd::ExtensionServer;
-use crate::names::{CERT_HASH_ANNOTATION, ServerNames, TLS_MOUNT_PATH};
+use crate::names::{
+    CERT_HASH_ANNOTATION, FRONT_PROXY_HASH_ANNOTATION, ServerNames, TLS_MOUNT_PATH,
+};
 
 const TLS_VOLUME: &str = "serving-cert";
 
@@ -32,10 +34,7 @@ pub fn deployment(server: &ExtensionServer, names: &ServerNames, tls: &TlsInput)
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: Some(BTreeMap::from([(
-                        CERT_HASH_ANNOTATION.to_string(),
-                        tls.cert_hash.clone(),
-                    )])),
+                    annotations: Some(template_annotations(tls)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -71,6 +70,16 @@ pub fn deployment(server: &ExtensionServer, names: &ServerNames, tls: &TlsInput)
         }),
         ..Deployment::default()
     }
+}
+
+/// The hashes whose change must roll the pods.
+fn template_annotations(tls: &TlsInput) -> BTreeMap<String, String> {
+    let mut annotations =
+        BTreeMap::from([(CERT_HASH_ANNOTATION.to_string(), tls.cert_hash.clone())]);
+    if let Some(hash) = &tls.front_proxy_hash {
+        annotations.insert(FRONT_PROXY_HASH_ANNOTATION.to_string(), hash.clone());
+    }
+    annotations
 }
 
 fn container(server: &ExtensionServer) -> Container {

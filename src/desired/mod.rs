@@ -39,16 +39,20 @@ pub struct TlsInput {
     pub ca_bundle: Option<String>,
     /// Hash of the served certificate, for the pod-template annotation.
     pub cert_hash: String,
+    /// Hash of the cluster's front-proxy settings, for the pod-template annotation (None:
+    /// unknown, or the server opted out).
+    pub front_proxy_hash: Option<String>,
 }
 
 /// Every child object, in one struct that the apply step must consume whole.
 #[derive(Debug, Clone)]
+/// An external server (`spec.external`) has only the Service and the APIServices.
 pub struct Desired {
     pub service_account: Option<ServiceAccount>,
-    pub auth_delegator: ClusterRoleBinding,
-    pub auth_reader: RoleBinding,
+    pub auth_delegator: Option<ClusterRoleBinding>,
+    pub auth_reader: Option<RoleBinding>,
     pub tls_secret: Option<Secret>,
-    pub deployment: Deployment,
+    pub deployment: Option<Deployment>,
     pub service: Service,
     pub pdb: Option<PodDisruptionBudget>,
     pub api_services: Vec<APIService>,
@@ -69,10 +73,10 @@ impl Desired {
         } = self;
         [
             optional(service_account),
-            one(auth_delegator),
-            one(auth_reader),
+            optional(auth_delegator),
+            optional(auth_reader),
             optional(tls_secret),
-            one(deployment),
+            optional(deployment),
             one(service),
             optional(pdb),
             list(api_services),
@@ -98,15 +102,27 @@ fn list<K: Resource<DynamicType = ()>>(_: &[K]) -> String {
 /// Builds the desired children.
 pub fn desired(server: &ExtensionServer, tls: &TlsInput) -> Desired {
     let names = ServerNames::of(server);
+    if server.spec.external.is_some() {
+        return Desired {
+            service_account: None,
+            auth_delegator: None,
+            auth_reader: None,
+            tls_secret: None,
+            deployment: None,
+            service: service(server, &names),
+            pdb: None,
+            api_services: api_services(server, &names, tls.ca_bundle.as_deref()),
+        };
+    }
     Desired {
         service_account: service_account(server, &names),
-        auth_delegator: auth_delegator_binding(server, &names),
-        auth_reader: auth_reader_binding(server, &names),
+        auth_delegator: Some(auth_delegator_binding(server, &names)),
+        auth_reader: Some(auth_reader_binding(server, &names)),
         tls_secret: tls
             .managed_serving
             .as_ref()
             .map(|serving| tls_secret(server, &names, serving, tls.ca_bundle.as_deref())),
-        deployment: deployment(server, &names, tls),
+        deployment: Some(deployment(server, &names, tls)),
         service: service(server, &names),
         pdb: pod_disruption_budget(server, &names),
         api_services: api_services(server, &names, tls.ca_bundle.as_deref()),
@@ -121,6 +137,12 @@ pub fn service_account_name(server: &ExtensionServer, names: &ServerNames) -> St
         .clone()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| names.name.clone())
+}
+
+/// The port the APIServices name: the Service's 443, or an external server's own port (the
+/// aggregator dials an ExternalName Service's host at the APIService's port).
+pub fn service_port(server: &ExtensionServer) -> i32 {
+    server.spec.external.as_ref().map_or(443, |e| e.port)
 }
 
 /// True when the APIServices must not verify the server.

@@ -1,4 +1,6 @@
-//! The Service the aggregator dials: port 443 named `https` to `spec.port`.
+//! The Service the aggregator dials: port 443 named `https` to `spec.port`; for an external
+//! server, an ExternalName Service for `external.host` (the aggregator resolves it to
+//! `host:<APIService port>` and verifies the certificate for `<name>.<namespace>.svc`).
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -8,6 +10,23 @@ use crate::crd::ExtensionServer;
 use crate::names::ServerNames;
 
 pub fn service(server: &ExtensionServer, names: &ServerNames) -> Service {
+    if let Some(external) = &server.spec.external {
+        return Service {
+            metadata: owned_meta(server, names, names.workload().to_string()),
+            spec: Some(ServiceSpec {
+                type_: Some("ExternalName".into()),
+                external_name: Some(external.host.clone()),
+                ports: Some(vec![ServicePort {
+                    name: Some("https".into()),
+                    port: external.port,
+                    protocol: Some("TCP".into()),
+                    ..ServicePort::default()
+                }]),
+                ..ServiceSpec::default()
+            }),
+            ..Service::default()
+        };
+    }
     Service {
         metadata: owned_meta(server, names, names.workload().to_string()),
         spec: Some(ServiceSpec {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::names::{CERT_HASH_ANNOTATION, OWNER_ANNOTATION};
+use crate::names::{CERT_HASH_ANNOTATION, FRONT_PROXY_HASH_ANNOTATION, OWNER_ANNOTATION};
 
 fn server(yaml: &str) -> ExtensionServer {
     let mut server: ExtensionServer = serde_yaml::from_str(yaml).unwrap();
@@ -27,6 +27,7 @@ fn tls() -> TlsInput {
         }),
         ca_bundle: Some("BUNDLE".into()),
         cert_hash: "abc".into(),
+        front_proxy_hash: Some("f00d".into()),
     }
 }
 
@@ -38,19 +39,31 @@ fn basic_example_builds_every_child() {
         Some("my-extension-server")
     );
     assert_eq!(
-        desired.auth_delegator.metadata.name.as_deref(),
+        desired
+            .auth_delegator
+            .as_ref()
+            .unwrap()
+            .metadata
+            .name
+            .as_deref(),
         Some("aggregation.dev:default:my-extension-server:auth-delegator")
     );
     assert_eq!(
-        desired.auth_delegator.role_ref.name,
+        desired.auth_delegator.as_ref().unwrap().role_ref.name,
         "system:auth-delegator"
     );
     assert_eq!(
-        desired.auth_reader.metadata.namespace.as_deref(),
+        desired
+            .auth_reader
+            .as_ref()
+            .unwrap()
+            .metadata
+            .namespace
+            .as_deref(),
         Some("kube-system")
     );
     assert_eq!(
-        desired.auth_reader.role_ref.name,
+        desired.auth_reader.as_ref().unwrap().role_ref.name,
         "extension-apiserver-authentication-reader"
     );
     assert!(desired.pdb.is_none(), "no PDB for one replica");
@@ -59,13 +72,12 @@ fn basic_example_builds_every_child() {
     let port = &service.ports.unwrap()[0];
     assert_eq!((port.port, port.name.as_deref()), (443, Some("https")));
 
-    let deployment = desired.deployment.spec.unwrap();
+    let deployment = desired.deployment.unwrap().spec.unwrap();
     assert_eq!(deployment.replicas, Some(1));
     let template = deployment.template;
-    assert_eq!(
-        template.metadata.unwrap().annotations.unwrap()[CERT_HASH_ANNOTATION],
-        "abc"
-    );
+    let annotations = template.metadata.unwrap().annotations.unwrap();
+    assert_eq!(annotations[CERT_HASH_ANNOTATION], "abc");
+    assert_eq!(annotations[FRONT_PROXY_HASH_ANNOTATION], "f00d");
     let pod = template.spec.unwrap();
     let container = &pod.containers[0];
     assert_eq!(container.ports.as_ref().unwrap()[0].container_port, 443);
@@ -115,6 +127,23 @@ fn basic_example_builds_every_child() {
 }
 
 #[test]
+fn without_a_front_proxy_hash_the_template_carries_none() {
+    let s = server(BASIC);
+    let input = TlsInput {
+        front_proxy_hash: None,
+        ..tls()
+    };
+    let template = desired(&s, &input)
+        .deployment
+        .unwrap()
+        .spec
+        .unwrap()
+        .template;
+    let annotations = template.metadata.unwrap().annotations.unwrap();
+    assert!(!annotations.contains_key(FRONT_PROXY_HASH_ANNOTATION));
+}
+
+#[test]
 fn apiservice_serializes_insecure_false_explicitly() {
     let desired = desired(&server(BASIC), &tls());
     let json = serde_json::to_value(&desired.api_services[0]).unwrap();
@@ -153,7 +182,14 @@ spec:
     );
     let desired = desired(&server, &tls());
     assert!(desired.pdb.is_some());
-    let pod = desired.deployment.spec.unwrap().template.spec.unwrap();
+    let pod = desired
+        .deployment
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
     assert_eq!(pod.node_selector.unwrap()["environment"], "production");
     assert!(pod.affinity.unwrap().pod_anti_affinity.is_some());
     let names: Vec<_> = desired
@@ -171,13 +207,30 @@ fn own_service_account_is_not_managed() {
     server.spec.service_account_name = Some("custom".into());
     let desired = desired(&server, &tls());
     assert!(desired.service_account.is_none());
-    assert_eq!(desired.auth_delegator.subjects.unwrap()[0].name, "custom");
+    assert_eq!(
+        desired
+            .auth_delegator
+            .as_ref()
+            .unwrap()
+            .subjects
+            .as_ref()
+            .unwrap()[0]
+            .name,
+        "custom"
+    );
 }
 
 #[test]
 fn namespaced_children_are_owned_by_the_server() {
     let desired = desired(&server(BASIC), &tls());
-    let owner = &desired.deployment.metadata.owner_references.unwrap()[0];
+    let owner = &desired
+        .deployment
+        .as_ref()
+        .unwrap()
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap()[0];
     assert_eq!(owner.kind, "ExtensionServer");
     assert_eq!(owner.controller, Some(true));
 }
@@ -219,7 +272,7 @@ fn the_longest_accepted_name_gives_valid_children() {
     let namespaced = [
         &desired.service_account.as_ref().unwrap().metadata,
         &desired.tls_secret.as_ref().unwrap().metadata,
-        &desired.deployment.metadata,
+        &desired.deployment.as_ref().unwrap().metadata,
         service,
         &pdb.metadata,
     ];
@@ -235,8 +288,8 @@ fn the_longest_accepted_name_gives_valid_children() {
         assert!(is_dns1123_subdomain(&child), "{child}");
     }
     for meta in [
-        &desired.auth_delegator.metadata,
-        &desired.auth_reader.metadata,
+        &desired.auth_delegator.as_ref().unwrap().metadata,
+        &desired.auth_reader.as_ref().unwrap().metadata,
     ] {
         let binding = meta.name.as_deref().unwrap();
         assert!(
@@ -248,7 +301,7 @@ fn the_longest_accepted_name_gives_valid_children() {
     for api_service in &desired.api_services {
         assert!(labels_valid(&api_service.metadata));
     }
-    let template = desired.deployment.spec.unwrap().template;
+    let template = desired.deployment.unwrap().spec.unwrap().template;
     assert!(labels_valid(template.metadata.as_ref().unwrap()));
     for dns_name in names.service_dns_names() {
         assert!(is_dns_name(&dns_name), "{dns_name}");

@@ -244,6 +244,7 @@ mod tests {
             managed_serving: None,
             ca_bundle: None,
             cert_hash: String::new(),
+            front_proxy_hash: None,
         };
         assert_eq!(desired(&server, &tls).kinds(), stores.kinds());
     }

@@ -148,14 +148,16 @@ pub async fn apply(
         Applied::in_the_way(observed, &why)
     };
 
-    // 1. Identity and delegated-auth RBAC.
+    // 1. Identity and delegated-auth RBAC (none for an external server).
     if let Some(account) = service_account {
         let api = Api::namespaced(client.clone(), ns);
         ensure!(&api, &account, live_service_account.as_deref(), uid, stop);
-    } else if live_auth_delegator.is_none() || live_auth_reader.is_none() {
+    } else if let Some(binding) = &auth_delegator
+        && (live_auth_delegator.is_none() || live_auth_reader.is_none())
+    {
         // spec.serviceAccountName is bound, never created or owned: it must exist. Checked live
         // (only labelled ServiceAccounts are cached), and only before a binding is written.
-        let account = subject_name(&auth_delegator);
+        let account = subject_name(binding);
         let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
         if ownership::live(&api, &account).await?.is_none() {
             return Ok(stop(format!(
@@ -163,28 +165,26 @@ pub async fn apply(
             )));
         }
     }
-    if live_auth_delegator.is_none() {
-        restored.push(Restored::AuthDelegator);
+    if let Some(binding) = auth_delegator {
+        if live_auth_delegator.is_none() {
+            restored.push(Restored::AuthDelegator);
+        }
+        let api = Api::all(client.clone());
+        ensure!(
+            &api,
+            &binding,
+            live_auth_delegator.as_deref(),
+            cluster,
+            stop
+        );
     }
-    let api = Api::all(client.clone());
-    ensure!(
-        &api,
-        &auth_delegator,
-        live_auth_delegator.as_deref(),
-        cluster,
-        stop
-    );
-    if live_auth_reader.is_none() {
-        restored.push(Restored::AuthReader);
+    if let Some(binding) = auth_reader {
+        if live_auth_reader.is_none() {
+            restored.push(Restored::AuthReader);
+        }
+        let api = Api::namespaced(client.clone(), KUBE_SYSTEM);
+        ensure!(&api, &binding, live_auth_reader.as_deref(), cluster, stop);
     }
-    let api = Api::namespaced(client.clone(), KUBE_SYSTEM);
-    ensure!(
-        &api,
-        &auth_reader,
-        live_auth_reader.as_deref(),
-        cluster,
-        stop
-    );
 
     // 2. TLS Secret (the CA Secret is written, create-only, by the TLS step).
     if let Some(secret) = tls_secret {
@@ -193,8 +193,19 @@ pub async fn apply(
     }
 
     // 3. Workload.
-    let api = Api::namespaced(client.clone(), ns);
-    let deployment = ensure!(&api, &deployment, live_deployment.as_deref(), uid, stop);
+    let deployment = match deployment {
+        Some(deployment) => {
+            let api = Api::namespaced(client.clone(), ns);
+            Some(ensure!(
+                &api,
+                &deployment,
+                live_deployment.as_deref(),
+                uid,
+                stop
+            ))
+        }
+        None => None,
+    };
     let api = Api::namespaced(client.clone(), ns);
     let service = ensure!(&api, &service, live_service.as_deref(), uid, stop);
     let pdbs = Api::namespaced(client.clone(), ns);
@@ -241,7 +252,7 @@ pub async fn apply(
         restored.clear();
     }
     Ok(Applied {
-        deployment: Some(deployment),
+        deployment,
         service: Some(service),
         registrations,
         api_services: after,

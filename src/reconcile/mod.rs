@@ -16,6 +16,7 @@ mod apply;
 pub mod backoff;
 mod cleanup;
 mod events;
+mod external;
 pub mod failure;
 mod probe;
 mod refuse;
@@ -123,12 +124,26 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
     if let Some(refusal) = refusal.filter(|r| !r.keep_registered) {
         return refused(server, reconciler, &validated, observed, refusal).await;
     }
-    let tls = tls::run(ctx, server, &validated, &observed).await?;
-    let ready_replicas = observed
-        .deployment
-        .as_ref()
-        .and_then(|d| d.status.as_ref()?.ready_replicas)
-        .unwrap_or(0);
+    let tls = match &server.spec.external {
+        Some(_) => external::tls(ctx, server, &validated.names).await?,
+        None => tls::run(ctx, server, &validated, &observed).await?,
+    };
+    // An external server has no replicas: a verified handshake stands in for a ready one.
+    let external = match (&server.spec.external, &tls.input) {
+        (Some(backend), Some(input)) => {
+            let bundle = input.ca_bundle.as_deref();
+            Some(external::probe(ctx, backend, &validated.names, bundle).await)
+        }
+        _ => None,
+    };
+    let ready_replicas = match &external {
+        Some(probe) => i32::from(probe.outcome.is_ok()),
+        None => observed
+            .deployment
+            .as_ref()
+            .and_then(|d| d.status.as_ref()?.ready_replicas)
+            .unwrap_or(0),
+    };
     let gate = match refusal {
         Some(_) => registration::Gate::Frozen,
         None => registration::gate(
@@ -141,7 +156,15 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
     let applied = match &tls.input {
         Some(input) => {
             ctx.settings.before_build.run(server);
-            let desired = desired::desired(server, input);
+            let input = desired::TlsInput {
+                front_proxy_hash: server
+                    .spec
+                    .rollout_on_front_proxy_change
+                    .then(|| reconciler.facts.front_proxy_hash())
+                    .flatten(),
+                ..input.clone()
+            };
+            let desired = desired::desired(server, &input);
             apply::apply(ctx, &validated, desired, observed, gate, adopt).await?
         }
         None => match &tls.in_the_way {
@@ -149,7 +172,10 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
             None => Applied::waiting_for_certificate(observed),
         },
     };
-    let handshake = probe::verify(ctx, server, &validated.names, &applied).await;
+    let handshake = match &external {
+        Some(probe) => probe.handshake(),
+        None => probe::verify(ctx, server, &validated.names, &applied).await,
+    };
     remember_held_back(ctx, &validated.names, server, &applied.registrations);
 
     let observation = Observation {
@@ -163,6 +189,7 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
         api_services: &applied.api_services,
         handshake: &handshake,
         refusal,
+        external: external.as_ref(),
     };
     report(
         reconciler,
@@ -174,7 +201,7 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
     )
     .await?;
 
-    let due = due(&validated, &tls, &applied);
+    let due = due(&validated, &tls, &applied, external.is_some());
     let settings = &ctx.settings;
     Ok(Action::requeue(requeue::after(
         &due,
@@ -247,19 +274,27 @@ async fn refused(
         api_services: &[],
         handshake: &crate::tls::probe::Handshake::Inconclusive,
         refusal: Some(refusal),
+        external: None,
     };
     report(reconciler, server, &validated.names, &observation, &[], &[]).await?;
     Ok(Action::requeue(ctx.settings.resync))
 }
 
-fn due(validated: &Validated, tls: &tls::TlsStep, applied: &Applied) -> requeue::Due {
+fn due(
+    validated: &Validated,
+    tls: &tls::TlsStep,
+    applied: &Applied,
+    external: bool,
+) -> requeue::Due {
     requeue::Due {
         tls: tls.next_due,
         rotating: tls.rotating,
-        probing: applied
-            .registrations
-            .iter()
-            .any(|r| matches!(r, Registration::Registered(_))),
+        // No watch event says that an external server came up or went down: probe it always.
+        probing: external
+            || applied
+                .registrations
+                .iter()
+                .any(|r| matches!(r, Registration::Registered(_))),
         blocked: applied
             .registrations
             .iter()

@@ -175,6 +175,7 @@ async fn user_secret(
             managed_serving: None,
             ca_bundle: Some(ca_bundle),
             cert_hash,
+            front_proxy_hash: None,
         }),
         outcome: CertificateOutcome::Valid {
             ca_not_after: ca_certs.iter().map(|c| c.not_after).min(),
@@ -261,6 +262,7 @@ async fn managed(
             managed_serving: Some(plan.serving.clone()),
             ca_bundle: (!insecure).then(|| plan.bundle()),
             cert_hash: certs::sha256_hex(plan.serving.cert_pem.as_bytes())[..16].to_string(),
+            front_proxy_hash: None,
         }),
         outcome: if insecure {
             CertificateOutcome::Insecure {

@@ -47,6 +47,18 @@ pub fn diagnose_unavailable(reason: &str, message: &str, names: &ServerNames, po
     }
 }
 
+/// A message for an external server's APIService that is not Available.
+pub fn diagnose_external(message: &str, target: &str) -> String {
+    let hint = format!(
+        "the aggregator cannot reach the external server at {target}: start it, or check that it listens there and that kube-apiserver can reach it (see BackendReachable)"
+    );
+    if message.is_empty() {
+        hint
+    } else {
+        format!("{hint} (aggregator: {message})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

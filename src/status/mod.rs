@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use conditions::{Status, Verdict};
-pub use diagnosis::diagnose_unavailable;
+pub use diagnosis::{diagnose_external, diagnose_unavailable};
 pub use failure::failed;
 pub use reasons::{ConditionType, Reason};
 
@@ -22,7 +22,9 @@ use crate::names::{ApiServiceName, ServerNames};
 use crate::tls::CertInfo;
 use crate::tls::probe::Handshake;
 use crate::trust::Refusal;
-use ConditionType::{Available, CertificateReady, DeploymentAvailable, Registered};
+use ConditionType::{
+    Available, BackendReachable, CertificateReady, DeploymentAvailable, Registered,
+};
 
 /// How the serving certificate stands.
 #[derive(Debug, Clone)]
@@ -42,6 +44,32 @@ pub enum CertificateOutcome {
     Expired(String),
     /// Nothing was issued: the claim is refused.
     NotIssued,
+    /// An external server: the user's CA (its Secret and earliest expiry), or None in mode
+    /// Insecure.
+    External {
+        ca: Option<(String, Option<k8s_openapi::jiff::Timestamp>)>,
+    },
+}
+
+/// What dialling an external server found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalProbe {
+    /// `host:port`.
+    pub target: String,
+    /// The name its certificate must carry, `<name>.<namespace>.svc`.
+    pub server_name: String,
+    pub outcome: Result<(), String>,
+}
+
+impl ExternalProbe {
+    /// The handshake as the Available verdict reads it.
+    pub fn handshake(&self) -> Handshake {
+        match &self.outcome {
+            Ok(()) => Handshake::Trusted,
+            Err(why) if why.contains("certificate") => Handshake::Untrusted(why.clone()),
+            Err(_) => Handshake::Inconclusive,
+        }
+    }
 }
 
 /// What happened to one APIService in this pass.
@@ -77,6 +105,8 @@ pub struct Observation<'a> {
     pub handshake: &'a Handshake,
     /// Why the claim is refused, if it is.
     pub refusal: Option<&'a Refusal>,
+    /// An external server: what dialling it found (it has no Deployment).
+    pub external: Option<&'a ExternalProbe>,
 }
 
 /// Builds the whole status, merging conditions with the previous ones.
@@ -112,7 +142,7 @@ pub fn verdicts(observation: &Observation<'_>) -> Vec<Verdict> {
                 )
             };
             vec![
-                not_started(DeploymentAvailable),
+                not_started(workload_type(observation)),
                 not_started(CertificateReady),
                 refused_verdict(refusal),
                 not_started(Available),
@@ -136,6 +166,45 @@ pub fn verdicts(observation: &Observation<'_>) -> Vec<Verdict> {
     all
 }
 
+/// DeploymentAvailable, or BackendReachable for an external server.
+fn workload_type(o: &Observation<'_>) -> ConditionType {
+    match o.external {
+        Some(_) => BackendReachable,
+        None => DeploymentAvailable,
+    }
+}
+
+fn backend_verdict(o: &Observation<'_>, probe: &ExternalProbe) -> Verdict {
+    if o.spec_replicas == 0 {
+        return Verdict::new(
+            BackendReachable,
+            Status::False,
+            Reason::ScaledToZero,
+            "spec.replicas is 0, so the APIServices are unregistered; set replicas to 1 to serve the API",
+        );
+    }
+    match &probe.outcome {
+        Ok(()) => Verdict::new(
+            BackendReachable,
+            Status::True,
+            Reason::BackendReachable,
+            format!(
+                "{} answered a TLS handshake as {}",
+                probe.target, probe.server_name
+            ),
+        ),
+        Err(why) => Verdict::new(
+            BackendReachable,
+            Status::False,
+            Reason::BackendUnreachable,
+            format!(
+                "{why}; check that the server runs, listens on {} and is reachable from kube-apiserver, and that it serves a certificate for {} signed by the CA in tls.secretName",
+                probe.target, probe.server_name
+            ),
+        ),
+    }
+}
+
 fn refused_verdict(refusal: &Refusal) -> Verdict {
     Verdict::new(
         Registered,
@@ -154,6 +223,9 @@ fn replica_counts(deployment: Option<&Deployment>) -> (i32, i32) {
 }
 
 fn deployment_verdict(o: &Observation<'_>) -> Verdict {
+    if let Some(probe) = o.external {
+        return backend_verdict(o, probe);
+    }
     let (_, ready) = replica_counts(o.deployment);
     let selector = format!(
         "kubectl get pods -n {} -l app.kubernetes.io/instance={}",
@@ -261,6 +333,27 @@ fn certificate_verdict(o: &Observation<'_>) -> Verdict {
             Reason::Expired,
             why.clone(),
         ),
+        CertificateOutcome::External {
+            ca: Some((secret, not_after)),
+        } => Verdict::new(
+            CertificateReady,
+            Status::True,
+            Reason::Valid,
+            format!(
+                "the APIServices trust ca.crt of Secret {secret}{}; the external server must serve a certificate for {}.{}.svc signed by it",
+                not_after
+                    .map(|t| format!(" (valid until {t})"))
+                    .unwrap_or_default(),
+                o.names.name,
+                o.names.namespace
+            ),
+        ),
+        CertificateOutcome::External { ca: None } => Verdict::new(
+            CertificateReady,
+            Status::True,
+            Reason::InsecureSkipVerify,
+            "tls.mode is Insecure: the aggregator does not verify the external server's certificate; use mode Secret with its CA in production",
+        ),
     }
 }
 
@@ -324,12 +417,16 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
         );
     }
     if !waiting.is_empty() {
+        let once = match o.external {
+            Some(probe) => format!("{} answers a verified TLS handshake", probe.target),
+            None => "a replica is ready".to_string(),
+        };
         return Verdict::new(
             Registered,
             Status::False,
             Reason::WaitingForReadyReplicas,
             format!(
-                "{} will be registered once a replica is ready (registration.policy WhenReady)",
+                "{} will be registered once {once} (registration.policy WhenReady)",
                 waiting.join(", ")
             ),
         );
@@ -379,14 +476,15 @@ fn available_verdict(o: &Observation<'_>) -> Verdict {
             Some(c) => {
                 let reason = c.reason.clone().unwrap_or_else(|| "Unavailable".into());
                 let message = c.message.clone().unwrap_or_default();
+                let diagnosis = match o.external {
+                    Some(probe) => diagnose_external(&message, &probe.target),
+                    None => diagnose_unavailable(&reason, &message, o.names, o.port),
+                };
                 return Verdict::new(
                     Available,
                     Status::False,
                     Reason::parse(&reason),
-                    format!(
-                        "{name}: {}",
-                        diagnose_unavailable(&reason, &message, o.names, o.port)
-                    ),
+                    format!("{name}: {diagnosis}"),
                 );
             }
             None => {
@@ -433,6 +531,14 @@ fn api_service_states(o: &Observation<'_>) -> Vec<ApiServiceState> {
 }
 
 fn certificate_state(outcome: &CertificateOutcome) -> Option<CertificateState> {
+    if let CertificateOutcome::External { ca } = outcome {
+        let not_after = ca.as_ref()?.1?;
+        return Some(CertificateState {
+            not_after: Time(not_after),
+            renewal_time: None,
+            ca_not_after: Some(Time(not_after)),
+        });
+    }
     match outcome {
         CertificateOutcome::Valid {
             serving,

@@ -7,6 +7,8 @@ use std::fmt;
 pub enum ConditionType {
     Ready,
     DeploymentAvailable,
+    /// In place of DeploymentAvailable for an external server.
+    BackendReachable,
     CertificateReady,
     Registered,
     Available,
@@ -17,6 +19,7 @@ impl ConditionType {
         match self {
             Self::Ready => "Ready",
             Self::DeploymentAvailable => "DeploymentAvailable",
+            Self::BackendReachable => "BackendReachable",
             Self::CertificateReady => "CertificateReady",
             Self::Registered => "Registered",
             Self::Available => "Available",
@@ -40,6 +43,9 @@ pub enum Reason {
     ScaledToZero,
     Progressing,
     NoReadyReplicas,
+    // BackendReachable
+    BackendReachable,
+    BackendUnreachable,
     // CertificateReady
     Valid,
     InsecureSkipVerify,
@@ -71,12 +77,14 @@ pub enum Reason {
 }
 
 /// The reasons with a fixed spelling, for parsing.
-const FIXED: [Reason; 23] = [
+const FIXED: [Reason; 25] = [
     Reason::Ready,
     Reason::MinimumReplicasAvailable,
     Reason::ScaledToZero,
     Reason::Progressing,
     Reason::NoReadyReplicas,
+    Reason::BackendReachable,
+    Reason::BackendUnreachable,
     Reason::Valid,
     Reason::InsecureSkipVerify,
     Reason::SecretInvalid,
@@ -105,6 +113,8 @@ impl Reason {
             Self::ScaledToZero => "ScaledToZero",
             Self::Progressing => "Progressing",
             Self::NoReadyReplicas => "NoReadyReplicas",
+            Self::BackendReachable => "BackendReachable",
+            Self::BackendUnreachable => "BackendUnreachable",
             Self::Valid => "Valid",
             Self::InsecureSkipVerify => "InsecureSkipVerify",
             Self::SecretInvalid => "SecretInvalid",

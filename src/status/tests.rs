@@ -107,6 +107,7 @@ impl Fixture {
             api_services: &self.api_services,
             handshake: &self.handshake,
             refusal: None,
+            external: None,
         };
         verdicts(&observation)
             .into_iter()
@@ -391,6 +392,7 @@ fn compute_keeps_transition_times_and_records_the_generation() {
         api_services: &f.api_services,
         handshake: &f.handshake,
         refusal: None,
+        external: None,
     };
     let first = compute(&observation, None, Time(at(100)));
     let again = compute(&observation, Some(&first), Time(at(200)));

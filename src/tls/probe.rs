@@ -40,6 +40,52 @@ pub async fn bounded(
     handshake(address, port, server_name, bundle_pem).await
 }
 
+/// Reaches an external server as the aggregator would: TCP to `host:port`, then (with a
+/// bundle) a TLS handshake verifying the certificate for `server_name`. The error says what
+/// failed, for status.
+pub async fn reach(
+    limit: &Semaphore,
+    host: &str,
+    port: u16,
+    server_name: &str,
+    bundle_pem: Option<&[u8]>,
+) -> Result<(), String> {
+    let _permit = limit.acquire().await.map_err(|e| e.to_string())?;
+    let connect = TcpStream::connect((host, port));
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return Err(format!("dial tcp {host}:{port}: {error}")),
+        Err(_) => return Err(format!("dial tcp {host}:{port}: timed out after 3s")),
+    };
+    let Some(bundle_pem) = bundle_pem else {
+        return Ok(());
+    };
+    let config = client_config(bundle_pem).ok_or("no usable TLS client configuration")?;
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    let handshake = TlsConnector::from(Arc::new(config)).connect(name, stream);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(format!(
+            "TLS handshake with {host}:{port} as {server_name}: {error}"
+        )),
+        Err(_) => Err(format!(
+            "TLS handshake with {host}:{port}: timed out after 3s"
+        )),
+    }
+}
+
+fn client_config(bundle_pem: &[u8]) -> Option<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for block in x509_parser::pem::Pem::iter_from_buffer(bundle_pem).flatten() {
+        let _ = roots.add(block.contents.into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?;
+    Some(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
 /// Handshakes with `address:port` and verifies the certificate for `server_name` against
 /// `bundle_pem`.
 pub async fn handshake(
@@ -48,17 +94,9 @@ pub async fn handshake(
     server_name: &str,
     bundle_pem: &[u8],
 ) -> Handshake {
-    let mut roots = rustls::RootCertStore::empty();
-    for block in x509_parser::pem::Pem::iter_from_buffer(bundle_pem).flatten() {
-        let _ = roots.add(block.contents.into());
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let Ok(builder) =
-        rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()
-    else {
+    let Some(config) = client_config(bundle_pem) else {
         return Handshake::Inconclusive;
     };
-    let config = builder.with_root_certificates(roots).with_no_client_auth();
     let Ok(name) = ServerName::try_from(server_name.to_string()) else {
         return Handshake::Inconclusive;
     };

@@ -35,6 +35,9 @@ pub struct ClusterState {
     /// before it existed).
     #[serde(default)]
     pub components: Vec<Component>,
+    /// The Kubernetes version it runs, such as `v1.35.4` (empty in older state files).
+    #[serde(default)]
+    pub kubernetes: String,
 }
 
 /// One component's command line.
@@ -114,6 +117,14 @@ impl Cluster {
         .await
     }
 
+    /// Rotates the front-proxy CA and the aggregator's client certificate, as a cluster
+    /// operator would, and restarts kube-apiserver to use them. kube-apiserver then publishes
+    /// the new CA in `kube-system/extension-apiserver-authentication`.
+    pub async fn rotate_front_proxy_ca(&mut self) -> Result<()> {
+        pki::front_proxy(&self.dir.join("pki"))?;
+        self.restart("kube-apiserver").await
+    }
+
     /// An admin client for this cluster.
     pub async fn client(&self) -> Result<Client> {
         client_for(&self.kubeconfig).await
@@ -174,10 +185,16 @@ fn read_state(dir: &Path) -> Option<ClusterState> {
     serde_json::from_slice(&raw).ok()
 }
 
-/// Brings the cluster up, or reuses it if it is already up and healthy. Safe to call
-/// concurrently from several processes: they serialise on a lock file.
+/// Brings the cluster up with the selected Kubernetes minor ([`tools::KUBERNETES_ENV`]), or
+/// reuses it if it is already up, healthy and on that version. Safe to call concurrently from
+/// several processes: they serialise on a lock file.
 pub async fn up(instance: &str) -> Result<Cluster> {
-    let tools = tools::ensure_built()?;
+    up_with(instance, &tools::selected_kubernetes()?).await
+}
+
+/// Like [`up`], with Kubernetes `minor` (such as `1.33`).
+pub async fn up_with(instance: &str, minor: &str) -> Result<Cluster> {
+    let tools = tools::ensure_built_for(minor)?;
     let _lock = lock(instance)?;
     let dir = paths::cluster_dir(instance);
     if let Some(state) = read_state(&dir) {
@@ -188,16 +205,23 @@ pub async fn up(instance: &str) -> Result<Cluster> {
             state,
             tools: tools.clone(),
         };
-        if healthy(&cluster).await {
+        if cluster.state.kubernetes != tools.kubernetes_version {
+            eprintln!(
+                "==> cluster {instance} runs Kubernetes {:?}, not {}; recreating it",
+                cluster.state.kubernetes, tools.kubernetes_version
+            );
+        } else if healthy(&cluster).await {
             return Ok(cluster);
+        } else {
+            eprintln!("==> cluster {instance} is not healthy; recreating it");
         }
-        eprintln!("==> cluster {instance} is not healthy; recreating it");
     }
     stop_and_remove(&dir);
     let started = Instant::now();
     let cluster = start(instance, &dir, tools).await?;
     eprintln!(
-        "==> cluster {instance} is up in {:.1}s (logs in {})",
+        "==> cluster {instance} (Kubernetes {}) is up in {:.1}s (logs in {})",
+        cluster.state.kubernetes,
         started.elapsed().as_secs_f64(),
         cluster.logs().display()
     );
@@ -209,13 +233,35 @@ pub async fn existing(instance: &str) -> Result<Cluster> {
     let dir = paths::cluster_dir(instance);
     let state = read_state(&dir)
         .with_context(|| format!("cluster {instance} is not up; run `cargo xtask cluster up`"))?;
+    // The binaries of the minor the cluster runs (`v1.33.13` is minor 1.33).
+    let minor = state
+        .kubernetes
+        .trim_start_matches('v')
+        .rsplit_once('.')
+        .map(|(minor, _)| minor.to_string())
+        .unwrap_or_else(|| tools::DEFAULT_KUBERNETES.to_string());
+    let tools = tools::built_for(&minor)?;
     Ok(Cluster {
         instance: instance.to_string(),
         kubeconfig: dir.join("admin.kubeconfig"),
         dir,
         state,
-        tools: tools::built()?,
+        tools,
     })
+}
+
+/// Tears a dedicated instance down when dropped, also when a test fails.
+pub struct TearDown(pub &'static str);
+
+impl Drop for TearDown {
+    fn drop(&mut self) {
+        let instance = self.0;
+        match down(instance) {
+            Ok(left) if left.is_empty() => {}
+            Ok(left) => eprintln!("cluster {instance}: processes still running: {left:?}"),
+            Err(error) => eprintln!("cluster {instance}: tearing down failed: {error:#}"),
+        }
+    }
 }
 
 /// Stops every process of the cluster and removes its state. Returns the processes that were
@@ -298,6 +344,7 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
         etcd_port,
         pids: Vec::new(),
         components: Vec::new(),
+        kubernetes: tools.kubernetes_version.clone(),
     };
     let component = |name: &str, binary: &Path, args: Vec<String>| Component {
         name: name.to_string(),

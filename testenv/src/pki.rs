@@ -94,6 +94,17 @@ pub const CLIENTS: &[(&str, &str, Option<&str>)] = &[
     ("kwok", "kwok", Some("system:masters")),
 ];
 
+/// Writes a new front-proxy CA and client certificate into `dir` (replacing any).
+pub fn front_proxy(dir: &Path) -> Result<()> {
+    let front_proxy_ca = ca("extension-server-operator-test-front-proxy-ca")?;
+    std::fs::write(dir.join("front-proxy-ca.crt"), front_proxy_ca.pem())?;
+    write(
+        dir,
+        "front-proxy-client",
+        &client(&front_proxy_ca, FRONT_PROXY_CLIENT, None)?,
+    )
+}
+
 /// The name the front-proxy client cert carries; the apiserver's allowed requestheader name.
 pub const FRONT_PROXY_CLIENT: &str = "front-proxy-client";
 
@@ -130,13 +141,7 @@ pub fn generate(dir: &Path, service_ip: Ipv4Addr) -> Result<()> {
         write(dir, file, &client(&cluster_ca, user, *group)?)?;
     }
 
-    let front_proxy_ca = ca("extension-server-operator-test-front-proxy-ca")?;
-    std::fs::write(dir.join("front-proxy-ca.crt"), front_proxy_ca.pem())?;
-    write(
-        dir,
-        "front-proxy-client",
-        &client(&front_proxy_ca, FRONT_PROXY_CLIENT, None)?,
-    )?;
+    front_proxy(dir)?;
 
     let sa_key = KeyPair::generate().context("service-account key")?;
     std::fs::write(dir.join("sa.key"), sa_key.serialize_pem())?;

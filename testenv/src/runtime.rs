@@ -2,14 +2,17 @@
 //! sample extension server. kwok only pretends the pods run; this starts the real process where
 //! the aggregator dials: the Service's ClusterIP and port.
 //!
-//! Like a pod it reads the TLS files from the mounted Secret and runs under the pod's
-//! ServiceAccount (a TokenRequest token). Like a rollout it restarts the process when the pod
-//! template changes. Like the kubelet, which refreshes a mounted Secret only at its next sync, it
+//! Like a pod it reads the TLS files from the mounted Secret, runs under the pod's
+//! ServiceAccount (a TokenRequest token), gets the container's environment (values and
+//! Secret/ConfigMap references resolved) and the sample server's own flags from its args
+//! ([`FORWARDED_FLAGS`]). Like a rollout it restarts the process when the pod template's
+//! annotations, args or environment change. Like the kubelet, which refreshes a mounted Secret only at its next sync, it
 //! picks up a change to the Secret alone after [`VOLUME_REFRESH`] (the kubelet's default
 //! sync is a minute). Like kube-proxy it forwards the Service port only to
 //! the container port the server really listens on: a server whose `--secure-port` differs from
 //! the container port is unreachable through the Service.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,13 +24,17 @@ pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret, Service, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::cluster::Cluster;
+
+/// Container args passed on to the sample server; the runtime sets the address, port, TLS
+/// files and kubeconfig itself.
+pub const FORWARDED_FLAGS: [&str; 4] = ["--group=", "--versions=", "--resources=", "--token-env="];
 
 /// What the process is started with; a change restarts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +44,10 @@ struct Launch {
     tls_crt: Vec<u8>,
     tls_key: Vec<u8>,
     service_account: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// The pod template's annotations: a change is a rollout.
+    template_annotations: BTreeMap<String, String>,
 }
 
 /// A running stand-in; dropping it stops the server.
@@ -92,6 +103,38 @@ pub fn sample_server_binary() -> Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// Starts the sample server as a plain process (no pod, no Service), with `args`, logging to
+/// `log`; returns once it serves. Killed when the returned child is dropped.
+pub async fn spawn_sample_server(args: &[String], log: &std::path::Path) -> Result<Child> {
+    launch(&sample_server_binary()?, args, &[], log).await
+}
+
+/// Starts `binary` with `args` and `env`, appending its output to `log`, and waits until it
+/// serves.
+async fn launch(
+    binary: &std::path::Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &std::path::Path,
+) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut child = Command::new(binary)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the sample extension server")?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    wait_serving(stderr, log).await?;
+    Ok(child)
 }
 
 /// Runs the sample server for Deployment `name` in `namespace` until dropped.
@@ -191,8 +234,9 @@ impl Runner {
             let desired = match self.desired().await {
                 Ok(desired) => desired,
                 Err(error) => {
+                    // Like a kubelet that cannot reach the API server: the pod keeps running.
                     eprintln!("pod runtime {}/{}: {error:#}", self.namespace, self.name);
-                    None
+                    continue;
                 }
             };
             if desired != self.current {
@@ -233,6 +277,11 @@ impl Runner {
         if spec.replicas == Some(0) {
             return Ok(None);
         }
+        let template_annotations = spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .unwrap_or_default();
         let pod = spec.template.spec.unwrap_or_default();
         let Some(container) = pod.containers.first() else {
             return Ok(None);
@@ -291,13 +340,54 @@ impl Runner {
             .borrow()
             .clone()
             .unwrap_or_else(|| (crt.0.clone(), key.0.clone()));
+        let args = container
+            .args
+            .iter()
+            .flatten()
+            .filter(|a| FORWARDED_FLAGS.iter().any(|f| a.starts_with(f)))
+            .cloned()
+            .collect();
+        let env = self.environment(container).await?;
         Ok(Some(Launch {
             bind: cluster_ip,
             port: u16::try_from(port).unwrap_or(443),
             tls_crt,
             tls_key,
             service_account: pod.service_account_name.unwrap_or_else(|| "default".into()),
+            args,
+            env,
+            template_annotations,
         }))
+    }
+
+    /// The container's environment as the kubelet would set it: literal values, and keys of
+    /// Secrets and ConfigMaps in the namespace (a missing optional key is left out; other
+    /// sources are not simulated).
+    async fn environment(&self, container: &Container) -> Result<Vec<(String, String)>> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut env = Vec::new();
+        for var in container.env.iter().flatten() {
+            let source = var.value_from.as_ref();
+            let value = if let Some(key) = source.and_then(|s| s.secret_key_ref.as_ref()) {
+                secrets
+                    .get_opt(&key.name)
+                    .await?
+                    .and_then(|s| s.data?.remove(&key.key))
+                    .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            } else if let Some(key) = source.and_then(|s| s.config_map_key_ref.as_ref()) {
+                config_maps
+                    .get_opt(&key.name)
+                    .await?
+                    .and_then(|c| c.data?.remove(&key.key))
+            } else {
+                var.value.clone()
+            };
+            if let Some(value) = value {
+                env.push((var.name.clone(), value));
+            }
+        }
+        Ok(env)
     }
 
     async fn spawn(&self, launch: &Launch) -> Result<Child> {
@@ -308,25 +398,16 @@ impl Runner {
         let kubeconfig = self
             .service_account_kubeconfig(&launch.service_account)
             .await?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.workdir.join("server.log"))?;
-        let mut child = Command::new(&self.binary)
-            .arg(format!("--bind-address={}", launch.bind))
-            .arg(format!("--secure-port={}", launch.port))
-            .arg(format!("--tls-cert-file={}", cert.display()))
-            .arg(format!("--tls-private-key-file={}", key.display()))
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting the sample extension server")?;
-        let stderr = child.stderr.take().context("no stderr")?;
-        wait_serving(stderr, log).await?;
-        Ok(child)
+        let mut args = vec![
+            format!("--bind-address={}", launch.bind),
+            format!("--secure-port={}", launch.port),
+            format!("--tls-cert-file={}", cert.display()),
+            format!("--tls-private-key-file={}", key.display()),
+            format!("--kubeconfig={}", kubeconfig.display()),
+        ];
+        args.extend(launch.args.iter().cloned());
+        let log = self.workdir.join("server.log");
+        self::launch(&self.binary, &args, &launch.env, &log).await
     }
 
     async fn stop_child(&mut self) {

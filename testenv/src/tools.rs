@@ -3,6 +3,11 @@
 //! Each module under `testenv/go/<name>` is built into
 //! `<cache>/tools/<name>-<version>-<hash>/bin`, where the hash covers go.mod, go.sum, the Go
 //! version and the build flags. A completed build is never redone; a changed pin builds anew.
+//!
+//! Kubernetes comes in several pinned minors ([`KUBERNETES_MINORS`]): `testenv/go/kubernetes` is
+//! the default, [`DEFAULT_KUBERNETES`]; the others live in `testenv/go/kubernetes-<minor>`.
+//! [`KUBERNETES_ENV`] selects one for every process (`cargo xtask test --kubernetes <minor>`
+//! sets it).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -48,7 +53,46 @@ const MODULES: &[GoModule] = &[
         pinned: "helm.sh/helm/v3",
         packages: &["helm.sh/helm/v3/cmd/helm"],
     },
+    GoModule {
+        name: "prometheus",
+        pinned: "github.com/prometheus/prometheus",
+        packages: &["github.com/prometheus/prometheus/cmd/promtool"],
+    },
 ];
+
+/// The Kubernetes minors the suite is run on.
+pub const KUBERNETES_MINORS: [&str; 4] = ["1.33", "1.34", "1.35", "1.36"];
+/// The minor used unless [`KUBERNETES_ENV`] names another.
+pub const DEFAULT_KUBERNETES: &str = "1.35";
+/// Environment variable selecting the Kubernetes minor, such as `1.33`.
+pub const KUBERNETES_ENV: &str = "ESO_KUBERNETES";
+
+/// The selected Kubernetes minor: [`KUBERNETES_ENV`], or [`DEFAULT_KUBERNETES`].
+pub fn selected_kubernetes() -> Result<String> {
+    let minor = std::env::var(KUBERNETES_ENV).unwrap_or_else(|_| DEFAULT_KUBERNETES.into());
+    check_kubernetes(&minor)?;
+    Ok(minor)
+}
+
+/// Fails unless `minor` is one of [`KUBERNETES_MINORS`].
+pub fn check_kubernetes(minor: &str) -> Result<()> {
+    if !KUBERNETES_MINORS.contains(&minor) {
+        bail!(
+            "Kubernetes {minor} is not pinned; choose one of {}",
+            KUBERNETES_MINORS.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The directory under `testenv/go` of `module` for Kubernetes `minor`.
+fn module_dir_name(module: &GoModule, minor: &str) -> String {
+    if module.name == "kubernetes" && minor != DEFAULT_KUBERNETES {
+        format!("kubernetes-{minor}")
+    } else {
+        module.name.to_string()
+    }
+}
 
 /// Paths of the built binaries.
 #[derive(Debug, Clone)]
@@ -60,14 +104,19 @@ pub struct Tools {
     pub kubectl: PathBuf,
     pub kwok: PathBuf,
     pub helm: PathBuf,
+    /// Checks and unit-tests the chart's alerting rules.
+    pub promtool: PathBuf,
     /// Directories holding the binaries, for `PATH`.
     pub bin_dirs: Vec<PathBuf>,
+    /// The pinned Kubernetes version, such as `v1.35.4`.
+    pub kubernetes_version: String,
 }
 
 impl Tools {
     /// The binaries in the `bin` directories of [`MODULES`], in that order.
-    fn in_dirs(dirs: Vec<PathBuf>) -> Self {
-        let [etcd, kubernetes, kwok, helm] = [&dirs[0], &dirs[1], &dirs[2], &dirs[3]];
+    fn in_dirs(dirs: Vec<PathBuf>, kubernetes_version: String) -> Self {
+        let [etcd, kubernetes, kwok, helm, prometheus] =
+            [&dirs[0], &dirs[1], &dirs[2], &dirs[3], &dirs[4]];
         Tools {
             etcd: etcd.join("etcd"),
             kube_apiserver: kubernetes.join("kube-apiserver"),
@@ -76,36 +125,65 @@ impl Tools {
             kubectl: kubernetes.join("kubectl"),
             kwok: kwok.join("kwok"),
             helm: helm.join("helm"),
+            promtool: prometheus.join("promtool"),
             bin_dirs: dirs,
+            kubernetes_version,
         }
     }
 }
 
-/// Returns the cached binaries, building any module whose pin has no completed build yet.
+/// Returns the cached binaries for the selected Kubernetes minor, building any module whose
+/// pin has no completed build yet.
 pub fn ensure_built() -> Result<Tools> {
-    let go_version = go_version()?;
-    let mut dirs = Vec::new();
-    for module in MODULES {
-        dirs.push(ensure_module(module, &go_version)?);
-    }
-    Ok(Tools::in_dirs(dirs))
+    ensure_built_for(&selected_kubernetes()?)
 }
 
-/// Returns the cached binaries without building; fails if any is missing.
-pub fn built() -> Result<Tools> {
+/// Like [`ensure_built`], for Kubernetes `minor`.
+pub fn ensure_built_for(minor: &str) -> Result<Tools> {
+    check_kubernetes(minor)?;
     let go_version = go_version()?;
     let mut dirs = Vec::new();
     for module in MODULES {
-        let dir = module_cache_dir(module, &go_version)?;
+        dirs.push(ensure_module(module, minor, &go_version)?);
+    }
+    Ok(Tools::in_dirs(dirs, kubernetes_version(minor)?))
+}
+
+/// Returns the cached binaries for the selected Kubernetes minor without building; fails if
+/// any is missing.
+pub fn built() -> Result<Tools> {
+    built_for(&selected_kubernetes()?)
+}
+
+/// Returns the cached binaries for Kubernetes `minor` without building; fails if any is
+/// missing.
+pub fn built_for(minor: &str) -> Result<Tools> {
+    let go_version = go_version()?;
+    let mut dirs = Vec::new();
+    for module in MODULES {
+        let dir = module_cache_dir(module, minor, &go_version)?;
         if !dir.join(".complete").exists() {
             bail!(
                 "{} is not built yet; run `cargo xtask cluster up` first",
-                module.name
+                module_dir_name(module, minor)
             );
         }
         dirs.push(dir.join("bin"));
     }
-    Ok(Tools::in_dirs(dirs))
+    Ok(Tools::in_dirs(dirs, kubernetes_version(minor)?))
+}
+
+/// The Kubernetes version pinned for `minor`, such as `v1.35.4`.
+fn kubernetes_version(minor: &str) -> Result<String> {
+    let kubernetes = MODULES
+        .iter()
+        .find(|m| m.name == "kubernetes")
+        .context("no kubernetes module")?;
+    let dir = paths::go_modules_dir().join(module_dir_name(kubernetes, minor));
+    let go_mod = std::fs::read_to_string(dir.join("go.mod"))
+        .with_context(|| format!("reading {}", dir.join("go.mod").display()))?;
+    pinned_version(&go_mod, kubernetes.pinned)
+        .with_context(|| format!("{} does not pin {}", dir.display(), kubernetes.pinned))
 }
 
 fn go_version() -> Result<String> {
@@ -160,8 +238,9 @@ fn ldflags(version: &str) -> String {
     flags.join(" ")
 }
 
-fn module_cache_dir(module: &GoModule, go_version: &str) -> Result<PathBuf> {
-    let dir = paths::go_modules_dir().join(module.name);
+fn module_cache_dir(module: &GoModule, minor: &str, go_version: &str) -> Result<PathBuf> {
+    let name = module_dir_name(module, minor);
+    let dir = paths::go_modules_dir().join(&name);
     let go_mod = std::fs::read_to_string(dir.join("go.mod"))
         .with_context(|| format!("reading {}", dir.join("go.mod").display()))?;
     let go_sum = std::fs::read_to_string(dir.join("go.sum")).unwrap_or_default();
@@ -186,15 +265,15 @@ fn module_cache_dir(module: &GoModule, go_version: &str) -> Result<PathBuf> {
         .collect();
     Ok(paths::cache_dir()
         .join("tools")
-        .join(format!("{}-{version}-{hash}", module.name)))
+        .join(format!("{name}-{version}-{hash}")))
 }
 
-fn ensure_module(module: &GoModule, go_version: &str) -> Result<PathBuf> {
-    let target = module_cache_dir(module, go_version)?;
+fn ensure_module(module: &GoModule, minor: &str, go_version: &str) -> Result<PathBuf> {
+    let target = module_cache_dir(module, minor, go_version)?;
     if target.join(".complete").exists() {
         return Ok(target.join("bin"));
     }
-    let source = paths::go_modules_dir().join(module.name);
+    let source = paths::go_modules_dir().join(module_dir_name(module, minor));
     let go_mod = std::fs::read_to_string(source.join("go.mod"))?;
     let version = pinned_version(&go_mod, module.pinned).unwrap_or_default();
     let staging = target.with_extension("partial");

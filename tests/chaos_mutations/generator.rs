@@ -37,6 +37,12 @@ const TEXT: &[char] = &[
     'a', 'b', 'z', '0', '9', '-', '_', '.', '/', '=', ':', ' ', '"', '\'', '$', 'é', '漢',
 ];
 
+/// The suite drives servers the operator runs: `external` (fixed at creation, and with no
+/// pods to check) is never generated, and `image` is always set. External servers have their
+/// own test (`tests/external.rs`).
+const NOT_GENERATED: &str = "spec.external";
+const ALWAYS_SET: &str = "spec.image";
+
 /// What values depend on: the server's fixed group, and its own certificate Secret.
 #[derive(Debug, Clone)]
 pub struct Setting {
@@ -81,7 +87,7 @@ fn split_suffix(segment: &str) -> (&str, &str) {
 pub fn mutable_paths(root: &Value) -> Vec<String> {
     let mut paths = Vec::new();
     for (name, schema) in properties(at(root, "spec")) {
-        if name == "group" {
+        if name == "group" || format!("spec.{name}") == NOT_GENERATED {
             continue;
         }
         paths.push(format!("spec.{name}"));
@@ -105,6 +111,9 @@ fn is_scalar(schema: &Value) -> bool {
 }
 
 pub fn is_required(root: &Value, path: &str) -> bool {
+    if path == ALWAYS_SET {
+        return true;
+    }
     let (parent, field) = path.rsplit_once('.').unwrap();
     at(root, parent)["required"]
         .as_array()
@@ -229,7 +238,11 @@ impl Generator<'_> {
             .unwrap_or_default();
         let mut object = Map::new();
         for (name, _) in properties(schema) {
-            if required.contains(&name.as_str()) || self.rng.chance(0.5) {
+            let field = format!("{path}.{name}");
+            if field == NOT_GENERATED {
+                continue;
+            }
+            if required.contains(&name.as_str()) || field == ALWAYS_SET || self.rng.chance(0.5) {
                 object.insert(name.clone(), self.value(&format!("{path}.{name}")));
             }
         }

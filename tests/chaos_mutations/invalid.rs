@@ -5,7 +5,9 @@
 
 use serde_json::{Value, json};
 
-use super::generator::{Generator, MISSING_SECRET, at, properties, put, version_name};
+use extension_server_operator::crd::schema::POD_FIELDS;
+
+use super::generator::{Generator, MISSING_SECRET, Setting, at, properties, put, version_name};
 
 /// One invalid change.
 #[derive(Debug, Clone)]
@@ -40,7 +42,9 @@ pub fn sites(root: &Value) -> Vec<Site> {
 }
 
 fn walk(root: &Value, path: &str, sites: &mut Vec<Site>) {
-    if path.starts_with("spec.affinity") {
+    // The generator never sets external (see `generator`); the spec's rules about it are
+    // broken from the spec itself.
+    if path.starts_with("spec.affinity") || path.starts_with("spec.external") {
         return;
     }
     let schema = at(root, path);
@@ -214,6 +218,7 @@ fn rule_breaker(g: &mut Generator<'_>, path: &str, message: &str, spec: &Value) 
     let durations = ["5s", "87601h", "90 minutes", "1d", "-1h", "0s"];
     let pick = |rng: &mut crate::support::chaos::Rng, options: &[&str]| json!(rng.pick(options));
     Some(match (path, message) {
+        ("spec", m) => external_rule_breaker(g.setting, spec, m)?,
         ("spec.group", m) if m.contains("immutable") => {
             json!(format!("other.{}", spec["group"].as_str()?))
         }
@@ -252,6 +257,45 @@ fn rule_breaker(g: &mut Generator<'_>, path: &str, message: &str, spec: &Value) 
         }
         _ => return None,
     })
+}
+
+/// A whole spec that breaks one of the spec's rules about `external`.
+fn external_rule_breaker(setting: &Setting, spec: &Value, message: &str) -> Option<Value> {
+    let mut next = spec.clone();
+    let object = next.as_object_mut()?;
+    let external = json!({"host": "api.example.com", "port": 8443});
+    let own_ca = json!({"mode": "Secret", "secretName": setting.byo_secret});
+    let without_pods = |object: &mut serde_json::Map<String, Value>| {
+        for field in POD_FIELDS {
+            object.remove(field);
+        }
+    };
+    if message.contains("image must not be empty") {
+        object.remove("image");
+    } else if message.contains("mutually exclusive") {
+        without_pods(object);
+        object.insert("external".into(), external);
+        object.insert("tls".into(), own_ca);
+    } else if message.contains("has no pods") {
+        object.remove("image");
+        object.insert("external".into(), external);
+        object.insert("tls".into(), own_ca);
+        object.insert("args".into(), json!(["--verbose"]));
+    } else if message.contains("its own CA") {
+        object.remove("image");
+        without_pods(object);
+        object.insert("external".into(), external);
+        object.insert("tls".into(), json!({"mode": "Managed"}));
+    } else if message.contains("cannot be added or removed") {
+        // Valid as a new object; refused as a change to a server that runs pods.
+        object.remove("image");
+        without_pods(object);
+        object.insert("external".into(), external);
+        object.insert("tls".into(), own_ca);
+    } else {
+        return None;
+    }
+    Some(next)
 }
 
 /// Specs admission lets through that cannot work; status must say why, naming the hint.

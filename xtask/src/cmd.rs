@@ -40,7 +40,9 @@ pub fn path_with(cluster: &testenv::Cluster) -> String {
     format!("{}:{path}", bins.join(":"))
 }
 
-pub async fn test() -> Result<()> {
+/// Every check, on Kubernetes `minor` (such as `1.35`).
+pub async fn test(minor: &str) -> Result<()> {
+    testenv::tools::check_kubernetes(minor)?;
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(
         &[
@@ -56,13 +58,15 @@ pub async fn test() -> Result<()> {
     )?;
     // The pod-runtime stand-in runs this binary for the end-to-end tests.
     cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
-    let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
+    let cluster = testenv::cluster::up_with(SHARED_INSTANCE, minor).await?;
     let before = crate::leftovers::Snapshot::take(&cluster)?;
     cargo(
         &["test", "--workspace", "--locked"],
         &[
             ("KUBECONFIG", cluster.kubeconfig.display().to_string()),
             ("PATH", path_with(&cluster)),
+            // Every test process (and the instances it starts) runs this minor.
+            (testenv::tools::KUBERNETES_ENV, minor.to_string()),
         ],
     )?;
     crate::leftovers::assert_none_since(&cluster, &before)?;

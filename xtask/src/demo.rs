@@ -1,4 +1,5 @@
-//! `cargo xtask demo`: the operator on the local control plane with the three examples.
+//! `cargo xtask demo`: the operator on the local control plane with the three examples, until
+//! all three are Ready.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +63,12 @@ pub fn install_crd(cluster: &Cluster) -> Result<()> {
     let root = testenv::paths::workspace_root();
     let crds = root.join("crds");
     let crds = crds.to_string_lossy();
-    kubectl(cluster, &["apply", "--server-side", "-f", &crds], false)?;
+    // The tests apply the CRD too, under their own field manager: take the fields over.
+    kubectl(
+        cluster,
+        &["apply", "--server-side", "--force-conflicts", "-f", &crds],
+        false,
+    )?;
     kubectl(
         cluster,
         &[
@@ -75,7 +81,7 @@ pub fn install_crd(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
-pub async fn run() -> Result<()> {
+pub async fn run(keep: bool) -> Result<()> {
     crate::cmd::cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
     let root = testenv::paths::workspace_root();
@@ -106,12 +112,14 @@ pub async fn run() -> Result<()> {
         .await
         .with_context(|| format!("{name} did not register within 120 s"))??;
     }
-    tokio::time::timeout(
-        Duration::from_secs(120),
-        await_condition(servers.clone(), "my-extension-server", ready),
-    )
-    .await
-    .context("my-extension-server did not become Ready within 120 s")??;
+    for (name, _) in EXAMPLES {
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            await_condition(servers.clone(), name, ready),
+        )
+        .await
+        .with_context(|| format!("{name} did not become Ready within 120 s"))??;
+    }
 
     kubectl(
         &cluster,
@@ -134,6 +142,20 @@ pub async fn run() -> Result<()> {
     kubectl(
         &cluster,
         &[
+            "get",
+            "pods",
+            "-n",
+            "default",
+            "-l",
+            "app.kubernetes.io/instance=production-extension-server",
+            "-o",
+            "wide",
+        ],
+        true,
+    )?;
+    kubectl(
+        &cluster,
+        &[
             "describe",
             "extensionserver",
             "my-extension-server",
@@ -143,6 +165,12 @@ pub async fn run() -> Result<()> {
         true,
     )?;
 
+    if keep {
+        eprintln!(
+            "==> the operator and the servers keep running (eval \"$(cargo xtask cluster env)\" in another shell); Ctrl-C cleans up"
+        );
+        tokio::signal::ctrl_c().await?;
+    }
     eprintln!("==> removing the examples (the operator unregisters their APIServices first)");
     let mut uids = Vec::new();
     for (name, _) in EXAMPLES {

@@ -25,9 +25,17 @@ enum Task {
         action: ClusterAction,
     },
     /// Run every check CI runs: fmt, clippy, unit and integration tests.
-    Test,
+    Test {
+        /// Kubernetes minor to test against: 1.33, 1.34, 1.35 or 1.36.
+        #[arg(long, default_value = testenv::tools::DEFAULT_KUBERNETES)]
+        kubernetes: String,
+    },
     /// Bring up the local control plane and run the seed scenario on it.
-    Demo,
+    Demo {
+        /// Keep the operator and the servers running until Ctrl-C, to try things with kubectl.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Measure the release binary: size, RSS idle and with 100 ExtensionServers, failover.
     Bench,
     /// Run the fault suite at full size; writes target/chaos/report.json and report.md.
@@ -36,9 +44,13 @@ enum Task {
 
 #[derive(Subcommand)]
 enum ClusterAction {
-    /// Build the binaries if needed, start the cluster (or reuse a healthy one), print the
-    /// kubeconfig path as the last line.
-    Up,
+    /// Build the binaries if needed, start the cluster (or reuse a healthy one on the same
+    /// Kubernetes version), print the kubeconfig path as the last line.
+    Up {
+        /// Kubernetes minor: 1.33, 1.34, 1.35 or 1.36.
+        #[arg(long, default_value = testenv::tools::DEFAULT_KUBERNETES)]
+        kubernetes: String,
+    },
     /// Stop every process of the cluster and remove its state.
     Down,
     /// Print `export` lines for KUBECONFIG and PATH: `eval "$(cargo xtask cluster env)"`.
@@ -49,8 +61,8 @@ enum ClusterAction {
 async fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Cluster { action } => match action {
-            ClusterAction::Up => {
-                let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
+            ClusterAction::Up { kubernetes } => {
+                let cluster = testenv::cluster::up_with(SHARED_INSTANCE, &kubernetes).await?;
                 println!("{}", cluster.kubeconfig.display());
             }
             ClusterAction::Down => {
@@ -65,8 +77,8 @@ async fn main() -> Result<()> {
                 print!("{}", cluster.env_lines());
             }
         },
-        Task::Test => cmd::test().await?,
-        Task::Demo => demo::run().await?,
+        Task::Test { kubernetes } => cmd::test(&kubernetes).await?,
+        Task::Demo { keep } => demo::run(keep).await?,
         Task::Bench => bench::run().await?,
         Task::Chaos => chaos::run().await?,
     }

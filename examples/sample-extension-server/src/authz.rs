@@ -13,17 +13,21 @@ use k8s_openapi::api::authorization::v1::{
 use kube::Api;
 use kube::api::PostParams;
 
-use crate::api::{GROUP, RESOURCE, Route, VERSION};
+use crate::api::Route;
 use crate::auth::User;
+use crate::served::Served;
 
 const CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// What a request does, in the terms of Kubernetes authorization.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Attributes {
-    /// get/list on `myresources.my.custom.api`.
+    /// get/list on a served resource, in the group and version requested.
     Resource {
         verb: &'static str,
+        group: String,
+        version: String,
+        resource: String,
         namespace: Option<String>,
         name: Option<String>,
     },
@@ -32,15 +36,30 @@ pub enum Attributes {
 }
 
 impl Attributes {
-    pub fn for_route(route: &Route, path: &str) -> Self {
+    pub fn for_route(served: &Served, route: &Route, path: &str) -> Self {
         match route {
-            Route::List { namespace } => Attributes::Resource {
+            Route::List {
+                version,
+                resource,
+                namespace,
+            } => Attributes::Resource {
                 verb: "list",
+                group: served.group().to_string(),
+                version: version.clone(),
+                resource: resource.clone(),
                 namespace: namespace.clone(),
                 name: None,
             },
-            Route::Get { namespace, name } => Attributes::Resource {
+            Route::Get {
+                version,
+                resource,
+                namespace,
+                name,
+            } => Attributes::Resource {
                 verb: "get",
+                group: served.group().to_string(),
+                version: version.clone(),
+                resource: resource.clone(),
                 namespace: Some(namespace.clone()),
                 name: Some(name.clone()),
             },
@@ -56,13 +75,16 @@ pub fn review(user: &User, attrs: &Attributes) -> SubjectAccessReview {
     let (resource_attributes, non_resource_attributes) = match attrs {
         Attributes::Resource {
             verb,
+            group,
+            version,
+            resource,
             namespace,
             name,
         } => {
             let ra = ResourceAttributes {
-                group: Some(GROUP.to_string()),
-                version: Some(VERSION.to_string()),
-                resource: Some(RESOURCE.to_string()),
+                group: Some(group.clone()),
+                version: Some(version.clone()),
+                resource: Some(resource.clone()),
                 verb: Some(verb.to_string()),
                 namespace: namespace.clone(),
                 name: name.clone(),
@@ -95,19 +117,22 @@ pub fn forbidden_message(user: &User, attrs: &Attributes, reason: &str) -> Strin
     let mut message = match attrs {
         Attributes::Resource {
             verb,
+            group,
+            resource,
             namespace,
             name,
+            ..
         } => {
             let object = match name {
-                Some(name) => format!("{RESOURCE}.{GROUP} \"{name}\""),
-                None => format!("{RESOURCE}.{GROUP}"),
+                Some(name) => format!("{resource}.{group} \"{name}\""),
+                None => format!("{resource}.{group}"),
             };
             let scope = match namespace {
                 Some(ns) => format!("in the namespace \"{ns}\""),
                 None => "at the cluster scope".to_string(),
             };
             format!(
-                "{object} is forbidden: User \"{}\" cannot {verb} resource \"{RESOURCE}\" in API group \"{GROUP}\" {scope}",
+                "{object} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}",
                 user.name
             )
         }
@@ -183,6 +208,7 @@ impl Authorizer {
 mod tests {
     use super::*;
     use crate::api::route;
+    use crate::served::{DEFAULT_GROUP, DEFAULT_RESOURCES, DEFAULT_VERSIONS};
 
     fn alice() -> User {
         User {
@@ -191,22 +217,37 @@ mod tests {
         }
     }
 
+    fn attributes(served: &Served, path: &str) -> Attributes {
+        Attributes::for_route(served, &route(served, path), path)
+    }
+
+    fn resource(verb: &'static str, namespace: Option<&str>) -> Attributes {
+        Attributes::Resource {
+            verb,
+            group: "my.custom.api".into(),
+            version: "v1".into(),
+            resource: "myresources".into(),
+            namespace: namespace.map(String::from),
+            name: None,
+        }
+    }
+
     #[test]
     fn attributes_follow_the_route() {
+        let served = Served::parse(DEFAULT_GROUP, DEFAULT_VERSIONS, DEFAULT_RESOURCES).unwrap();
         let path = "/apis/my.custom.api/v1/namespaces/default/myresources/alpha";
-        let attrs = Attributes::for_route(&route(path), path);
-        let sar = review(&alice(), &attrs);
+        let sar = review(&alice(), &attributes(&served, path));
         let ra = sar.spec.resource_attributes.unwrap();
         assert_eq!(ra.verb.as_deref(), Some("get"));
         assert_eq!(ra.group.as_deref(), Some("my.custom.api"));
+        assert_eq!(ra.version.as_deref(), Some("v1"));
         assert_eq!(ra.resource.as_deref(), Some("myresources"));
         assert_eq!(ra.namespace.as_deref(), Some("default"));
         assert_eq!(ra.name.as_deref(), Some("alpha"));
         assert_eq!(sar.spec.user.as_deref(), Some("alice"));
         assert_eq!(sar.spec.groups, Some(vec!["devs".to_string()]));
 
-        let attrs = Attributes::for_route(&route("/apis"), "/apis");
-        let nra = review(&alice(), &attrs)
+        let nra = review(&alice(), &attributes(&served, "/apis"))
             .spec
             .non_resource_attributes
             .unwrap();
@@ -215,22 +256,52 @@ mod tests {
     }
 
     #[test]
-    fn forbidden_messages() {
-        let list = Attributes::Resource {
-            verb: "list",
-            namespace: Some("default".into()),
-            name: None,
-        };
+    fn reviews_the_requested_group_version_and_resource() {
+        let served =
+            Served::parse("demo.example.com", "v2beta1,v1", "widgets,gadgets:Gizmo").unwrap();
+        for (path, version, resource) in [
+            ("/apis/demo.example.com/v1/gadgets", "v1", "gadgets"),
+            (
+                "/apis/demo.example.com/v2beta1/namespaces/ns/widgets",
+                "v2beta1",
+                "widgets",
+            ),
+        ] {
+            let ra = review(&alice(), &attributes(&served, path))
+                .spec
+                .resource_attributes
+                .unwrap();
+            assert_eq!(ra.verb.as_deref(), Some("list"), "{path}");
+            assert_eq!(ra.group.as_deref(), Some("demo.example.com"), "{path}");
+            assert_eq!(ra.version.as_deref(), Some(version), "{path}");
+            assert_eq!(ra.resource.as_deref(), Some(resource), "{path}");
+        }
+        // An unknown version is a path, not a resource.
+        let path = "/apis/demo.example.com/v3/widgets";
+        let sar = review(&alice(), &attributes(&served, path));
+        assert!(sar.spec.resource_attributes.is_none());
         assert_eq!(
-            forbidden_message(&alice(), &list, ""),
+            sar.spec.non_resource_attributes.unwrap().path.as_deref(),
+            Some(path)
+        );
+
+        let path = "/apis/demo.example.com/v1/namespaces/ns/gadgets/beta";
+        assert_eq!(
+            forbidden_message(&alice(), &attributes(&served, path), ""),
+            "gadgets.demo.example.com \"beta\" is forbidden: User \"alice\" cannot get resource \"gadgets\" in API group \"demo.example.com\" in the namespace \"ns\""
+        );
+    }
+
+    #[test]
+    fn forbidden_messages() {
+        assert_eq!(
+            forbidden_message(&alice(), &resource("list", Some("default")), ""),
             "myresources.my.custom.api is forbidden: User \"alice\" cannot list resource \"myresources\" in API group \"my.custom.api\" in the namespace \"default\""
         );
-        let all = Attributes::Resource {
-            verb: "list",
-            namespace: None,
-            name: None,
-        };
-        assert!(forbidden_message(&alice(), &all, "").ends_with("at the cluster scope"));
+        assert!(
+            forbidden_message(&alice(), &resource("list", None), "")
+                .ends_with("at the cluster scope")
+        );
         let path = Attributes::NonResource {
             path: "/apis".into(),
         };

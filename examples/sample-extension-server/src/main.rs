@@ -1,19 +1,27 @@
 //! A small sample Kubernetes extension API server.
 //!
-//! It serves group `my.custom.api`, version `v1`, resource `myresources` (kind
-//! `MyResource`, read-only, in memory) behind the kube-apiserver aggregation
-//! layer. The pieces, one per file:
+//! It serves read-only, in-memory resources behind the kube-apiserver aggregation
+//! layer: by default group `my.custom.api`, version `v1`, resource `myresources`
+//! (kind `MyResource`); `--group`, `--versions` and `--resources` change that.
+//! The pieces, one per file:
+//! - `served.rs`: the served group, versions and resources, from the flags;
+//! - `token.rs`: the backend token check (`--token-env`);
 //! - `tls.rs`: HTTPS with the serving cert, optional client certificates;
 //! - `auth.rs`: who is calling (front-proxy client cert + `X-Remote-*` headers);
 //! - `authz.rs`: may they (a SubjectAccessReview to kube-apiserver);
-//! - `api.rs`: routing, discovery documents, objects and `Status` errors;
+//! - `api.rs`: routing, the answer to each route and `Status` errors;
+//! - `discovery.rs`, `objects.rs`: discovery documents, the sample objects;
 //! - `server.rs`: the accept loop and the request pipeline.
 
 mod api;
 mod auth;
 mod authz;
+mod discovery;
+mod objects;
+mod served;
 mod server;
 mod tls;
+mod token;
 
 use std::io::IsTerminal;
 use std::net::IpAddr;
@@ -28,9 +36,10 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
-/// Sample extension API server for `myresources.my.custom.api/v1`.
+/// A sample Kubernetes extension API server: read-only sample objects for the API
+/// group, versions and resources given (default: `myresources.my.custom.api/v1`).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// HTTPS port to listen on (0 picks a free one; see the log).
     #[arg(long, default_value_t = 8443)]
@@ -47,6 +56,19 @@ struct Args {
     /// Kubeconfig to reach kube-apiserver; default: in-cluster or $KUBECONFIG.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// API group to serve.
+    #[arg(long, default_value = served::DEFAULT_GROUP)]
+    group: String,
+    /// Comma-separated versions to serve; the first is the preferred one.
+    #[arg(long, value_name = "VERSION,...", default_value = served::DEFAULT_VERSIONS)]
+    versions: String,
+    /// Comma-separated resources to serve, as plural[:Kind] (without a Kind: `widgets` → `Widget`).
+    #[arg(long, value_name = "PLURAL[:KIND],...", default_value = served::DEFAULT_RESOURCES)]
+    resources: String,
+    /// Environment variable that must hold the backend token (e.g. BACKEND_TOKEN);
+    /// the server refuses to start if it is unset or empty.
+    #[arg(long, value_name = "NAME")]
+    token_env: Option<String>,
 }
 
 #[tokio::main]
@@ -58,6 +80,13 @@ async fn main() -> Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
+    let served = served::Served::parse(&args.group, &args.versions, &args.resources)?;
+    if let Some(name) = &args.token_env {
+        let token = token::BackendToken::from_env_value(name, std::env::var(name).ok())?;
+        // A real server would hand the token to its backend client; this one only checks it.
+        info!("backend token loaded from {name} ({} bytes)", token.len());
+    }
+    info!("serving {served}");
 
     let client = kube_client(args.kubeconfig.as_ref()).await?;
     let authn = auth::RequestHeaderAuth::load(client.clone()).await?;
@@ -69,7 +98,8 @@ async fn main() -> Result<()> {
     let state = Arc::new(server::State {
         authn,
         authz: authz::Authorizer::new(client),
-        objects: api::sample_objects(),
+        objects: objects::sample_objects(&served),
+        served,
     });
 
     let listener = listen(args.bind_address, args.secure_port)

@@ -19,15 +19,19 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use crate::api::{self, MyResource, Reply, Route};
+use crate::api::{self, Reply, Route};
 use crate::auth::RequestHeaderAuth;
 use crate::authz::{Attributes, Authorizer, forbidden_message};
+use crate::objects::Stored;
+use crate::served::Served;
 
 /// Everything a request handler needs.
 pub struct State {
     pub authn: RequestHeaderAuth,
     pub authz: Authorizer,
-    pub objects: Vec<MyResource>,
+    /// The group, versions and resources served.
+    pub served: Served,
+    pub objects: Vec<Stored>,
 }
 
 /// Serves until `shutdown` completes, then lets open connections finish (up to 10 s).
@@ -85,7 +89,7 @@ pub async fn serve(
 /// Health checks, then authentication, authorization, and finally the API.
 async fn handle(req: Request<Incoming>, certs: &[CertificateDer<'static>], state: &State) -> Reply {
     let path = req.uri().path();
-    let route = api::route(path);
+    let route = api::route(&state.served, path);
     if route == Route::Health {
         return Reply::text(StatusCode::OK, "ok");
     }
@@ -100,9 +104,9 @@ async fn handle(req: Request<Incoming>, certs: &[CertificateDer<'static>], state
         let message = "the server does not allow this method on the requested resource";
         return api::status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message);
     }
-    let attrs = Attributes::for_route(&route, path);
+    let attrs = Attributes::for_route(&state.served, &route, path);
     let reply = match state.authz.authorize(&user, &attrs).await {
-        Ok(decision) if decision.allowed => api::respond(&route, &state.objects),
+        Ok(decision) if decision.allowed => api::respond(&state.served, &route, &state.objects),
         Ok(decision) => {
             let message = forbidden_message(&user, &attrs, &decision.reason);
             api::status(StatusCode::FORBIDDEN, "Forbidden", message)

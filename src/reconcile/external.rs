@@ -1,0 +1,95 @@
+//! External servers (`spec.external`): the TLS step reads the user's CA instead of running one,
+//! and a verified handshake with the host stands in for ready replicas.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+
+use crate::context::Context;
+use crate::crd::{ExtensionServer, ExternalBackend, TlsMode};
+use crate::desired::TlsInput;
+use crate::error::Result;
+use crate::names::ServerNames;
+use crate::reconcile::tls::TlsStep;
+use crate::ssa::get_opt;
+use crate::status::{CertificateOutcome, ExternalProbe};
+use crate::tls::certs;
+use crate::tls::probe;
+
+/// The CA the APIServices trust: `ca.crt` of the Secret in `tls.secretName` (mode Secret), or
+/// none (mode Insecure).
+pub async fn tls(ctx: &Context, server: &ExtensionServer, names: &ServerNames) -> Result<TlsStep> {
+    let step = |input: Option<TlsInput>, outcome| TlsStep {
+        input,
+        outcome,
+        events: Vec::new(),
+        next_due: None,
+        rotating: false,
+        in_the_way: None,
+    };
+    let input = |secret_name: String, ca_bundle: Option<String>| TlsInput {
+        secret_name,
+        managed_serving: None,
+        ca_bundle,
+        cert_hash: String::new(),
+        front_proxy_hash: None,
+    };
+    if server.spec.tls.mode == TlsMode::Insecure {
+        let outcome = CertificateOutcome::External { ca: None };
+        return Ok(step(Some(input(String::new(), None)), outcome));
+    }
+    let secret_name = server.spec.tls.secret_name.clone().unwrap_or_default();
+    // The user's Secret is not cached (only Secrets the operator labels are): read it live.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let ca = get_opt(&secrets, &secret_name)
+        .await?
+        .and_then(|s| s.data?.remove("ca.crt"))
+        .map(|v| v.0)
+        .filter(|v| !v.is_empty());
+    let invalid = |why: String| Ok(step(None, CertificateOutcome::SecretInvalid(why)));
+    let Some(ca) = ca else {
+        return invalid(format!(
+            "Secret {}/{secret_name} (tls.secretName) must exist and hold ca.crt: the CA that signed the external server's certificate",
+            names.namespace
+        ));
+    };
+    let cas = match certs::inspect_bundle(&ca) {
+        Ok(cas) if !cas.is_empty() => cas,
+        Ok(_) => {
+            return invalid(format!(
+                "ca.crt in Secret {secret_name} holds no certificate"
+            ));
+        }
+        Err(e) => return invalid(format!("ca.crt in Secret {secret_name}: {e}")),
+    };
+    let ca_not_after = cas.iter().map(|c| c.not_after).min();
+    let outcome = CertificateOutcome::External {
+        ca: Some((secret_name.clone(), ca_not_after)),
+    };
+    let bundle = String::from_utf8_lossy(&ca).into_owned();
+    Ok(step(Some(input(secret_name, Some(bundle))), outcome))
+}
+
+/// Dials the external server as the aggregator will: `host:port`, verifying the certificate
+/// for `<name>.<namespace>.svc` against the bundle (TCP only in mode Insecure).
+pub async fn probe(
+    ctx: &Context,
+    external: &ExternalBackend,
+    names: &ServerNames,
+    bundle: Option<&str>,
+) -> ExternalProbe {
+    let server_name = format!("{}.{}.svc", names.name, names.namespace);
+    let port = u16::try_from(external.port).unwrap_or(443);
+    let outcome = probe::reach(
+        &ctx.probes,
+        &external.host,
+        port,
+        &server_name,
+        bundle.map(str::as_bytes),
+    )
+    .await;
+    ExternalProbe {
+        target: format!("{}:{}", external.host, external.port),
+        server_name,
+        outcome,
+    }
+}
