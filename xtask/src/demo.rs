@@ -94,7 +94,11 @@ pub async fn run(keep: bool) -> Result<()> {
     let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let ctx = Arc::new(Context::connect(config, Settings::default())?);
-    let operator = tokio::spawn(extension_server_operator::controller::run(ctx, None));
+    // Stopped by the demo, not by Ctrl-C: after `--keep` it still has the examples to clean up.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let operator = tokio::spawn(extension_server_operator::controller::run_until(
+        ctx, None, stopped,
+    ));
 
     eprintln!("==> applying examples/");
     kubectl(&cluster, &["apply", "-f", "examples/"], true)?;
@@ -189,7 +193,8 @@ pub async fn run(keep: bool) -> Result<()> {
         .await
         .with_context(|| format!("{name} was not cleaned up within 60 s"))??;
     }
-    operator.abort();
+    let _ = stop.send(true);
+    let _ = operator.await;
     drop(pods);
     println!("The cluster keeps running. Use it with: eval \"$(cargo xtask cluster env)\"");
     println!("Stop it with: cargo xtask cluster down");
