@@ -61,7 +61,7 @@ pub async fn test(minor: &str) -> Result<()> {
     let cluster = testenv::cluster::up_with(SHARED_INSTANCE, minor).await?;
     let before = crate::leftovers::Snapshot::take(&cluster)?;
     cargo(
-        &["test", "--workspace", "--locked"],
+        &["test", "--workspace", "--locked", "--no-fail-fast"],
         &[
             ("KUBECONFIG", cluster.kubeconfig.display().to_string()),
             ("PATH", path_with(&cluster)),
