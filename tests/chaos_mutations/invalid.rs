@@ -298,9 +298,20 @@ fn external_rule_breaker(setting: &Setting, spec: &Value, message: &str) -> Opti
     Some(next)
 }
 
+/// Whether the API server validates resource claims: before 1.34 (dynamic resource allocation
+/// off by default) it drops `resources.claims` silently, so such a spec works.
+fn claims_validated() -> bool {
+    let minor = testenv::tools::selected_kubernetes().unwrap_or_default();
+    minor.as_str() >= "1.34"
+}
+
 /// Specs admission lets through that cannot work; status must say why, naming the hint.
 pub fn unworkable(g: &mut Generator<'_>, spec: &Value) -> Violation {
-    let (what, path, value, hint) = match g.rng.below(3) {
+    let mut pick = g.rng.below(3);
+    if pick == 1 && !claims_validated() {
+        pick = 2;
+    }
+    let (what, path, value, hint) = match pick {
         0 => (
             "toleration operator the Deployment refuses",
             "spec.tolerations",
