@@ -10,15 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use extension_server_operator::context::{Context, Settings};
-use extension_server_operator::controller;
 use extension_server_operator::crd::ExtensionServer;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::chaos::{self, until};
-use testenv::TestNamespace;
 
 const INSTANCE: &str = "chaos-restarts";
 /// How long every server may take to converge once the restarted component is ready again.
@@ -82,13 +79,7 @@ async fn operator_converges_through_apiserver_and_etcd_restarts() {
         .try_init();
     let _instance = testenv::cluster::TearDown(INSTANCE);
     let mut cluster = testenv::cluster::up(INSTANCE).await.unwrap();
-    let ns = TestNamespace::create_on(cluster.clone(), "chaos-restarts")
-        .await
-        .unwrap();
-    support::install_crd(&ns.client).await;
-    let config = support::config_for(&ns).await;
-    let ctx = Arc::new(Context::connect(config, Settings::default()).unwrap());
-    let operator = tokio::spawn(controller::run(ctx, Some(ns.name.clone())));
+    let (ns, operator) = support::operator_on(cluster.clone(), "chaos-restarts").await;
 
     let n = chaos::sized(5, 20);
     let servers: Api<ExtensionServer> = ns.api();

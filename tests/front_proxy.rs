@@ -8,16 +8,13 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use extension_server_operator::context::{Context, Settings};
-use extension_server_operator::controller;
 use extension_server_operator::crd::ExtensionServer;
 use extension_server_operator::names::FRONT_PROXY_HASH_ANNOTATION;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, PostParams};
-use testenv::{TestNamespace, runtime};
+use testenv::runtime;
 
 const INSTANCE: &str = "front-proxy";
 /// How long the rollout and the aggregator may take after kube-apiserver is ready again.
@@ -59,13 +56,7 @@ async fn pods_roll_once_when_the_front_proxy_ca_rotates() {
     let phase = |what: &str| eprintln!("{:>6.1}s {what}", started.elapsed().as_secs_f64());
     let _instance = testenv::cluster::TearDown(INSTANCE);
     let mut cluster = testenv::cluster::up(INSTANCE).await.unwrap();
-    let ns = TestNamespace::create_on(cluster.clone(), "front-proxy")
-        .await
-        .unwrap();
-    support::install_crd(&ns.client).await;
-    let config = support::config_for(&ns).await;
-    let ctx = Arc::new(Context::connect(config, Settings::default()).unwrap());
-    let operator = tokio::spawn(controller::run(ctx, Some(ns.name.clone())));
+    let (ns, operator) = support::operator_on(cluster.clone(), "front-proxy").await;
 
     phase("cluster up");
     let servers: Api<ExtensionServer> = ns.api();

@@ -222,6 +222,18 @@ impl Harness {
     }
 }
 
+/// A test namespace on `cluster` (a dedicated instance) with the CRD and an in-process
+/// operator watching it.
+pub async fn operator_on(
+    cluster: testenv::Cluster,
+    prefix: &str,
+) -> (TestNamespace, JoinHandle<()>) {
+    let ns = TestNamespace::create_on(cluster, prefix).await.unwrap();
+    install_crd(&ns.client).await;
+    let (_, operator) = spawn_operator(&ns, &Settings::default(), None).await;
+    (ns, operator)
+}
+
 async fn spawn_operator(
     ns: &TestNamespace,
     settings: &Settings,
