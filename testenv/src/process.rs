@@ -83,8 +83,31 @@ pub fn terminate(pids: &[u32], grace: Duration) {
 
 /// A free loopback TCP port.
 pub fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    // Below Linux's ephemeral range (32768-60999): a port the kernel hands out with bind(0) can
+    // be taken by any process's outgoing connection before the component binds it.
+    const FIRST: u32 = 20000;
+    const COUNT: u32 = 12000;
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2654435761);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for step in 0..COUNT {
+        let offset = (seed.wrapping_add(step.wrapping_mul(7919))) % COUNT;
+        let Ok(port) = u16::try_from(FIRST + offset) else {
+            continue;
+        };
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port between {FIRST} and {}", FIRST + COUNT)
 }
 
 /// The log directory of a cluster state directory.
