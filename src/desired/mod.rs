@@ -45,8 +45,8 @@ pub struct TlsInput {
 }
 
 /// Every child object, in one struct that the apply step must consume whole.
-#[derive(Debug, Clone)]
 /// An external server (`spec.external`) has only the Service and the APIServices.
+#[derive(Debug, Clone)]
 pub struct Desired {
     pub service_account: Option<ServiceAccount>,
     pub auth_delegator: Option<ClusterRoleBinding>,
