@@ -40,6 +40,7 @@ impl Facts {
             watcher::Config::default(),
         )
         .default_backoff()
+        .modify(super::stores::slim)
         .reflect(writer)
         .touched_objects();
         let controller = controller.watches_stream(stream, move |namespace| {
@@ -57,6 +58,7 @@ impl Facts {
             watcher::Config::default(),
         )
         .default_backoff()
+        .modify(super::stores::slim)
         .reflect(writer)
         .touched_objects()
         .map(|_| ());
@@ -69,6 +71,7 @@ impl Facts {
                 .fields(&format!("metadata.name={AUTHENTICATION_CONFIG_MAP}")),
         )
         .default_backoff()
+        .modify(super::stores::slim)
         .reflect(writer)
         .touched_objects()
         .map(|_| ());

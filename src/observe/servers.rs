@@ -32,6 +32,7 @@ impl Servers {
         let signal = changed.clone();
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
+            .modify(super::stores::slim)
             .reflect(writer)
             .inspect(move |_| signal.notify_waiters())
             .touched_objects();

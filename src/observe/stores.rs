@@ -178,7 +178,7 @@ where
 }
 
 /// Drops what the operator never reads, to keep the caches small.
-fn slim<K: Resource>(object: &mut K) {
+pub(super) fn slim<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
@@ -247,5 +247,17 @@ mod tests {
             front_proxy_hash: None,
         };
         assert_eq!(desired(&server, &tls).kinds(), stores.kinds());
+    }
+
+    #[test]
+    fn slim_drops_managed_fields_and_the_last_applied_copy_only() {
+        let mut server: ExtensionServer = serde_yaml::from_str(
+            "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata:\n  name: s\n  annotations: {kubectl.kubernetes.io/last-applied-configuration: '{}', keep: me}\n  managedFields: [{manager: kubectl, operation: Apply}]\nspec: {group: g.example.com, versions: [{name: v1}], image: i}\n",
+        )
+        .expect("server");
+        slim(&mut server);
+        assert_eq!(server.metadata.managed_fields, None);
+        let annotations = server.metadata.annotations.expect("annotations");
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["keep"]);
     }
 }
