@@ -10,11 +10,12 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Client, Resource};
 use sha2::{Digest, Sha256};
 
+use super::stores::reflect;
 use crate::crd::ExtensionServer;
 use crate::names::{AUTHENTICATION_CONFIG_MAP, KUBE_SYSTEM};
 
@@ -34,15 +35,10 @@ impl Facts {
         client: &Client,
         servers: Store<ExtensionServer>,
     ) -> (Self, Controller<ExtensionServer>) {
-        let (namespaces, writer) = reflector::store();
-        let stream = watcher(
+        let (namespaces, stream) = reflect(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default(),
-        )
-        .default_backoff()
-        .modify(super::stores::slim)
-        .reflect(writer)
-        .touched_objects();
+        );
         let controller = controller.watches_stream(stream, move |namespace| {
             let name = namespace.meta().name.clone().unwrap_or_default();
             servers
@@ -52,30 +48,18 @@ impl Facts {
                 .map(|s| ObjectRef::from_obj(s.as_ref()))
                 .collect::<Vec<_>>()
         });
-        let (crds, writer) = reflector::store();
-        let changes = watcher(
+        let (crds, changes) = reflect(
             Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()),
             watcher::Config::default(),
-        )
-        .default_backoff()
-        .modify(super::stores::slim)
-        .reflect(writer)
-        .touched_objects()
-        .map(|_| ());
-        let controller = controller.reconcile_all_on(changes);
+        );
+        let controller = controller.reconcile_all_on(changes.map(|_| ()));
         // A rotated front-proxy CA changes every server's pod template.
-        let (authentication, writer) = reflector::store();
-        let changes = watcher(
+        let (authentication, changes) = reflect(
             Api::<ConfigMap>::namespaced(client.clone(), KUBE_SYSTEM),
             watcher::Config::default()
                 .fields(&format!("metadata.name={AUTHENTICATION_CONFIG_MAP}")),
-        )
-        .default_backoff()
-        .modify(super::stores::slim)
-        .reflect(writer)
-        .touched_objects()
-        .map(|_| ());
-        let controller = controller.reconcile_all_on(changes);
+        );
+        let controller = controller.reconcile_all_on(changes.map(|_| ()));
         let facts = Self {
             namespaces,
             crds,

@@ -158,7 +158,7 @@ where
 }
 
 /// A cache of `api` and the stream of changed objects that keeps it.
-fn reflect<K>(
+pub(super) fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
 ) -> (
