@@ -168,3 +168,31 @@ async fn an_external_server_is_registered_and_its_outage_reported() {
     let name = format!("v1.{GROUP}");
     assert!(api_services.get_opt(&name).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_refused_external_server_reports_its_backend_not_a_deployment() {
+    let h = Harness::start("external-refused").await;
+    // aggregation.dev is a CustomResourceDefinition's group, so the claim is refused.
+    h.create(
+        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {name: refused}\nspec: {group: aggregation.dev, versions: [{name: v9}], external: {host: '127.0.9.2', port: 9443}, tls: {mode: Insecure}}\n",
+    )
+    .await;
+    let refused = h
+        .wait_condition("refused", "Ready", "False", Some("ProtectedGroup"))
+        .await;
+    let reachable = support::condition(&refused, "BackendReachable");
+    assert_eq!(
+        (reachable.status.as_str(), reachable.reason.as_str()),
+        ("Unknown", "ProtectedGroup"),
+        "{reachable:?}"
+    );
+    let types: Vec<&str> = refused
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .map(|c| c.type_.as_str())
+        .collect();
+    assert!(!types.contains(&"DeploymentAvailable"), "{types:?}");
+}

@@ -178,6 +178,7 @@ fn compute(
         handshake: &handshake,
         refusal: None,
         external: None,
+        external_backend: false,
     };
     status::compute(&observation, previous, Time(at(now)))
 }

@@ -190,6 +190,7 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
         handshake: &handshake,
         refusal,
         external: external.as_ref(),
+        external_backend: server.spec.external.is_some(),
     };
     report(
         reconciler,
@@ -275,6 +276,7 @@ async fn refused(
         handshake: &crate::tls::probe::Handshake::Inconclusive,
         refusal: Some(refusal),
         external: None,
+        external_backend: server.spec.external.is_some(),
     };
     report(reconciler, server, &validated.names, &observation, &[], &[]).await?;
     Ok(Action::requeue(ctx.settings.resync))

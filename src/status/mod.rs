@@ -107,6 +107,8 @@ pub struct Observation<'a> {
     pub refusal: Option<&'a Refusal>,
     /// An external server: what dialling it found (it has no Deployment).
     pub external: Option<&'a ExternalProbe>,
+    /// The spec names an external server (`spec.external`), dialled or not.
+    pub external_backend: bool,
 }
 
 /// Builds the whole status, merging conditions with the previous ones.
@@ -168,9 +170,10 @@ pub fn verdicts(observation: &Observation<'_>) -> Vec<Verdict> {
 
 /// DeploymentAvailable, or BackendReachable for an external server.
 fn workload_type(o: &Observation<'_>) -> ConditionType {
-    match o.external {
-        Some(_) => BackendReachable,
-        None => DeploymentAvailable,
+    if o.external_backend {
+        BackendReachable
+    } else {
+        DeploymentAvailable
     }
 }
 

@@ -80,6 +80,8 @@ struct Fixture {
     registrations: Vec<Registration>,
     api_services: Vec<(ApiServiceName, Option<APIService>)>,
     handshake: Handshake,
+    refusal: Option<Refusal>,
+    external_backend: bool,
 }
 
 impl Fixture {
@@ -91,10 +93,17 @@ impl Fixture {
             registrations: vec![Registration::Registered(v1())],
             api_services: vec![(v1(), Some(api_service(Some(("True", "Passed", "")))))],
             handshake: Handshake::Trusted,
+            refusal: None,
+            external_backend: false,
         }
     }
 
     fn verdict(&self, type_: ConditionType) -> Verdict {
+        self.find(type_)
+            .expect("every condition type has a verdict")
+    }
+
+    fn find(&self, type_: ConditionType) -> Option<Verdict> {
         let names = names();
         let observation = Observation {
             names: &names,
@@ -106,13 +115,13 @@ impl Fixture {
             registrations: &self.registrations,
             api_services: &self.api_services,
             handshake: &self.handshake,
-            refusal: None,
+            refusal: self.refusal.as_ref(),
             external: None,
+            external_backend: self.external_backend,
         };
         verdicts(&observation)
             .into_iter()
             .find(|v| v.type_ == type_)
-            .expect("every condition type has a verdict")
     }
 }
 
@@ -393,6 +402,7 @@ fn compute_keeps_transition_times_and_records_the_generation() {
         handshake: &f.handshake,
         refusal: None,
         external: None,
+        external_backend: false,
     };
     let first = compute(&observation, None, Time(at(100)));
     let again = compute(&observation, Some(&first), Time(at(200)));
@@ -415,4 +425,49 @@ fn compute_keeps_transition_times_and_records_the_generation() {
     assert_eq!(certificate.not_after, Time(at(3_000)));
     assert_eq!(certificate.renewal_time, Some(Time(at(2_000))));
     assert_eq!(again.api_services[0].available, "True");
+}
+
+#[test]
+fn a_refused_server_points_every_condition_at_registered() {
+    for external_backend in [false, true] {
+        let f = Fixture {
+            refusal: Some(Refusal {
+                reason: Reason::NotGranted,
+                message: "namespace ns has no grant for group g.example.com".into(),
+                keep_registered: false,
+            }),
+            external_backend,
+            ..Fixture::healthy()
+        };
+        assert_verdict(
+            &f.verdict(ConditionType::Registered),
+            Status::False,
+            Reason::NotGranted,
+            "has no grant",
+        );
+        // An external server has no Deployment: its workload condition is BackendReachable.
+        let (workload, absent) = match external_backend {
+            true => (
+                ConditionType::BackendReachable,
+                ConditionType::DeploymentAvailable,
+            ),
+            false => (
+                ConditionType::DeploymentAvailable,
+                ConditionType::BackendReachable,
+            ),
+        };
+        for type_ in [
+            workload,
+            ConditionType::CertificateReady,
+            ConditionType::Available,
+        ] {
+            assert_verdict(
+                &f.verdict(type_),
+                Status::Unknown,
+                Reason::NotGranted,
+                "see Registered",
+            );
+        }
+        assert_eq!(f.find(absent), None, "external: {external_backend}");
+    }
 }
