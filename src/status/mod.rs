@@ -226,8 +226,16 @@ fn replica_counts(deployment: Option<&Deployment>) -> (i32, i32) {
 }
 
 fn deployment_verdict(o: &Observation<'_>) -> Verdict {
-    if let Some(probe) = o.external {
-        return backend_verdict(o, probe);
+    if o.external_backend {
+        return match o.external {
+            Some(probe) => backend_verdict(o, probe),
+            None => Verdict::new(
+                BackendReachable,
+                Status::Unknown,
+                Reason::WaitingForCertificate,
+                "not dialled yet: the CA to verify the external server with is not usable; see CertificateReady",
+            ),
+        };
     }
     let (_, ready) = replica_counts(o.deployment);
     let selector = format!(

@@ -471,3 +471,20 @@ fn a_refused_server_points_every_condition_at_registered() {
         assert_eq!(f.find(absent), None, "external: {external_backend}");
     }
 }
+
+#[test]
+fn an_external_server_not_yet_dialled_reports_its_backend() {
+    let f = Fixture {
+        external_backend: true,
+        deployment: None,
+        certificate: CertificateOutcome::SecretInvalid("Secret ns/ca has no ca.crt".into()),
+        ..Fixture::healthy()
+    };
+    assert_verdict(
+        &f.verdict(ConditionType::BackendReachable),
+        Status::Unknown,
+        Reason::WaitingForCertificate,
+        "see CertificateReady",
+    );
+    assert_eq!(f.find(ConditionType::DeploymentAvailable), None);
+}
