@@ -28,34 +28,6 @@ pub struct Settings {
     pub probe_concurrency: usize,
     /// Time between two sweeps for objects whose ExtensionServer is gone.
     pub sweep_interval: Duration,
-    /// Tests only: runs before the children of a server are built.
-    pub before_build: BuildHook,
-}
-
-/// A test hook run before the children of a server are built, for example to make that step
-/// panic on purpose. Production never sets one.
-#[derive(Clone, Default)]
-pub struct BuildHook(pub Option<Arc<HookFn>>);
-
-/// What a [`BuildHook`] runs.
-pub type HookFn = dyn Fn(&crate::crd::ExtensionServer) + Send + Sync;
-
-impl BuildHook {
-    pub fn run(&self, server: &crate::crd::ExtensionServer) {
-        if let Some(hook) = &self.0 {
-            hook(server);
-        }
-    }
-}
-
-impl std::fmt::Debug for BuildHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "BuildHook(set)"
-        } else {
-            "BuildHook(none)"
-        })
-    }
 }
 
 impl Default for Settings {
@@ -71,7 +43,6 @@ impl Default for Settings {
             concurrency: 16,
             probe_concurrency: 8,
             sweep_interval: Duration::from_secs(300),
-            before_build: BuildHook::default(),
         }
     }
 }

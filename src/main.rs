@@ -115,7 +115,6 @@ async fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency,
         probe_concurrency: usize::try_from(args.probe_concurrency)?,
         sweep_interval: duration::parse(&args.sweep_interval)?.max(Duration::from_secs(1)),
-        before_build: Default::default(),
     };
     tls::lifetimes(None, None, settings.default_lifetimes)
         .context("--default-certificate-duration and --default-ca-duration")?;

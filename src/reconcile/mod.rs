@@ -155,7 +155,6 @@ async fn run(server: &ExtensionServer, reconciler: &Reconciler) -> Result<Action
     };
     let applied = match &tls.input {
         Some(input) => {
-            ctx.settings.before_build.run(server);
             let input = desired::TlsInput {
                 front_proxy_hash: server
                     .spec

@@ -1,7 +1,6 @@
 //! The fault suite's shared parts: its scale (short in `cargo xtask test`, full in
 //! `cargo xtask chaos`), a seeded random source, and the per-part results that
 //! `cargo xtask chaos` gathers into `target/chaos/report.json`.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -124,16 +123,18 @@ where
     .flatten()
 }
 
-/// Generated property cases so far, per test binary and property.
-static CASES: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>> =
-    std::sync::Mutex::new(std::collections::BTreeMap::new());
+/// Generated property cases so far, per part and property.
+type Cases =
+    std::collections::BTreeMap<&'static str, std::collections::BTreeMap<&'static str, u64>>;
+static CASES: std::sync::Mutex<Cases> = std::sync::Mutex::new(Cases::new());
 
-/// Counts one generated case of `property` (in test binary `binary`). The totals are written
-/// to `target/chaos/parts/properties-<binary>.json` at every power of two and every 4096th
-/// case, so a report never counts more cases than ran.
-pub fn count_case(binary: &str, property: &'static str) {
+/// Counts one generated case of `property` in `part` (such as `properties`). The part's totals
+/// are written to `target/chaos/parts/properties-<part>.json` at every power of two and every
+/// 4096th case, so a report never counts more cases than ran.
+pub fn count_case(part: &'static str, property: &'static str) {
     let snapshot = {
-        let mut cases = CASES.lock().unwrap_or_else(|p| p.into_inner());
+        let mut parts = CASES.lock().unwrap_or_else(|p| p.into_inner());
+        let cases = parts.entry(part).or_default();
         let count = cases.entry(property).or_default();
         *count += 1;
         (count.is_power_of_two() || count.is_multiple_of(4096)).then(|| cases.clone())
@@ -141,7 +142,7 @@ pub fn count_case(binary: &str, property: &'static str) {
     if let Some(cases) = snapshot {
         let total: u64 = cases.values().sum();
         record(
-            &format!("properties-{binary}"),
+            &format!("properties-{part}"),
             serde_json::json!({"property_cases": total, "by_property": cases}),
         );
     }

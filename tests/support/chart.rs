@@ -1,5 +1,4 @@
 //! The Helm chart: rendering it, and feeding manifests to kubectl.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::Write;
 use std::path::Path;

@@ -3,7 +3,6 @@
 //! write k gets back), fails a random share of requests (500, 429 with Retry-After, 409, a
 //! connection reset before or after the request reached the server, a timeout) and cuts
 //! watch streams at random. It also remembers every object a write created.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -32,6 +31,16 @@ pub struct Plan {
     /// Cut a watch stream (with the same share as `fault_rate`) after a random 1–10 s.
     pub cut_watches: bool,
     pub seed: u64,
+    /// A write whose path ends in [`PanicOn::path_suffix`] panics in the task that awaits its
+    /// response (the kube client polls the layer's future there): a bug on purpose.
+    pub panic_on: Option<PanicOn>,
+}
+
+/// Where and how [`Plan::panic_on`] panics.
+#[derive(Debug, Clone)]
+pub struct PanicOn {
+    pub path_suffix: String,
+    pub message: String,
 }
 
 /// What the layer saw and did; shared by every client built from the same [`Faults`].
@@ -279,6 +288,15 @@ where
             .uri()
             .query()
             .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+        if let Some(panic) = faults
+            .plan
+            .panic_on
+            .clone()
+            .filter(|p| write && path.ends_with(&p.path_suffix))
+        {
+            // Nothing is sent; the panic surfaces where the response is awaited.
+            return Box::pin(async move { panic!("{}", panic.message) });
+        }
         let fault = faults.draw(write, watch);
         let forwarded = match fault {
             None | Some(Fault::ResetAfter) => Some(self.inner.call(request)),

@@ -1,10 +1,10 @@
 //! Shared helpers for controller tests: the CRD installed, an in-process operator scoped to the
 //! test's namespace, and waits on conditions (never sleeps).
-#![allow(dead_code, clippy::unwrap_used)] // each test binary uses a subset; setup fails loudly
 
 pub mod chaos;
 pub mod chart;
 pub mod faults;
+pub mod fixture;
 pub mod operator;
 pub mod policy;
 pub mod requests;
@@ -75,27 +75,11 @@ pub fn remove_debris(ns: &TestNamespace) {
     }
 }
 
-/// An ExtensionServer the pod-runtime stand-in can run: the sample server's group
-/// (`my.custom.api/v1`) on port 443 with the mounted certificate.
-pub fn sample_server_yaml(name: &str, tls: &str) -> String {
-    format!(
-        r#"
-apiVersion: aggregation.dev/v1alpha1
-kind: ExtensionServer
-metadata: {{name: {name}}}
-spec:
-  group: my.custom.api
-  versions: [{{name: v1, groupPriorityMinimum: 1000, versionPriority: 15}}]
-  image: my-extension-server-image:latest
-  replicas: 1
-  port: 443
-  args:
-    - --secure-port=443
-    - --tls-cert-file=/var/run/extension-server/tls/tls.crt
-    - --tls-private-key-file=/var/run/extension-server/tls/tls.key
-  tls: {tls}
-"#
-    )
+/// The sample server serves one fixed group (`my.custom.api`) and its APIService is
+/// cluster-wide, so the tests that register it take turns: each holds this while it runs.
+pub async fn sample_group_turn() -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    TURN.lock().await
 }
 
 pub async fn install_crd(client: &kube::Client) {
@@ -172,10 +156,9 @@ impl Harness {
         self.ns.api()
     }
 
-    /// Creates an ExtensionServer from YAML (namespace filled in).
-    pub async fn create(&self, yaml: &str) -> ExtensionServer {
-        let mut server: ExtensionServer = serde_yaml::from_str(yaml).unwrap();
-        server.metadata.namespace = Some(self.ns.name.clone());
+    /// Creates the ExtensionServer `server` describes in the test's namespace.
+    pub async fn create(&self, server: &fixture::Server) -> ExtensionServer {
+        let server = server.clone().namespace(&self.ns.name).build();
         self.servers()
             .create(&PostParams::default(), &server)
             .await

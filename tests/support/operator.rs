@@ -1,5 +1,4 @@
 //! The operator binary built for these tests, as a child process scoped to a test namespace.
-#![allow(dead_code, unused_imports, clippy::unwrap_used)]
 
 use std::path::Path;
 

@@ -1,5 +1,4 @@
 //! ValidatingAdmissionPolicies a test installs, removed however the test ends.
-#![allow(dead_code)]
 
 use testenv::TestNamespace;
 

@@ -1,5 +1,4 @@
 //! Records which (API group, resource, verb) a client's requests exercise, as RBAC sees them.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -2,7 +2,6 @@
 //! the same state compare equal: every managed object (kind, name, labels, owners, spec), the
 //! APIServices and the status, without uids, timestamps, resourceVersions, ClusterIPs,
 //! certificate bytes or hashes of them.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 

@@ -10,22 +10,22 @@ pub const FOUND: [Bug; 6] = [
     Bug {
         found_by: "mutations",
         what: "switching tls.mode between Managed and Insecure on a registered server failed forever: the caBundle our create set outlived every server-side apply",
-        regression_test: "tests/tls_modes.rs::switching_between_managed_and_insecure_moves_the_api_services_trust",
+        regression_test: "tests/cluster/tls_modes.rs::switching_between_managed_and_insecure_moves_the_api_services_trust",
     },
     Bug {
         found_by: "mutations",
         what: "duplicate env names passed admission but the Deployment could never be applied",
-        regression_test: "tests/validation.rs (duplicate env names)",
+        regression_test: "tests/cluster/validation.rs (duplicate env names)",
     },
     Bug {
         found_by: "restarts",
         what: "kube-runtime's trigger backoff paused every cache for up to 30 s per watch error, for minutes after a kube-apiserver restart",
-        regression_test: "tests/chaos_restarts.rs",
+        regression_test: "tests/chaos/chaos_restarts.rs",
     },
     Bug {
         found_by: "faults",
         what: "retry delays doubled on unrelated transient failures, so at a 30 % fault rate servers waited minutes between passes",
-        regression_test: "tests/chaos_faults.rs (30 %), src/reconcile/backoff.rs unit tests",
+        regression_test: "tests/chaos/chaos_faults.rs (30 %), src/reconcile/backoff.rs unit tests",
     },
     Bug {
         found_by: "mutations",

@@ -1,0 +1,12 @@
+//! The fault suite: short in `cargo xtask test`, full in `cargo xtask chaos`. Each module is
+//! one part and writes its results to `target/chaos/parts/`.
+#![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod chaos_churn;
+mod chaos_crash;
+mod chaos_faults;
+mod chaos_mutations;
+mod chaos_restarts;

@@ -1,0 +1,141 @@
+//! The Helm chart: it carries the generated CRD, lints strictly, and its rendered manifests pass a
+//! server-side dry run against the real API server.
+
+use std::process::Command;
+
+use testenv::TestNamespace;
+
+use crate::support::chart::{CHART, kubectl_stdin, template};
+
+#[test]
+fn chart_crd_is_the_generated_crd() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let generated =
+        std::fs::read(format!("{root}/crds/extensionservers.aggregation.dev.yaml")).unwrap();
+    let in_chart = std::fs::read(format!(
+        "{CHART}/crds/extensionservers.aggregation.dev.yaml"
+    ))
+    .unwrap();
+    assert!(generated == in_chart, "copy crds/ into the chart's crds/");
+}
+
+/// The README's `helm template` line renders without a cluster, and the chart refuses a
+/// Kubernetes older than the tested range.
+#[test]
+fn the_readme_helm_template_example_renders_without_a_cluster() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("helm template "))
+        .expect("the README has a `helm template` example");
+    let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+    assert!(args.contains(&"--kube-version"), "{line}");
+    let helm = testenv::tools::ensure_built().unwrap().helm;
+    let run = |args: &[&str]| {
+        Command::new(&helm)
+            .current_dir(root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let rendered = run(&args);
+    assert!(
+        rendered.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    assert!(String::from_utf8_lossy(&rendered.stdout).contains("kind: Deployment"));
+    // Without a version helm assumes v1.20.0; 1.32 is below the tested range.
+    let without: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--kube-version" && !a.starts_with("1."))
+        .collect();
+    let too_old: Vec<&str> = args
+        .iter()
+        .map(|a| if a.starts_with("1.") { "1.32.0" } else { a })
+        .collect();
+    for refused in [run(&without), run(&too_old)] {
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains(">=1.33.0-0"),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn chart_lints_and_renders_valid_objects() {
+    let ns = TestNamespace::create("chart").await.unwrap();
+    let helm = &ns.cluster.tools.helm;
+    let lint = Command::new(helm)
+        .args(["lint", "--strict", CHART])
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+
+    let rendered = template(
+        helm,
+        "eso",
+        &[
+            "--namespace",
+            &ns.name,
+            "--set",
+            "podDisruptionBudget.enabled=true",
+            "--set",
+            "replicaCount=2",
+        ],
+    );
+    let applied = kubectl_stdin(
+        &ns,
+        &["apply", "--dry-run=server", "-f", "-"],
+        rendered.as_bytes(),
+    );
+    let out = String::from_utf8_lossy(&applied.stdout);
+    assert!(
+        applied.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    for kind in [
+        "serviceaccount/",
+        "clusterrole.rbac",
+        "clusterrolebinding.rbac",
+        "deployment.apps/",
+        "service/",
+        "poddisruptionbudget.policy/",
+        "role.rbac.authorization.k8s.io/eso-leader-election",
+        "rolebinding.rbac.authorization.k8s.io/eso-leader-election",
+    ] {
+        assert!(out.contains(kind), "{kind} missing from:\n{out}");
+    }
+    assert!(!rendered.contains("verbs: [\"*\"]"));
+    assert!(
+        rendered.contains("- --leader-elect\n"),
+        "replicas > 1 must elect a leader"
+    );
+}
+
+#[test]
+fn service_monitor_renders_only_when_its_api_exists() {
+    let helm = testenv::tools::built().unwrap().helm;
+    let render = |extra: &[&str]| template(&helm, "eso", extra);
+    assert!(!render(&[]).contains("kind: ServiceMonitor"));
+    let with_api = render(&["--api-versions", "monitoring.coreos.com/v1"]);
+    assert!(with_api.contains("kind: ServiceMonitor"));
+    assert!(
+        !render(&[
+            "--api-versions",
+            "monitoring.coreos.com/v1",
+            "--set",
+            "serviceMonitor.enabled=false"
+        ])
+        .contains("kind: ServiceMonitor")
+    );
+}

@@ -1,0 +1,43 @@
+//! The Dockerfile passes hadolint, builds with the same `cargo build --release --locked` as the
+//! rest of the project, runs non-root, and the chart's default image is the image it builds.
+
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    let hadolint = testenv::hadolint::ensure().unwrap();
+    let output = Command::new(hadolint)
+        .arg(format!("{ROOT}/Dockerfile"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && output.stdout.is_empty(),
+        "hadolint findings:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn dockerfile_builds_locked_and_runs_non_root() {
+    let dockerfile = std::fs::read_to_string(format!("{ROOT}/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("RUN cargo build --release --locked --bin extension-server-operator")
+    );
+    assert!(dockerfile.contains("USER 65532:65532"));
+    let values = std::fs::read_to_string(format!(
+        "{ROOT}/charts/extension-server-operator/values.yaml"
+    ))
+    .unwrap();
+    let deployment = std::fs::read_to_string(format!(
+        "{ROOT}/charts/extension-server-operator/templates/deployment.yaml"
+    ))
+    .unwrap();
+    // The chart runs the image's entrypoint with the `run` subcommand, as the image's CMD does.
+    assert!(dockerfile.contains(r#"CMD ["run"]"#));
+    assert!(deployment.contains("- run\n"));
+    assert!(deployment.contains("runAsUser: 65532"));
+    assert!(values.contains("repository: ghcr.io/aggregation-dev/extension-server-operator"));
+}

@@ -1,0 +1,205 @@
+//! External servers: the sample server runs as a plain process at a loopback address outside
+//! the Service range, registered through `spec.external` with the user's CA. The aggregator
+//! reaches it through the operator's ExternalName Service; stopping it is reported.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use extension_server_operator::apiservice::APIService;
+use extension_server_operator::tls::certs;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::wait::conditions;
+
+use crate::support;
+use crate::support::Harness;
+use crate::support::fixture::Server;
+
+/// Loopback, outside the cluster's Service range (127.64.0.0/16).
+const HOST: &str = "127.0.9.1";
+const NAME: &str = "outside";
+const GROUP: &str = "outside.custom.api";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((HOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The user's CA in a Secret, and a serving certificate from it for `<name>.<ns>.svc`.
+async fn user_ca(h: &Harness) -> certs::KeyedCert {
+    let lifetime = Duration::from_secs(24 * 3600);
+    let ca = certs::generate_ca("outside ca", Timestamp::now(), lifetime).unwrap();
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("outside-ca".into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            "ca.crt".to_string(),
+            ByteString(ca.cert_pem.clone().into_bytes()),
+        )])),
+        ..Default::default()
+    };
+    let secrets: Api<Secret> = h.ns.api();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let dns = vec![format!("{NAME}.{}.svc", h.ns.name)];
+    certs::issue_serving(&ca, &dns, Timestamp::now(), lifetime).unwrap()
+}
+
+async fn list_through_aggregator(h: &Harness) -> Result<usize, String> {
+    let path = format!("/apis/{GROUP}/v1/namespaces/default/myresources");
+    let request = http::Request::get(path).body(Vec::new()).unwrap();
+    let list: serde_json::Value =
+        h.ns.client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+    Ok(list["items"].as_array().map_or(0, Vec::len))
+}
+
+#[tokio::test]
+async fn an_external_server_is_registered_and_its_outage_reported() {
+    let h = Harness::start("external").await;
+    let serving = user_ca(&h).await;
+    let dir = testenv::paths::workspace_root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("outside-tls.crt"), dir.join("outside-tls.key"));
+    std::fs::write(&cert, &serving.cert_pem).unwrap();
+    std::fs::write(&key, &serving.key_pem).unwrap();
+    let port = free_port();
+    let args = [
+        format!("--bind-address={HOST}"),
+        format!("--secure-port={port}"),
+        format!("--tls-cert-file={}", cert.display()),
+        format!("--tls-private-key-file={}", key.display()),
+        format!("--kubeconfig={}", h.ns.cluster.kubeconfig.display()),
+        format!("--group={GROUP}"),
+    ];
+    let log = dir.join(format!("{}-outside.log", h.ns.name));
+    let server = testenv::runtime::spawn_sample_server(&args, &log)
+        .await
+        .unwrap();
+
+    h.create(
+        &Server::new(NAME)
+            .group(GROUP)
+            .external(HOST, port)
+            .tls("{mode: Secret, secretName: outside-ca}"),
+    )
+    .await;
+    let ready = h.wait_condition(NAME, "Ready", "True", None).await;
+    let reachable = support::condition(&ready, "BackendReachable");
+    assert_eq!(reachable.reason, "BackendReachable", "{reachable:?}");
+    assert!(
+        ready
+            .status
+            .as_ref()
+            .unwrap()
+            .conditions
+            .iter()
+            .all(|c| c.type_ != "DeploymentAvailable")
+    );
+
+    // Nothing runs in the cluster: an ExternalName Service, no Deployment, no bindings.
+    let services: Api<Service> = h.ns.api();
+    let spec = services.get(NAME).await.unwrap().spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ExternalName"));
+    assert_eq!(spec.external_name.as_deref(), Some(HOST));
+    let deployments: Api<Deployment> = h.ns.api();
+    assert!(deployments.get_opt(NAME).await.unwrap().is_none());
+    let bindings = h.ns.kubectl(&[
+        "get",
+        "clusterrolebindings",
+        "-l",
+        &format!("aggregation.dev/extension-server-namespace={}", h.ns.name),
+        "-o",
+        "name",
+    ]);
+    assert!(String::from_utf8_lossy(&bindings.stdout).trim().is_empty());
+
+    // Requests go through the aggregator to the process, verified against the user's CA.
+    support::eventually(
+        Duration::from_secs(60),
+        "myresources through the aggregator",
+        || {
+            let h = &h;
+            async move { list_through_aggregator(h).await == Ok(3) }
+        },
+    )
+    .await;
+    let listed =
+        h.ns.kubectl(&["get", &format!("myresources.{GROUP}"), "-n", "default"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("alpha"),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+
+    // The server stops: status says so, and what to do.
+    drop(server);
+    let down = h.wait_condition(NAME, "Available", "False", None).await;
+    let available = support::condition(&down, "Available");
+    let target = format!("{HOST}:{port}");
+    assert!(
+        available.message.contains(&target) && available.message.contains("start it"),
+        "{available:?}"
+    );
+    let reachable = support::condition(&down, "BackendReachable");
+    assert_eq!(reachable.status, "False", "{reachable:?}");
+    assert!(
+        reachable
+            .message
+            .to_lowercase()
+            .contains("connection refused"),
+        "{reachable:?}"
+    );
+
+    // Deleting it leaves no unavailable APIService behind.
+    let uid = down.metadata.uid.clone().unwrap();
+    h.servers().delete(NAME, &Default::default()).await.unwrap();
+    support::wait_for(h.servers(), NAME, conditions::is_deleted(&uid)).await;
+    let api_services: Api<APIService> = Api::all(h.ns.client.clone());
+    let name = format!("v1.{GROUP}");
+    assert!(api_services.get_opt(&name).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_refused_external_server_reports_its_backend_not_a_deployment() {
+    let h = Harness::start("external-refused").await;
+    // aggregation.dev is a CustomResourceDefinition's group, so the claim is refused.
+    h.create(
+        &Server::new("refused")
+            .group("aggregation.dev")
+            .versions(&["v9"])
+            .external("127.0.9.2", 9443)
+            .tls("{mode: Insecure}"),
+    )
+    .await;
+    let refused = h
+        .wait_condition("refused", "Ready", "False", Some("ProtectedGroup"))
+        .await;
+    let reachable = support::condition(&refused, "BackendReachable");
+    assert_eq!(
+        (reachable.status.as_str(), reachable.reason.as_str()),
+        ("Unknown", "ProtectedGroup"),
+        "{reachable:?}"
+    );
+    let types: Vec<&str> = refused
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .map(|c| c.type_.as_str())
+        .collect();
+    assert!(!types.contains(&"DeploymentAvailable"), "{types:?}");
+}

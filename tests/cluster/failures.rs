@@ -1,0 +1,157 @@
+//! Failures reach the user and stay contained: a refused apply shows in status with one Warning
+//! Event and backs off; a panicking pass marks only its own server.
+
+use std::time::{Duration, Instant};
+
+use extension_server_operator::context::Settings;
+use testenv::TestNamespace;
+
+use crate::support;
+use crate::support::chart::kubectl_stdin;
+use crate::support::faults::{Faults, PanicOn, Plan};
+use crate::support::fixture::Server;
+use crate::support::policy::Installed;
+use crate::support::{Harness, condition};
+
+fn server(name: &str, group: &str) -> Server {
+    Server::new(name).group(group).port(443)
+}
+
+const DENIED: &str = "Deployments are frozen in this namespace";
+
+const PROBE_DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: probe}\nspec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}}\n";
+
+/// Installs a ValidatingAdmissionPolicy refusing every Deployment write in `ns`, and waits
+/// until it takes effect.
+async fn deny_deployments(ns: &TestNamespace) -> Installed<'_> {
+    let name = format!("{}-deny-deployments", ns.name);
+    let yaml = format!(
+        r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - {{apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}}
+  validations: [{{expression: "false", message: "{DENIED}"}}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: {name}}}
+spec:
+  policyName: {name}
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
+"#,
+        ns = ns.name
+    );
+    let out = kubectl_stdin(ns, &["apply", "-f", "-"], yaml.as_bytes());
+    assert!(out.status.success(), "{out:?}");
+    let installed = Installed { ns, name };
+    // A policy takes effect asynchronously: wait until a dry-run create is refused.
+    support::eventually(Duration::from_secs(30), "the policy to deny", || {
+        let out = kubectl_stdin(
+            ns,
+            &["create", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+            PROBE_DEPLOYMENT.as_bytes(),
+        );
+        let denied = String::from_utf8_lossy(&out.stderr).contains(DENIED);
+        async move { denied }
+    })
+    .await;
+    installed
+}
+
+#[tokio::test]
+async fn a_refused_apply_shows_in_status_once_backs_off_and_recovers() {
+    // The sample server serves my.custom.api, so the server can become Ready for real.
+    let _turn = support::sample_group_turn().await;
+    let h = Harness::start("es-refused").await;
+    let policy = deny_deployments(&h.ns).await;
+    let created = h
+        .create(&server("frozen", "my.custom.api").sample_port(443))
+        .await;
+
+    let failed = h
+        .wait_condition("frozen", "Ready", "False", Some("DeploymentApplyFailed"))
+        .await;
+    let ready = condition(&failed, "Ready");
+    assert!(ready.message.contains(DENIED), "{}", ready.message);
+    assert_eq!(ready.observed_generation, created.metadata.generation);
+    assert_eq!(
+        failed.status.as_ref().unwrap().observed_generation,
+        created.metadata.generation
+    );
+
+    // Over 60 s of the same failure, retries back off and repeat no Event. A fixed 5 s retry
+    // would fail 12 times; backoff from 1 s (with at most 20 % jitter) about 6 times.
+    let errors_before = h.ctx.metrics.errors();
+    let mut passes = h.ctx.metrics.watch_reconciles();
+    let mut finished = Vec::new();
+    let window = Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        while passes.changed().await.is_ok() {
+            finished.push(window.elapsed());
+        }
+    })
+    .await;
+    let failures = h.ctx.metrics.errors() - errors_before;
+    assert!(
+        (2..=8).contains(&failures),
+        "{failures} failures in 60 s (passes ended at {finished:?})"
+    );
+    let gaps: Vec<Duration> = finished.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.last()
+            .is_some_and(|gap| *gap >= Duration::from_secs(8)),
+        "retries did not back off: {gaps:?}"
+    );
+    assert_eq!(
+        support::warnings(&h.ns, "DeploymentApplyFailed")
+            .await
+            .into_values()
+            .collect::<Vec<_>>(),
+        [1],
+        "one Warning Event, not one per retry"
+    );
+
+    // The policy gone, the next retry succeeds and the server goes Ready.
+    let _pod = testenv::runtime::start(&h.ns.cluster, &h.ns.name, "frozen")
+        .await
+        .unwrap();
+    drop(policy);
+    h.wait_condition("frozen", "Ready", "True", None).await;
+}
+
+#[tokio::test]
+async fn a_panicking_pass_marks_only_its_server_and_the_operator_carries_on() {
+    // Every write of boom's Deployment panics in the pass that makes it.
+    let faults = Faults::new(Plan {
+        panic_on: Some(PanicOn {
+            path_suffix: "/deployments/boom".into(),
+            message: "a builder bug, on purpose".into(),
+        }),
+        ..Plan::default()
+    });
+    let h = Harness::start_with_client("es-panic", Settings::default(), Some(faults.make_client()))
+        .await;
+    let group = format!("{}.custom.api", h.ns.name);
+    h.create(&server("boom", &format!("boom.{group}"))).await;
+    let boom = h
+        .wait_condition("boom", "Ready", "False", Some("InternalError"))
+        .await;
+    assert!(
+        condition(&boom, "Ready")
+            .message
+            .contains("a builder bug, on purpose")
+    );
+    let warnings = support::warnings(&h.ns, "InternalError").await;
+    assert_eq!(warnings.into_values().collect::<Vec<_>>(), [1]);
+
+    // The operator still serves the others, created after the panic.
+    h.create(&server("calm", &group)).await;
+    h.wait_condition("calm", "Registered", "True", None).await;
+}

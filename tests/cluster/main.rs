@@ -1,0 +1,30 @@
+//! Tests against the local control plane (`cargo xtask cluster up`) and the tools built with it
+//! (helm, hadolint, promtool, kubectl): one module per concern, one binary, one copy of
+//! `support`.
+#![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod admission_policy;
+mod alerts;
+mod chart;
+mod chart_install;
+mod chart_rbac;
+mod control_plane;
+mod controller;
+mod deletion;
+mod dockerfile;
+mod e2e;
+mod external;
+mod failures;
+mod front_proxy;
+mod leader_election;
+mod rotation;
+mod runtime_endpoints;
+mod secret_cache;
+mod sweep;
+mod tls_modes;
+mod tls_trust;
+mod trust;
+mod validation;

@@ -1,0 +1,387 @@
+//! The trust boundary against the local control plane: protected groups, grants (reloaded at
+//! runtime), adoption, and no takeover of same-named objects.
+
+use std::path::PathBuf;
+
+use extension_server_operator::apiservice::APIService;
+use extension_server_operator::context::Settings;
+use extension_server_operator::crd::ExtensionServer;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::{Api, ObjectMeta, PostParams};
+
+use crate::support;
+use crate::support::fixture::Server;
+use crate::support::{Harness, condition, wait_for};
+
+fn server(name: &str, group: &str) -> Server {
+    Server::new(name).group(group)
+}
+
+/// A grants file of the test's own, rewritten in place as the test goes.
+struct GrantsFile(PathBuf);
+
+impl GrantsFile {
+    fn new(tag: &str, text: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("eso-grants-{tag}-{}.yaml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        Self(path)
+    }
+    fn write(&self, text: &str) {
+        std::fs::write(&self.0, text).unwrap();
+    }
+    fn settings(&self) -> Settings {
+        Settings {
+            grants_file: Some(self.0.clone()),
+            ..Settings::default()
+        }
+    }
+}
+
+impl Drop for GrantsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Nothing of this server's exists but its status: no APIService, binding or ServiceAccount.
+async fn nothing_created(h: &Harness, name: &str, api_service: &str) {
+    let client = h.ns.client.clone();
+    let apis: Api<APIService> = Api::all(client.clone());
+    assert!(
+        apis.get_opt(api_service).await.unwrap().is_none(),
+        "{api_service}"
+    );
+    let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let crb = format!("aggregation.dev:{}:{name}:auth-delegator", h.ns.name);
+    assert!(crbs.get_opt(&crb).await.unwrap().is_none(), "{crb}");
+    let rbs: Api<RoleBinding> = Api::namespaced(client.clone(), "kube-system");
+    let rb = format!("aggregation.dev:{}:{name}:auth-reader", h.ns.name);
+    assert!(rbs.get_opt(&rb).await.unwrap().is_none(), "{rb}");
+    let accounts: Api<ServiceAccount> = h.ns.api();
+    assert!(
+        accounts.get_opt(name).await.unwrap().is_none(),
+        "ServiceAccount {name}"
+    );
+}
+
+/// Deletes the server; the ServiceAccount it used stays as it was, and no binding is left.
+async fn deleted_leaving_account(h: &Harness, name: &str, account: &ServiceAccount) {
+    let servers = h.servers();
+    servers.delete(name, &Default::default()).await.unwrap();
+    wait_for(servers, name, |s: Option<&ExtensionServer>| s.is_none()).await;
+    let accounts: Api<ServiceAccount> = h.ns.api();
+    let account_name = account.metadata.name.as_deref().unwrap();
+    let after = accounts.get(account_name).await.unwrap();
+    assert_eq!(after.metadata.uid, account.metadata.uid);
+    assert!(
+        after
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
+    let crb = format!("aggregation.dev:{}:{name}:auth-delegator", h.ns.name);
+    assert!(crbs.get_opt(&crb).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn protected_groups_get_nothing_but_status() {
+    let h = Harness::start("trust-protected").await;
+    h.create(&server("builtin", "rbac.authorization.k8s.io").versions(&["v9"]))
+        .await;
+    let s = h
+        .wait_condition("builtin", "Ready", "False", Some("ProtectedGroup"))
+        .await;
+    assert!(
+        condition(&s, "Registered")
+            .message
+            .contains("reserved for Kubernetes")
+    );
+    // The CRD's own group, which no suffix rule covers.
+    h.create(&server("crd", "aggregation.dev").versions(&["v9"]))
+        .await;
+    let s = h
+        .wait_condition("crd", "Ready", "False", Some("ProtectedGroup"))
+        .await;
+    let message = &condition(&s, "Registered").message;
+    assert!(
+        message.contains("CustomResourceDefinition") || message.contains("Local"),
+        "{message}"
+    );
+    nothing_created(&h, "builtin", "v9.rbac.authorization.k8s.io").await;
+    nothing_created(&h, "crd", "v9.aggregation.dev").await;
+    let apis: Api<APIService> = Api::all(h.ns.client.clone());
+    let builtin = apis.get("v1.rbac.authorization.k8s.io").await.unwrap();
+    assert!(
+        builtin
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("aggregation.dev/owner")
+            .eq(&false)
+    );
+}
+
+#[tokio::test]
+async fn grants_are_enforced_and_reloaded_without_a_restart() {
+    // The sample server serves my.custom.api, so this server can become Ready for real.
+    let grants = GrantsFile::new(
+        "reload",
+        "grants: [{namespaces: [someone-else], groups: [my.custom.api]}]\n",
+    );
+    let _turn = support::sample_group_turn().await;
+    let h = Harness::start_with("trust-grants", grants.settings()).await;
+    let group = "my.custom.api";
+    h.create(&server("tenant", group).sample_port(443)).await;
+    let s = h
+        .wait_condition("tenant", "Ready", "False", Some("NotGranted"))
+        .await;
+    assert!(
+        condition(&s, "Registered")
+            .message
+            .contains(&format!("namespace {} has no grant", h.ns.name))
+    );
+    nothing_created(&h, "tenant", &format!("v1.{group}")).await;
+
+    // Granted at runtime: Ready, through the aggregator, without a restart.
+    let _pod = testenv::runtime::start(&h.ns.cluster, &h.ns.name, "tenant")
+        .await
+        .unwrap();
+    grants.write(&format!(
+        "grants: [{{namespaces: [{}], groups: [my.custom.api]}}]\n",
+        h.ns.name
+    ));
+    h.wait_condition("tenant", "Ready", "True", None).await;
+    let apis: Api<APIService> = Api::all(h.ns.client.clone());
+    assert!(
+        apis.get_opt(&format!("v1.{group}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Withdrawn: unregistered and unbound, and the status and an Event say so.
+    grants.write("grants: []\n");
+    h.wait_condition("tenant", "Registered", "False", Some("NotGranted"))
+        .await;
+    let gone = |a: Option<&APIService>| a.is_none();
+    wait_for(apis, &format!("v1.{group}"), gone).await;
+    let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
+    let crb = format!("aggregation.dev:{}:tenant:auth-delegator", h.ns.name);
+    wait_for(crbs, &crb, |b: Option<&ClusterRoleBinding>| b.is_none()).await;
+    let events = h.ns.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        &h.ns.name,
+        "-o",
+        "custom-columns=R:.reason",
+    ]);
+    assert!(String::from_utf8_lossy(&events.stdout).contains("NotGranted"));
+}
+
+#[tokio::test]
+async fn adoption_needs_a_grant_that_allows_it() {
+    let grants = GrantsFile::new("adopt", "grants: []\n");
+    let h = Harness::start_with("trust-adopt", grants.settings()).await;
+    grants.write(&format!(
+        "grants: [{{namespaces: [{}], groups: ['*.custom.api']}}]\n",
+        h.ns.name
+    ));
+    let group = format!("{}.custom.api", h.ns.name);
+    let name = format!("v1.{group}");
+    let apis: Api<APIService> = Api::all(h.ns.client.clone());
+    let foreign: APIService = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": name, "labels": {"aggregation.dev/extension-server-namespace": h.ns.name}},
+        "spec": {"group": group, "version": "v1", "groupPriorityMinimum": 100, "versionPriority": 1,
+                 "service": {"namespace": h.ns.name, "name": "someone-elses"}}
+    }))
+    .unwrap();
+    apis.create(&PostParams::default(), &foreign).await.unwrap();
+    let foreign = wait_for(apis.clone(), &name, |a: Option<&APIService>| {
+        a.is_some_and(|a| a.available().is_some())
+    })
+    .await
+    .unwrap();
+    h.create(&server("adopter", &group).adopt_existing()).await;
+    h.wait_condition("adopter", "Ready", "False", Some("AdoptionNotAllowed"))
+        .await;
+    let untouched = apis.get(&name).await.unwrap();
+    assert_eq!(
+        untouched.metadata.resource_version,
+        foreign.metadata.resource_version
+    );
+
+    grants.write(&format!(
+        "grants: [{{namespaces: [{}], groups: ['*.custom.api'], adoptExisting: true}}]\n",
+        h.ns.name
+    ));
+    h.wait_condition("adopter", "Registered", "True", None)
+        .await;
+    let adopted = apis.get(&name).await.unwrap();
+    assert_eq!(
+        adopted.metadata.annotations.unwrap()["aggregation.dev/owner"],
+        format!("{}/adopter", h.ns.name)
+    );
+    assert!(adopted.spec.ca_bundle.is_some());
+}
+
+#[tokio::test]
+async fn a_server_named_default_never_takes_the_default_service_account() {
+    let h = Harness::start("trust-default").await;
+    let accounts: Api<ServiceAccount> = h.ns.api();
+    let before = wait_for(accounts.clone(), "default", |a: Option<&ServiceAccount>| {
+        a.is_some()
+    })
+    .await
+    .unwrap();
+    let group = format!("{}.custom.api", h.ns.name);
+    h.create(&server("default", &group)).await;
+    let s = h
+        .wait_condition("default", "Ready", "False", Some("Conflict"))
+        .await;
+    let message = &condition(&s, "Registered").message;
+    assert!(
+        message.contains(&format!("ServiceAccount {}/default exists", h.ns.name)),
+        "{message}"
+    );
+    let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
+    let crb = format!("aggregation.dev:{}:default:auth-delegator", h.ns.name);
+    assert!(crbs.get_opt(&crb).await.unwrap().is_none());
+
+    deleted_leaving_account(&h, "default", &before).await;
+}
+
+#[tokio::test]
+async fn foreign_objects_in_the_way_stay_untouched() {
+    let h = Harness::start("trust-foreign").await;
+    let group = |n: &str| format!("{n}.{}.custom.api", h.ns.name);
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.into()),
+        ..ObjectMeta::default()
+    };
+    let secrets: Api<Secret> = h.ns.api();
+    let secret = secrets
+        .create(
+            &PostParams::default(),
+            &Secret {
+                metadata: meta("s-ca"),
+                ..Secret::default()
+            },
+        )
+        .await
+        .unwrap();
+    let services: Api<Service> = h.ns.api();
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "v"}, "spec": {"ports": [{"port": 80}]}
+    }))
+    .unwrap();
+    let service = services
+        .create(&PostParams::default(), &service)
+        .await
+        .unwrap();
+    let pdbs: Api<PodDisruptionBudget> = h.ns.api();
+    let pdb: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"x": "y"}}}
+    }))
+    .unwrap();
+    let pdb = pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+
+    h.create(&server("s", &group("s"))).await;
+    h.create(&server("v", &group("v"))).await;
+    h.create(&server("p", &group("p")).replicas(2)).await;
+    for (name, blocker) in [
+        ("s", format!("Secret {}/s-ca", h.ns.name)),
+        ("v", format!("Service {}/v", h.ns.name)),
+        ("p", format!("PodDisruptionBudget {}/p", h.ns.name)),
+    ] {
+        let s = h
+            .wait_condition(name, "Ready", "False", Some("Conflict"))
+            .await;
+        let message = &condition(&s, "Ready").message;
+        assert!(message.contains(&blocker), "{name}: {message}");
+    }
+    let unchanged = |before: &Option<String>, after: Option<String>| assert_eq!(before, &after);
+    unchanged(
+        &secret.metadata.resource_version,
+        secrets.get("s-ca").await.unwrap().metadata.resource_version,
+    );
+    unchanged(
+        &service.metadata.resource_version,
+        services.get("v").await.unwrap().metadata.resource_version,
+    );
+    // The disruption controller writes the PDB's status; nothing of ours may appear on it.
+    let live = pdbs.get("p").await.unwrap();
+    assert_eq!(live.metadata.uid, pdb.metadata.uid);
+    assert!(
+        live.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert!(
+        live.metadata
+            .managed_fields
+            .unwrap_or_default()
+            .iter()
+            .all(|f| f.manager.as_deref() != Some("extension-server-operator")),
+        "the operator wrote to the foreign PDB"
+    );
+
+    // Scaled to one, "p" wants no PDB: the foreign one is still not the operator's to delete.
+    h.servers()
+        .patch(
+            "p",
+            &Default::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    h.wait_condition("p", "Registered", "True", None).await;
+    assert!(pdbs.get_opt("p").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_named_service_account_must_exist_and_is_never_owned() {
+    let h = Harness::start("trust-sa").await;
+    let group = format!("{}.custom.api", h.ns.name);
+    h.create(&server("named", &group).extra("{serviceAccountName: mine}"))
+        .await;
+    let s = h
+        .wait_condition("named", "Ready", "False", Some("Conflict"))
+        .await;
+    let message = &condition(&s, "Ready").message;
+    assert!(
+        message.contains(&format!(
+            "ServiceAccount {}/mine (spec.serviceAccountName) does not exist",
+            h.ns.name
+        )),
+        "{message}"
+    );
+    let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
+    let crb = format!("aggregation.dev:{}:named:auth-delegator", h.ns.name);
+    assert!(crbs.get_opt(&crb).await.unwrap().is_none());
+
+    let accounts: Api<ServiceAccount> = h.ns.api();
+    let mine = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("mine".into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    let mine = accounts
+        .create(&PostParams::default(), &mine)
+        .await
+        .unwrap();
+    h.wait_condition("named", "Registered", "True", None).await;
+    let binding = crbs.get(&crb).await.unwrap();
+    assert_eq!(binding.subjects.unwrap()[0].name, "mine");
+
+    deleted_leaving_account(&h, "named", &mine).await;
+}

@@ -1,0 +1,14 @@
+//! Tests that need no cluster and no Go-built tool: properties of the pure parts and the
+//! committed CRD.
+#![allow(clippy::unwrap_used)] // a failed case should fail loudly
+
+/// Of `tests/support`, only what needs no cluster.
+#[path = "../support"]
+mod support {
+    pub mod chaos;
+    pub mod fixture;
+}
+
+mod crd_drift;
+mod properties;
+mod properties_status;

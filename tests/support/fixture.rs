@@ -1,0 +1,164 @@
+//! ExtensionServer specs for tests, built field by field instead of written as YAML:
+//!
+//! ```text
+//! h.create(&Server::new("tenant").group(&group).replicas(2).tls("{mode: Insecure}")).await;
+//! ```
+//!
+//! Unset fields stay unset (the API server's defaults apply), except `versions` (`[v1]`) and
+//! `image` ([`IMAGE`]), which every in-cluster server needs. [`Server::build`] gives the typed
+//! object, [`Server::yaml`] the manifest for `kubectl apply`.
+
+use extension_server_operator::crd::ExtensionServer;
+use serde_json::{Map, Value, json};
+
+/// The image of every test server; the pod-runtime stand-in runs the sample server for it.
+pub const IMAGE: &str = "my-extension-server-image:latest";
+
+/// The flags the sample server needs to serve on `port` with the mounted certificate.
+pub fn sample_args(port: u16) -> [String; 3] {
+    [
+        format!("--secure-port={port}"),
+        "--tls-cert-file=/var/run/extension-server/tls/tls.crt".into(),
+        "--tls-private-key-file=/var/run/extension-server/tls/tls.key".into(),
+    ]
+}
+
+/// An ExtensionServer under construction.
+#[derive(Debug, Clone)]
+pub struct Server {
+    metadata: Map<String, Value>,
+    spec: Map<String, Value>,
+}
+
+impl Server {
+    pub fn new(name: &str) -> Self {
+        let mut metadata = Map::new();
+        metadata.insert("name".into(), name.into());
+        let mut spec = Map::new();
+        spec.insert("versions".into(), json!([{"name": "v1"}]));
+        spec.insert("image".into(), IMAGE.into());
+        Self { metadata, spec }
+    }
+
+    /// A server the pod-runtime stand-in can run for real: the sample server's group
+    /// (`my.custom.api/v1`, with priorities) on port 443 with the mounted certificate.
+    pub fn sample(name: &str) -> Self {
+        Self::new(name)
+            .group("my.custom.api")
+            .priorities(1000, 15)
+            .replicas(1)
+            .sample_port(443)
+    }
+
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        self.metadata.insert("namespace".into(), namespace.into());
+        self
+    }
+
+    pub fn group(self, group: &str) -> Self {
+        self.set("group", group)
+    }
+
+    /// Serves these versions, in this order (replaces the default `[v1]`).
+    pub fn versions(self, versions: &[&str]) -> Self {
+        let versions: Vec<Value> = versions.iter().map(|v| json!({"name": v})).collect();
+        self.set("versions", versions)
+    }
+
+    /// Sets `groupPriorityMinimum` and `versionPriority` on every version.
+    pub fn priorities(mut self, group_minimum: u32, version: u32) -> Self {
+        if let Some(Value::Array(versions)) = self.spec.get_mut("versions") {
+            for v in versions {
+                v["groupPriorityMinimum"] = group_minimum.into();
+                v["versionPriority"] = version.into();
+            }
+        }
+        self
+    }
+
+    pub fn image(self, image: &str) -> Self {
+        self.set("image", image)
+    }
+
+    pub fn replicas(self, replicas: i32) -> Self {
+        self.set("replicas", replicas)
+    }
+
+    pub fn port(self, port: u16) -> Self {
+        self.set("port", port)
+    }
+
+    pub fn args<S: AsRef<str>>(self, args: &[S]) -> Self {
+        let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+        self.set("args", args)
+    }
+
+    /// Port `port` with the sample server's flags for it ([`sample_args`]).
+    pub fn sample_port(self, port: u16) -> Self {
+        self.port(port).args(&sample_args(port))
+    }
+
+    /// `spec.tls` from a YAML fragment, such as `{mode: Secret, secretName: byo}`.
+    pub fn tls(self, tls: &str) -> Self {
+        let tls = parse(tls);
+        self.set("tls", tls)
+    }
+
+    /// A server outside the cluster at `host:port` instead of a Deployment (no image).
+    pub fn external(mut self, host: &str, port: u16) -> Self {
+        self.spec.remove("image");
+        self.set("external", json!({"host": host, "port": port}))
+    }
+
+    /// `registration.unregisterAfter`: how long an unavailable APIService may stay.
+    pub fn unregister_after(self, after: &str) -> Self {
+        self.registration("unregisterAfter", after.into())
+    }
+
+    /// `registration.adoptExisting: true`.
+    pub fn adopt_existing(self) -> Self {
+        self.registration("adoptExisting", true.into())
+    }
+
+    fn registration(mut self, field: &str, value: Value) -> Self {
+        let registration = self.spec.entry("registration").or_insert_with(|| json!({}));
+        registration[field] = value;
+        self
+    }
+
+    /// Any other spec fields, from a YAML mapping such as `{serviceAccountName: mine}`.
+    pub fn extra(mut self, fields: &str) -> Self {
+        match parse(fields) {
+            Value::Object(fields) => self.spec.extend(fields),
+            other => panic!("extra spec fields must be a mapping, not {other}"),
+        }
+        self
+    }
+
+    fn set(mut self, field: &str, value: impl Into<Value>) -> Self {
+        self.spec.insert(field.into(), value.into());
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        json!({
+            "apiVersion": "aggregation.dev/v1alpha1",
+            "kind": "ExtensionServer",
+            "metadata": self.metadata,
+            "spec": self.spec,
+        })
+    }
+
+    /// The manifest, for `kubectl apply`.
+    pub fn yaml(&self) -> String {
+        serde_yaml::to_string(&self.json()).unwrap()
+    }
+
+    pub fn build(&self) -> ExtensionServer {
+        serde_json::from_value(self.json()).unwrap()
+    }
+}
+
+fn parse(yaml: &str) -> Value {
+    serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{yaml:?} is not YAML: {e}"))
+}
