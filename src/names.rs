@@ -33,13 +33,7 @@ pub const TLS_MOUNT_PATH: &str = "/var/run/extension-server/tls";
 /// Namespace of the delegated-auth RoleBinding.
 pub const KUBE_SYSTEM: &str = "kube-system";
 
-/// Longest ExtensionServer name. The name is a label value (at most 63 characters) on every
-/// child, and the Service's name (a DNS-1035 label, at most 63). No child adds a suffix to it in
-/// a label value or a Service name; `<name>-tls`, the bindings and the certificate's DNS names
-/// allow far more (see the tests).
-pub const MAX_SERVER_NAME_LEN: usize = 63;
-/// An ExtensionServer name: a DNS-1035 label (the Service is named after it).
-pub const SERVER_NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+pub use crate::crd::schema::{MAX_SERVER_NAME_LEN, SERVER_NAME_PATTERN};
 
 /// Checks a server's name as admission does: a CRD installed before these rules lets any
 /// DNS subdomain through, and the children of such a name could never be created.

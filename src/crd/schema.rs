@@ -7,7 +7,13 @@ use kube::core::{Message, Rule};
 use schemars::{Schema, SchemaGenerator};
 use serde_json::json;
 
-use crate::names::{MAX_SERVER_NAME_LEN, SERVER_NAME_PATTERN};
+/// Longest ExtensionServer name. The name is a label value (at most 63 characters) on every
+/// child, and the Service's name (a DNS-1035 label, at most 63). No child adds a suffix to it in
+/// a label value or a Service name; `<name>-tls`, the bindings and the certificate's DNS names
+/// allow far more (see the tests).
+pub const MAX_SERVER_NAME_LEN: usize = 63;
+/// An ExtensionServer name: a DNS-1035 label (the Service is named after it).
+pub const SERVER_NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
 
 /// A Go duration such as `2160h`, `1h30m` or `1.5h`. The integer digits of each part are
 /// limited per unit, so that with [`DURATION_MAX_LEN`] no matching string overflows Go's 64-bit

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::apiservice::APIService;
 use crate::names::{ApiServiceName, ServerNames};
-use crate::status::Reason;
+use crate::reason::Reason;
 use grants::{Allowance, Grants};
 use protected::Protection;
 
