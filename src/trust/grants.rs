@@ -101,12 +101,16 @@ impl Grant {
     }
 }
 
-/// `pattern` is a group name, or `*.<suffix>` for every group under that suffix.
+/// True when `pattern` (a group or `*.<suffix>`) covers `group`. No wildcard covers a reserved
+/// group (`*.k8s.io`, `*.kubernetes.io` and their subdomains): only its exact name does.
 pub fn group_matches(pattern: &str, group: &str) -> bool {
     match pattern.strip_prefix("*.") {
-        Some(suffix) => group
-            .strip_suffix(suffix)
-            .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        Some(suffix) => {
+            !super::protected::is_reserved(group)
+                && group
+                    .strip_suffix(suffix)
+                    .is_some_and(|head| head.len() > 1 && head.ends_with('.'))
+        }
         None => pattern == group,
     }
 }

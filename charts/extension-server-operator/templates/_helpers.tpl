@@ -23,6 +23,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
 {{- end -}}
 
+{{/*
+True when the group expression given is reserved for Kubernetes: k8s.io, kubernetes.io and
+their subdomains. Only a grant that names such a group exactly opens it; no wildcard does.
+*/}}
+{{- define "eso.reserved" -}}
+({{ . }} == 'k8s.io' || {{ . }}.endsWith('.k8s.io') || {{ . }} == 'kubernetes.io' || {{ . }}.endsWith('.kubernetes.io'))
+{{- end -}}
+
 {{/* CEL: some grant covers the request's namespace and object.spec.group (with .adopt, one that
      also allows adoption). */}}
 {{- define "eso.grantCovers" -}}
@@ -45,7 +53,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $groups := list -}}
 {{- range .groups -}}
 {{- if hasPrefix "*." . -}}
-{{- $groups = append $groups (printf "object.spec.group.endsWith('%s')" (trimPrefix "*" .)) -}}
+{{- $groups = append $groups (printf "(object.spec.group.endsWith('%s') && !(%s))" (trimPrefix "*" .) (include "eso.reserved" "object.spec.group")) -}}
 {{- else -}}
 {{- $groups = append $groups (printf "object.spec.group == '%s'" .) -}}
 {{- end -}}
