@@ -27,7 +27,9 @@ pub use schema::DURATION_PATTERN;
     validation = schema::not_both_image_and_external_rule(),
     validation = schema::external_has_no_pods_rule(),
     validation = schema::external_trust_rule(),
-    validation = schema::external_fixed_rule()
+    validation = schema::external_fixed_rule(),
+    validation = schema::additional_groups_distinct_rule(),
+    validation = schema::total_versions_rule()
 )]
 #[kube(
     group = "aggregation.dev",
@@ -79,6 +81,15 @@ pub struct ExtensionServerSpec {
         .message("version names must be unique"))]
     #[schemars(length(min = 1, max = 16))]
     pub versions: Vec<ServedVersion>,
+
+    /// More API groups served by the same server, such as a metrics adapter's
+    /// `external.metrics.k8s.io` next to `custom.metrics.k8s.io`; one APIService per version
+    /// of each, all to the same Service. Each group needs its own grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(g, self.exists_one(h, h.group == g.group))")
+        .message("additionalGroups must not name a group twice"))]
+    #[schemars(length(max = 4))]
+    pub additional_groups: Vec<AdditionalGroup>,
 
     /// Container image of the extension API server. Required unless `external` is set.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -193,6 +204,34 @@ pub struct ExternalBackend {
 
 fn default_external_port() -> i32 {
     443
+}
+
+/// Another group the server serves, with the same version shape as `spec.versions`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdditionalGroup {
+    /// API group, such as `external.metrics.k8s.io`.
+    #[x_kube(validation = Rule::new(format!("self.matches('{GROUP_PATTERN}')"))
+        .message("additionalGroups[].group must be a DNS subdomain with at least one dot, such as my.custom.api"))]
+    #[schemars(length(max = 253))]
+    pub group: String,
+
+    /// Versions served; one APIService `<name>.<group>` each.
+    #[x_kube(validation = Rule::new("self.all(v, self.exists_one(w, w.name == v.name))")
+        .message("version names must be unique within a group"))]
+    #[schemars(length(min = 1, max = 16))]
+    pub versions: Vec<ServedVersion>,
+}
+
+impl ExtensionServerSpec {
+    /// Every served group with its versions: `spec.group` first, then `additionalGroups`.
+    pub fn served_groups(&self) -> impl Iterator<Item = (&str, &[ServedVersion])> {
+        std::iter::once((self.group.as_str(), self.versions.as_slice())).chain(
+            self.additional_groups
+                .iter()
+                .map(|g| (g.group.as_str(), g.versions.as_slice())),
+        )
+    }
 }
 
 /// One served API version.

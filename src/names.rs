@@ -112,6 +112,10 @@ impl ApiServiceName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The group: everything after the version (a version name has no dot).
+    pub fn group(&self) -> &str {
+        self.0.split_once('.').map_or("", |(_, group)| group)
+    }
 }
 
 impl fmt::Display for ApiServiceName {
@@ -205,12 +209,15 @@ pub fn managed_selector() -> String {
 
 /// The APIService names a server asks for, in spec order.
 pub fn requested_api_services(server: &ExtensionServer) -> Vec<ApiServiceName> {
-    let group = Group(server.spec.group.clone());
     server
         .spec
-        .versions
-        .iter()
-        .map(|v| ApiServiceName::new(&Version(v.name.clone()), &group))
+        .served_groups()
+        .flat_map(|(group, versions)| {
+            let group = Group(group.to_string());
+            versions
+                .iter()
+                .map(move |v| ApiServiceName::new(&Version(v.name.clone()), &group))
+        })
         .collect()
 }
 

@@ -202,6 +202,29 @@ pub fn external_fixed_rule() -> Rule {
     )
 }
 
+/// No additional group repeats `spec.group`.
+pub fn additional_groups_distinct_rule() -> Rule {
+    rule(
+        "!has(self.additionalGroups) || self.additionalGroups.all(g, g.group != self.group)".into(),
+        "additionalGroups must not repeat spec.group".into(),
+    )
+}
+
+/// Most APIServices one ExtensionServer registers, over every group.
+pub const MAX_TOTAL_VERSIONS: usize = 16;
+
+/// Every version of every group is an APIService: bound their number.
+pub fn total_versions_rule() -> Rule {
+    rule(
+        format!(
+            "size(self.versions) + (has(self.additionalGroups) ? self.additionalGroups.map(g, size(g.versions)).sum() : 0) <= {MAX_TOTAL_VERSIONS}"
+        ),
+        format!(
+            "at most {MAX_TOTAL_VERSIONS} versions in all (spec.versions and every additionalGroups[].versions): each is an APIService"
+        ),
+    )
+}
+
 /// A DNS name or an IPv4 address (the Service's externalName).
 pub fn external_host_rule() -> Rule {
     rule(

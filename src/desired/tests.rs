@@ -310,3 +310,71 @@ fn the_longest_accepted_name_gives_valid_children() {
     // One character more is refused.
     assert!(check_server_name(&format!("{name}b")).is_err());
 }
+
+#[test]
+fn every_version_of_every_group_gets_an_apiservice_to_the_same_service() {
+    let adapter = server(
+        r#"
+apiVersion: aggregation.dev/v1alpha1
+kind: ExtensionServer
+metadata: {name: adapter, namespace: monitoring}
+spec:
+  group: custom.metrics.k8s.io
+  versions: [{name: v1beta2, versionPriority: 200}, {name: v1beta1, versionPriority: 100}]
+  additionalGroups:
+    - group: external.metrics.k8s.io
+      versions: [{name: v1beta1}]
+  image: adapter:latest
+"#,
+    );
+    let desired = desired(&adapter, &tls());
+    let registered: Vec<(String, String, String, i32)> = desired
+        .api_services
+        .iter()
+        .map(|a| {
+            let service = a.spec.service.clone().unwrap_or_default();
+            (
+                a.metadata.name.clone().unwrap_or_default(),
+                a.spec.group.clone().unwrap_or_default(),
+                format!("{}/{}", service.namespace, service.name),
+                a.spec.version_priority,
+            )
+        })
+        .collect();
+    assert_eq!(
+        registered,
+        [
+            (
+                "v1beta2.custom.metrics.k8s.io",
+                "custom.metrics.k8s.io",
+                "monitoring/adapter",
+                200
+            ),
+            (
+                "v1beta1.custom.metrics.k8s.io",
+                "custom.metrics.k8s.io",
+                "monitoring/adapter",
+                100
+            ),
+            (
+                "v1beta1.external.metrics.k8s.io",
+                "external.metrics.k8s.io",
+                "monitoring/adapter",
+                15
+            ),
+        ]
+        .map(|(n, g, s, p)| (n.to_string(), g.to_string(), s.to_string(), p))
+    );
+    let requested: Vec<String> = crate::names::requested_api_services(&adapter)
+        .iter()
+        .map(|n| format!("{n} in {}", n.group()))
+        .collect();
+    assert_eq!(
+        requested,
+        [
+            "v1beta2.custom.metrics.k8s.io in custom.metrics.k8s.io",
+            "v1beta1.custom.metrics.k8s.io in custom.metrics.k8s.io",
+            "v1beta1.external.metrics.k8s.io in external.metrics.k8s.io",
+        ]
+    );
+}

@@ -18,13 +18,13 @@ pub async fn apply(ctx: &Context, validated: &Validated, prepared: Prepared) -> 
         gate,
         desired,
     } = prepared;
-    let (adopt, refusal) = match &validated.verdict {
-        Verdict::Allowed { adopt } => (*adopt, None),
-        Verdict::Frozen(refusal) | Verdict::Refused(refusal) => (false, Some(refusal.clone())),
+    let (adoptable, refusal) = match &validated.verdict {
+        Verdict::Allowed { adoptable } => (adoptable.as_slice(), None),
+        Verdict::Frozen(refusal) | Verdict::Refused(refusal) => (&[][..], Some(refusal.clone())),
     };
     let children = match (desired, &tls.in_the_way) {
         (Some(desired), _) => {
-            match children::write(ctx, validated, desired, &observed, gate, adopt).await {
+            match children::write(ctx, validated, desired, &observed, gate, adoptable).await {
                 Ok(children) => children,
                 Err(Stop::Blocked(why)) => Children::in_the_way(&observed, &why),
                 Err(Stop::Failed(error)) => return Err(error),

@@ -91,7 +91,7 @@ pub async fn write(
     desired: Desired,
     observed: &Observed,
     gate: Gate,
-    adopt_existing: bool,
+    adoptable: &[ApiServiceName],
 ) -> Result<Children, Stop> {
     // Both destructured without `..`: a child kind that is built or observed but not written
     // fails to compile.
@@ -202,7 +202,7 @@ pub async fn write(
         &api_services,
         live_api_services,
         gate,
-        adopt_existing,
+        adoptable,
     )
     .await?;
     for stale in stale_api_services {

@@ -132,7 +132,7 @@ pub async fn register_all(
     desired: &[APIService],
     observed: &[(ApiServiceName, Option<Arc<APIService>>)],
     gate: Gate,
-    adopt_existing: bool,
+    adoptable: &[ApiServiceName],
 ) -> Result<(Vec<Registration>, Vec<(ApiServiceName, Option<APIService>)>)> {
     let now = Timestamp::now();
     let mut registrations = Vec::new();
@@ -142,9 +142,9 @@ pub async fn register_all(
         let expired =
             live.is_some_and(|a| unavailable_too_long(a, validated.unregister_after, now));
         let names = &validated.names;
-        let decide = |existing: Option<&APIService>| {
-            decide(name, existing, names, gate, adopt_existing, expired)
-        };
+        let adopt = adoptable.contains(name);
+        let decide =
+            |existing: Option<&APIService>| decide(name, existing, names, gate, adopt, expired);
         let decision = decide(live);
         let (outcome, live) =
             execute(api, name, desired, live, decision, |l| decide(Some(l))).await?;

@@ -27,11 +27,11 @@ pub enum Backend {
     External(ExternalBackend),
 }
 
-/// The claim's verdict as the pipeline acts on it.
+/// The claim's verdict as the pipeline acts on it, over every served group.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// Register; with `adopt`, an unmanaged APIService may be taken over.
-    Allowed { adopt: bool },
+    /// Register; the `adoptable` APIServices may be taken over if unmanaged ones exist.
+    Allowed { adoptable: Vec<ApiServiceName> },
     /// The group became protected after registration: keep what is ours, add nothing.
     Frozen(Refusal),
     /// Nothing is created, and what this server had is removed.
@@ -108,18 +108,7 @@ pub fn validate(
     let names = ServerNames::of(&server);
     names::check_server_name(&names.name)?;
     let requested = names::requested_api_services(&server);
-    let claim = trust::check(
-        &names,
-        &spec.group,
-        &requested,
-        spec.registration.adopt_existing,
-        facts,
-    );
-    let verdict = match claim {
-        Claim::Allowed { adopt } => Verdict::Allowed { adopt },
-        Claim::Refused(refusal) if refusal.keep_registered => Verdict::Frozen(refusal),
-        Claim::Refused(refusal) => Verdict::Refused(refusal),
-    };
+    let verdict = judge(&server, &names, &requested, facts);
     let backend = match &spec.external {
         Some(external) => Backend::External(external.clone()),
         None => Backend::Pods,
@@ -141,4 +130,102 @@ pub fn validate(
         rollout_on_front_proxy_change: spec.rollout_on_front_proxy_change,
         object: server,
     })
+}
+
+/// Each served group is judged on its own; the first refusal decides, a refusal that removes
+/// everything before one that keeps what is registered.
+fn judge(
+    server: &ExtensionServer,
+    names: &ServerNames,
+    requested: &[ApiServiceName],
+    facts: Facts<'_>,
+) -> Verdict {
+    let spec = &server.spec;
+    let mut adoptable = Vec::new();
+    let mut frozen = None;
+    for (group, _) in spec.served_groups() {
+        let in_group: Vec<ApiServiceName> = requested
+            .iter()
+            .filter(|r| r.group() == group)
+            .cloned()
+            .collect();
+        let adopt = spec.registration.adopt_existing;
+        match trust::check(names, group, &in_group, adopt, facts) {
+            Claim::Allowed { adopt: true } => adoptable.extend(in_group),
+            Claim::Allowed { adopt: false } => {}
+            Claim::Refused(refusal) if refusal.keep_registered => {
+                frozen.get_or_insert(refusal);
+            }
+            Claim::Refused(refusal) => return Verdict::Refused(refusal),
+        }
+    }
+    match frozen {
+        Some(refusal) => Verdict::Frozen(refusal),
+        None => Verdict::Allowed { adoptable },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::reason::Reason;
+    use crate::trust::grants::Grants;
+
+    fn adapter() -> Arc<ExtensionServer> {
+        let mut server: ExtensionServer = serde_yaml::from_str(
+            r#"
+apiVersion: aggregation.dev/v1alpha1
+kind: ExtensionServer
+metadata: {name: adapter, namespace: monitoring, uid: u1, generation: 2}
+spec:
+  group: custom.metrics.k8s.io
+  versions: [{name: v1beta2}, {name: v1beta1}]
+  additionalGroups: [{group: external.metrics.k8s.io, versions: [{name: v1beta1}]}]
+  image: adapter:latest
+  registration: {adoptExisting: true}
+"#,
+        )
+        .expect("server");
+        server.metadata.namespace = Some("monitoring".into());
+        Arc::new(server)
+    }
+
+    fn verdict(grants: &str) -> Verdict {
+        let grants = Grants::parse(grants).expect("grants");
+        let labels = BTreeMap::new();
+        let facts = Facts {
+            grants: Some(&grants),
+            namespace_labels: &labels,
+            api_services: &[],
+            crd_names: &[],
+        };
+        validate(adapter(), &Settings::default(), facts)
+            .expect("valid")
+            .verdict
+    }
+
+    #[test]
+    fn every_served_group_needs_its_own_grant() {
+        let both = verdict(
+            "grants: [{namespaces: [monitoring], groups: [custom.metrics.k8s.io, external.metrics.k8s.io], adoptExisting: true}]",
+        );
+        let Verdict::Allowed { adoptable } = both else {
+            panic!("both groups are granted: {both:?}");
+        };
+        assert_eq!(adoptable.len(), 3, "every version may adopt: {adoptable:?}");
+        let one = verdict(
+            "grants: [{namespaces: [monitoring], groups: [custom.metrics.k8s.io], adoptExisting: true}]",
+        );
+        let Verdict::Refused(refusal) = one else {
+            panic!("external.metrics.k8s.io is not granted: {one:?}");
+        };
+        assert_eq!(refusal.reason, Reason::ProtectedGroup);
+        assert!(
+            refusal.message.contains("external.metrics.k8s.io"),
+            "{}",
+            refusal.message
+        );
+    }
 }

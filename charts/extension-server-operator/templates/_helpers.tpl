@@ -31,8 +31,8 @@ their subdomains. Only a grant that names such a group exactly opens it; no wild
 ({{ . }} == 'k8s.io' || {{ . }}.endsWith('.k8s.io') || {{ . }} == 'kubernetes.io' || {{ . }}.endsWith('.kubernetes.io'))
 {{- end -}}
 
-{{/* CEL: some grant covers the request's namespace and object.spec.group (with .adopt, one that
-     also allows adoption). */}}
+{{/* CEL: some grant covers the request's namespace and the group expression .group (with
+     .adopt, one that also allows adoption). */}}
 {{- define "eso.grantCovers" -}}
 {{- $terms := list -}}
 {{- range .grants -}}
@@ -53,9 +53,9 @@ their subdomains. Only a grant that names such a group exactly opens it; no wild
 {{- $groups := list -}}
 {{- range .groups -}}
 {{- if hasPrefix "*." . -}}
-{{- $groups = append $groups (printf "(object.spec.group.endsWith('%s') && !(%s))" (trimPrefix "*" .) (include "eso.reserved" "object.spec.group")) -}}
+{{- $groups = append $groups (printf "(%s.endsWith('%s') && !%s)" $.group (trimPrefix "*" .) (include "eso.reserved" $.group)) -}}
 {{- else -}}
-{{- $groups = append $groups (printf "object.spec.group == '%s'" .) -}}
+{{- $groups = append $groups (printf "%s == '%s'" $.group .) -}}
 {{- end -}}
 {{- end -}}
 {{- $terms = append $terms (printf "((%s) && (%s))" (join " || " $ns) (join " || " $groups)) -}}
