@@ -155,6 +155,12 @@ pub struct ExtensionServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
 
+    /// Pod fields beyond image, args and env, merged over the pod the operator builds (as
+    /// ECK's podTemplate): volumes, extra ports, probes, command, priorityClassName,
+    /// topologySpreadConstraints, imagePullSecrets, sidecars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplate>,
+
     /// ServiceAccount for the pods. Empty: the operator manages one named after the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = schema::subdomain_rule("serviceAccountName"))]
@@ -204,6 +210,37 @@ pub struct ExternalBackend {
 
 fn default_external_port() -> i32 {
     443
+}
+
+/// Labels, annotations and pod spec fields merged over the pod the operator builds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplate {
+    /// Pod labels and annotations, added to the operator's (whose own keys win).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<PodTemplateMetadata>,
+
+    /// A Kubernetes PodSpec, merged over the operator's: a field it does not set is taken as
+    /// given; the container named `server` is merged into the operator's container (ports,
+    /// env and volumeMounts by name or mountPath, other fields replaced where given, the
+    /// restricted securityContext kept unless overridden); other containers, volumes and
+    /// imagePullSecrets are added by name. The API server validates the result when the
+    /// Deployment is applied; a refusal shows in status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::pod_spec_schema")]
+    pub spec: Option<serde_json::Value>,
+}
+
+/// Pod labels and annotations.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "schema::string_map_schema")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "schema::string_map_schema")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Another group the server serves, with the same version shape as `spec.versions`.

@@ -30,6 +30,9 @@ pub const FRONT_PROXY_HASH_ANNOTATION: &str = "aggregation.dev/front-proxy-hash"
 pub const AUTHENTICATION_CONFIG_MAP: &str = "extension-apiserver-authentication";
 /// Where the pods mount the serving certificate.
 pub const TLS_MOUNT_PATH: &str = "/var/run/extension-server/tls";
+/// Where k8s.io/apiserver looks for `apiserver.crt` and `apiserver.key` by default (its
+/// `--cert-dir`, relative to a process started in `/`), and where OLM mounts them.
+pub const APISERVER_CERT_DIR: &str = "/apiserver.local.config/certificates";
 /// Namespace of the delegated-auth RoleBinding.
 pub const KUBE_SYSTEM: &str = "kube-system";
 

@@ -155,8 +155,9 @@ pub fn not_both_image_and_external_rule() -> Rule {
 }
 
 /// Fields of the pods an external server does not have.
-pub const POD_FIELDS: [&str; 8] = [
+pub const POD_FIELDS: [&str; 9] = [
     "args",
+    "podTemplate",
     "env",
     "resources",
     "nodeSelector",
@@ -371,4 +372,22 @@ pub fn resources_schema(generator: &mut SchemaGenerator) -> Schema {
         bound(&mut schema, &values, "maxLength", MAX_QUANTITY_LEN);
     }
     schema
+}
+
+/// Most pod labels or annotations a podTemplate adds.
+pub const MAX_POD_METADATA: u32 = 32;
+
+pub fn string_map_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<std::collections::BTreeMap<String, String>>();
+    bound(&mut schema, "", "maxProperties", MAX_POD_METADATA);
+    schema
+}
+
+/// A PodSpec kept as written: the API server validates it as part of the Deployment.
+pub fn pod_spec_schema(_: &mut SchemaGenerator) -> Schema {
+    let schema = json!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    });
+    Schema::try_from(schema).unwrap_or_default()
 }

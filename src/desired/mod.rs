@@ -5,6 +5,7 @@
 mod apiservice;
 mod deployment;
 mod pdb;
+mod pod_template;
 mod rbac;
 mod secret;
 mod service;
@@ -19,6 +20,7 @@ use kube::Resource;
 pub use apiservice::api_services;
 pub use deployment::deployment;
 pub use pdb::pod_disruption_budget;
+pub use pod_template::merge as merge_pod_template;
 pub use rbac::{auth_delegator_binding, auth_reader_binding, service_account};
 pub use secret::tls_secret;
 pub use service::service;

@@ -378,3 +378,67 @@ spec:
         ]
     );
 }
+
+#[test]
+fn the_certificate_is_also_where_k8s_io_apiserver_looks_by_default() {
+    let deployment = deployment(&server(BASIC), &ServerNames::of(&server(BASIC)), &tls());
+    let pod = deployment.spec.expect("spec").template.spec.expect("pod");
+    let mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/apiserver.local.config/certificates")
+        .expect("mounted at the default cert dir");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .expect("its volume");
+    let secret = volume.secret.as_ref().expect("from the serving Secret");
+    assert_eq!(
+        secret.secret_name.as_deref(),
+        Some("my-extension-server-tls")
+    );
+    let files: Vec<(&str, &str)> = secret
+        .items
+        .iter()
+        .flatten()
+        .map(|i| (i.key.as_str(), i.path.as_str()))
+        .collect();
+    assert_eq!(
+        files,
+        [("tls.crt", "apiserver.crt"), ("tls.key", "apiserver.key")]
+    );
+}
+
+#[test]
+fn a_pod_template_reaches_the_deployment() {
+    let yaml = format!(
+        "{BASIC}  podTemplate:\n    metadata: {{annotations: {{prometheus.io/scrape: 'true'}}}}\n    spec:\n      priorityClassName: system-cluster-critical\n      containers: [{{name: server, ports: [{{name: custom-metrics, containerPort: 8080}}]}}]\n"
+    );
+    let server = server(&yaml);
+    let deployment = deployment(&server, &ServerNames::of(&server), &tls());
+    let template = deployment.spec.expect("spec").template;
+    let pod = template.spec.expect("pod");
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("system-cluster-critical")
+    );
+    let ports: Vec<i32> = pod.containers[0]
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(ports, [443, 8080]);
+    let annotations = template
+        .metadata
+        .and_then(|m| m.annotations)
+        .expect("annotations");
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert!(
+        annotations.contains_key(CERT_HASH_ANNOTATION),
+        "the operator's stay"
+    );
+}

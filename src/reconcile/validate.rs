@@ -12,7 +12,7 @@ use crate::context::Settings;
 use crate::crd::{
     ExtensionServer, ExtensionServerStatus, ExternalBackend, RegistrationPolicy, TlsMode,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::names::{self, ApiServiceName, ServerNames};
 use crate::outcome::Subject;
 use crate::tls::{self, Lifetimes, duration};
@@ -105,6 +105,10 @@ pub fn validate(
             duration::MIN_UNREGISTER_AFTER,
         )?),
     };
+    if let Some(template) = &spec.pod_template {
+        let mut pod = k8s_openapi::api::core::v1::PodTemplateSpec::default();
+        crate::desired::merge_pod_template(&mut pod, template).map_err(Error::InvalidSpec)?;
+    }
     let names = ServerNames::of(&server);
     names::check_server_name(&names.name)?;
     let requested = names::requested_api_services(&server);
