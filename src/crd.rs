@@ -161,6 +161,17 @@ pub struct ExtensionServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<PodTemplate>,
 
+    /// Existing ClusterRoles bound to the server's ServiceAccount, such as the read access to
+    /// nodes and pods metrics-server needs. Each must be listed in a grant for this namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(
+        validation = Rule::new("self.all(r, self.exists_one(s, s == r))")
+            .message("clusterRoles must not repeat a name"),
+        validation = schema::cluster_roles_rule()
+    )]
+    #[schemars(schema_with = "schema::cluster_roles_schema")]
+    pub cluster_roles: Vec<String>,
+
     /// ServiceAccount for the pods. Empty: the operator manages one named after the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = schema::subdomain_rule("serviceAccountName"))]

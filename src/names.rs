@@ -160,6 +160,13 @@ impl ServerNames {
             self.namespace, self.name
         )
     }
+    /// The binding of a ClusterRole from `spec.clusterRoles`.
+    pub fn granted_role_binding(&self, role: &str) -> String {
+        format!("{}{role}", self.granted_role_binding_prefix())
+    }
+    pub fn granted_role_binding_prefix(&self) -> String {
+        format!("aggregation.dev:{}:{}:role:", self.namespace, self.name)
+    }
     pub fn auth_reader_binding(&self) -> String {
         format!(
             "aggregation.dev:{}:{}:auth-reader",

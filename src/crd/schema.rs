@@ -155,8 +155,9 @@ pub fn not_both_image_and_external_rule() -> Rule {
 }
 
 /// Fields of the pods an external server does not have.
-pub const POD_FIELDS: [&str; 9] = [
+pub const POD_FIELDS: [&str; 10] = [
     "args",
+    "clusterRoles",
     "podTemplate",
     "env",
     "resources",
@@ -200,6 +201,34 @@ pub fn external_fixed_rule() -> Rule {
         "external cannot be added or removed: create a new ExtensionServer to move a server in \
          or out of the cluster"
             .into(),
+    )
+}
+
+/// Longest ClusterRole name in `spec.clusterRoles` (it is part of a binding's name).
+pub const MAX_CLUSTER_ROLE_LEN: usize = 100;
+
+/// Most ClusterRoles one server binds.
+pub const MAX_CLUSTER_ROLES: u32 = 8;
+
+pub fn cluster_roles_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<String>>();
+    bound(&mut schema, "", "maxItems", MAX_CLUSTER_ROLES);
+    bound(
+        &mut schema,
+        "/items",
+        "maxLength",
+        MAX_CLUSTER_ROLE_LEN as u32,
+    );
+    schema
+}
+
+/// ClusterRole names: path-segment names with colons, as Kubernetes' own roles have.
+pub fn cluster_roles_rule() -> Rule {
+    rule(
+        "self.all(r, r.matches('^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$'))".into(),
+        format!(
+            "clusterRoles must name ClusterRoles (lowercase letters, digits, '-', '.', ':'; at most {MAX_CLUSTER_ROLE_LEN} characters)"
+        ),
     )
 }
 

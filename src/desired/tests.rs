@@ -442,3 +442,31 @@ fn a_pod_template_reaches_the_deployment() {
         "the operator's stay"
     );
 }
+
+#[test]
+fn each_granted_cluster_role_is_bound_to_the_servers_account() {
+    let yaml = format!("{BASIC}  clusterRoles: ['system:metrics-server']\n");
+    let server = server(&yaml);
+    let bindings = desired(&server, &tls()).role_bindings;
+    assert_eq!(bindings.len(), 1);
+    let binding = &bindings[0];
+    assert_eq!(
+        binding.metadata.name.as_deref(),
+        Some("aggregation.dev:default:my-extension-server:role:system:metrics-server")
+    );
+    assert_eq!(binding.role_ref.name, "system:metrics-server");
+    let subject = &binding.subjects.as_ref().expect("subjects")[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("my-extension-server", Some("default"))
+    );
+    assert_eq!(
+        binding
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(OWNER_ANNOTATION))
+            .map(String::as_str),
+        Some("default/my-extension-server")
+    );
+}

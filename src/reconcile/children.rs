@@ -5,6 +5,7 @@
 //! the APIServices (as the registration gate allows), then any stale APIServices of ours.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
@@ -99,6 +100,7 @@ pub async fn write(
         service_account,
         auth_delegator,
         auth_reader,
+        role_bindings,
         tls_secret,
         deployment,
         service,
@@ -109,6 +111,7 @@ pub async fn write(
         service_account: live_service_account,
         auth_delegator: live_auth_delegator,
         auth_reader: live_auth_reader,
+        role_bindings: live_role_bindings,
         ca_secret: _written_by_the_tls_step,
         tls_secret: live_tls_secret,
         deployment: live_deployment,
@@ -153,6 +156,8 @@ pub async fn write(
         let api = Api::namespaced(client.clone(), KUBE_SYSTEM);
         put(&api, &binding, live_auth_reader.as_deref(), cluster).await?;
     }
+
+    granted_roles(ctx, validated, role_bindings, live_role_bindings).await?;
 
     // 2. TLS Secret (the CA Secret is written, create-only, by the TLS step).
     if let Some(secret) = tls_secret {
@@ -253,6 +258,32 @@ async fn named_account_exists(
             "ServiceAccount {ns}/{account} (spec.serviceAccountName) does not exist; create it: the operator binds it but never creates, owns or deletes it"
         ))),
     }
+}
+
+/// Applies the bindings of the granted ClusterRoles and removes ours that are no longer wanted.
+async fn granted_roles(
+    ctx: &Context,
+    validated: &Validated,
+    desired: Vec<ClusterRoleBinding>,
+    live: &[Arc<ClusterRoleBinding>],
+) -> Result<(), Stop> {
+    let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    let owner = Owner::Annotated(&validated.names);
+    let named = |b: &ClusterRoleBinding, name: &Option<String>| &b.metadata.name == name;
+    for binding in &desired {
+        let cached = live.iter().find(|l| named(l, &binding.metadata.name));
+        put(&api, binding, cached.map(|b| b.as_ref()), owner).await?;
+    }
+    for stale in live
+        .iter()
+        .filter(|l| !desired.iter().any(|d| named(l, &d.metadata.name)))
+    {
+        if owner.owns(stale.as_ref()) {
+            let name = stale.metadata.name.as_deref().unwrap_or_default();
+            ssa::delete(&api, name, Some(preconditions_of(stale.as_ref()))).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies the PDB, or deletes ours when none is wanted.

@@ -62,6 +62,17 @@ pub async fn unregister(ctx: &Context, names: &ServerNames, observed: &Observed)
         removed = true;
     }
     let owner = names.owner_key();
+    let role_bindings: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    for binding in &observed.role_bindings {
+        let name = binding.metadata.name.as_deref().unwrap_or_default();
+        ssa::delete(
+            &role_bindings,
+            name,
+            Some(preconditions_of(binding.as_ref())),
+        )
+        .await?;
+        removed = true;
+    }
     if let Some(binding) = observed
         .auth_delegator
         .as_deref()

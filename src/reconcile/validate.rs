@@ -145,6 +145,9 @@ fn judge(
     facts: Facts<'_>,
 ) -> Verdict {
     let spec = &server.spec;
+    if let Some(refusal) = trust::check_roles(names, &spec.cluster_roles, facts) {
+        return Verdict::Refused(refusal);
+    }
     let mut adoptable = Vec::new();
     let mut frozen = None;
     for (group, _) in spec.served_groups() {
@@ -197,17 +200,50 @@ spec:
     }
 
     fn verdict(grants: &str) -> Verdict {
-        let grants = Grants::parse(grants).expect("grants");
+        verdict_of(adapter(), Some(grants))
+    }
+
+    fn verdict_of(server: Arc<ExtensionServer>, grants: Option<&str>) -> Verdict {
+        let grants = grants.map(|g| Grants::parse(g).expect("grants"));
         let labels = BTreeMap::new();
         let facts = Facts {
-            grants: Some(&grants),
+            grants: grants.as_ref(),
             namespace_labels: &labels,
             api_services: &[],
             crd_names: &[],
         };
-        validate(adapter(), &Settings::default(), facts)
+        validate(server, &Settings::default(), facts)
             .expect("valid")
             .verdict
+    }
+
+    #[test]
+    fn a_cluster_role_is_bound_only_as_granted() {
+        let mut server = (*adapter()).clone();
+        server.spec.cluster_roles = vec!["system:metrics-server".into()];
+        let server = Arc::new(server);
+        let groups = "groups: [custom.metrics.k8s.io, external.metrics.k8s.io]";
+        let granted = format!(
+            "grants: [{{namespaces: [monitoring], {groups}, clusterRoles: ['system:metrics-server']}}]"
+        );
+        assert!(matches!(
+            verdict_of(server.clone(), Some(&granted)),
+            Verdict::Allowed { .. }
+        ));
+        let other_namespace = format!(
+            "grants: [{{namespaces: [monitoring], {groups}}}, {{namespaces: [ops], groups: [x.ops.io], clusterRoles: ['system:metrics-server']}}]"
+        );
+        let Verdict::Refused(refusal) = verdict_of(server.clone(), Some(&other_namespace)) else {
+            panic!("the role is granted to another namespace only");
+        };
+        assert_eq!(refusal.reason, Reason::NotGranted);
+        assert!(
+            refusal
+                .message
+                .contains("ClusterRole system:metrics-server"),
+            "{}",
+            refusal.message
+        );
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub struct Grant {
     pub groups: Vec<String>,
     #[serde(default)]
     pub adopt_existing: bool,
+    /// ClusterRoles the namespaces' servers may bind to their ServiceAccount
+    /// (`spec.clusterRoles`).
+    #[serde(default)]
+    pub cluster_roles: Vec<String>,
 }
 
 /// Namespaces by label (`matchLabels` only).
@@ -88,6 +92,21 @@ impl Grants {
             };
         }
         allowance
+    }
+}
+
+impl Grants {
+    /// True when some grant for `namespace` lists ClusterRole `role`.
+    pub fn role_granted(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        role: &str,
+    ) -> bool {
+        self.grants
+            .iter()
+            .filter(|g| g.covers_namespace(namespace, labels))
+            .any(|g| g.cluster_roles.iter().any(|r| r == role))
     }
 }
 

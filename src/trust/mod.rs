@@ -121,6 +121,23 @@ pub fn check(
     Claim::Allowed { adopt }
 }
 
+/// Refuses a ClusterRole in `spec.clusterRoles` that no grant for the namespace lists (without
+/// grants every role may be bound).
+pub fn check_roles(names: &ServerNames, roles: &[String], facts: Facts<'_>) -> Option<Refusal> {
+    let grants = facts.grants?;
+    let role = roles
+        .iter()
+        .find(|r| !grants.role_granted(&names.namespace, facts.namespace_labels, r))?;
+    Some(Refusal {
+        reason: Reason::NotGranted,
+        message: format!(
+            "ClusterRole {role} (spec.clusterRoles) is not granted to namespace {}; ask a cluster admin to list it under clusterRoles in a grant for this namespace (until then this server gets no APIService and no binding)",
+            names.namespace
+        ),
+        keep_registered: false,
+    })
+}
+
 /// True when this server holds an APIService that `filter` picks.
 fn holds_any(names: &ServerNames, facts: Facts<'_>, filter: impl Fn(&APIService) -> bool) -> bool {
     facts.api_services.iter().any(|a| {
