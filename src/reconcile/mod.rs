@@ -50,8 +50,6 @@ use crate::outcome::{Applied, Registration};
 use crate::status::{self, ConditionType, Reason};
 use validate::{Validated, Verdict};
 
-pub use crate::names::requested_api_services;
-
 /// What every reconcile shares: the context and the caches.
 pub struct Reconciler {
     pub ctx: Arc<Context>,
