@@ -400,7 +400,7 @@ async fn a_named_service_account_must_exist_and_is_never_owned() {
 /// An adapter's two reserved groups in one server, for the grants tests.
 fn metrics_adapter(name: &str) -> String {
     format!(
-        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: {name}}}\nspec: {{group: custom.metrics.k8s.io, versions: [{{name: v1beta2}}, {{name: v1beta1}}], additionalGroups: [{{group: external.metrics.k8s.io, versions: [{{name: v1beta1}}]}}], image: img}}\n"
+        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: {name}}}\nspec: {{group: custom.metrics.k8s.io, versions: [{{name: v1beta2}}, {{name: v1beta1}}], additionalGroups: [{{group: external.metrics.k8s.io, versions: [{{name: v1beta1}}]}}], image: img, replicas: 0}}\n"
     )
 }
 
@@ -420,27 +420,22 @@ async fn reserved_metrics_groups_open_only_to_an_exact_grant() {
     assert!(message.contains("reserved for Kubernetes"), "{message}");
     nothing_created(&h, "adapter", "v1beta2.custom.metrics.k8s.io").await;
 
-    // Named exactly, the groups open. No pod runs here, so nothing is registered and
-    // discovery never meets an unavailable metrics API: the claim waits for a ready replica.
+    // Named exactly, the groups open. Scaled to zero, so nothing is registered and discovery
+    // never meets an unavailable metrics API: the claim stops at the scale, not the grant.
     grants.write(&format!(
         "grants: [{{namespaces: [{ns}], groups: [custom.metrics.k8s.io, external.metrics.k8s.io, metrics.k8s.io, rbac.authorization.k8s.io]}}]\n"
     ));
-    h.wait_condition(
-        "adapter",
-        "Registered",
-        "False",
-        Some("WaitingForReadyReplicas"),
-    )
-    .await;
-    h.create(&versioned("metrics", "metrics.k8s.io", "v1beta1", ""))
+    h.wait_condition("adapter", "Registered", "False", Some("ScaledToZero"))
         .await;
-    h.wait_condition(
+    h.create(&versioned(
         "metrics",
-        "Registered",
-        "False",
-        Some("WaitingForReadyReplicas"),
-    )
+        "metrics.k8s.io",
+        "v1beta1",
+        ", replicas: 0",
+    ))
     .await;
+    h.wait_condition("metrics", "Registered", "False", Some("ScaledToZero"))
+        .await;
     let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
     let crb = format!("aggregation.dev:{ns}:adapter:auth-delegator");
     assert!(crbs.get_opt(&crb).await.unwrap().is_some(), "{crb}");

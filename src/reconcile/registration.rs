@@ -116,7 +116,12 @@ pub fn decide(
             _ if expired => Decision::Delete(Registration::UnregisteredUnavailable(name.clone())),
             _ => Decision::Apply,
         },
-        Holder::Unmanaged if adopt_existing => Decision::Apply,
+        // Taken over only once the gate is open (a ready replica, a usable certificate), so
+        // the APIService switches to a backend that answers: never unavailable in between.
+        Holder::Unmanaged if adopt_existing => match gate {
+            Gate::Allowed => Decision::Apply,
+            other => Decision::Report(waiting(other)),
+        },
         other => Decision::Report(Registration::Conflict {
             name: name.clone(),
             reason: conflict_reason(&other),

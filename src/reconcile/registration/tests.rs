@@ -168,6 +168,18 @@ fn what_is_not_ours_is_never_touched() {
         Decision::Apply,
         "adoptExisting takes over an unmanaged, non-Local APIService"
     );
+    assert_eq!(
+        decide(
+            &v1(),
+            Some(&unmanaged),
+            &names(),
+            Gate::WaitingForReadyReplicas,
+            true,
+            false
+        ),
+        Decision::Report(Registration::WaitingForReadyReplicas(v1())),
+        "the hand-made APIService keeps serving until a replica of ours is ready"
+    );
 }
 
 fn gate_of(server: &ExtensionServer, held_back: bool, certificate: bool, ready: i32) -> Gate {
