@@ -27,7 +27,9 @@ pub use schema::DURATION_PATTERN;
     validation = schema::not_both_image_and_external_rule(),
     validation = schema::external_has_no_pods_rule(),
     validation = schema::external_trust_rule(),
-    validation = schema::external_fixed_rule()
+    validation = schema::external_fixed_rule(),
+    validation = schema::additional_groups_distinct_rule(),
+    validation = schema::total_versions_rule()
 )]
 #[kube(
     group = "aggregation.dev",
@@ -79,6 +81,15 @@ pub struct ExtensionServerSpec {
         .message("version names must be unique"))]
     #[schemars(length(min = 1, max = 16))]
     pub versions: Vec<ServedVersion>,
+
+    /// More API groups served by the same server, such as a metrics adapter's
+    /// `external.metrics.k8s.io` next to `custom.metrics.k8s.io`; one APIService per version
+    /// of each, all to the same Service. Each group needs its own grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(g, self.exists_one(h, h.group == g.group))")
+        .message("additionalGroups must not name a group twice"))]
+    #[schemars(length(max = 4))]
+    pub additional_groups: Vec<AdditionalGroup>,
 
     /// Container image of the extension API server. Required unless `external` is set.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -144,6 +155,23 @@ pub struct ExtensionServerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
 
+    /// Pod fields beyond image, args and env, merged over the pod the operator builds (as
+    /// ECK's podTemplate): volumes, extra ports, probes, command, priorityClassName,
+    /// topologySpreadConstraints, imagePullSecrets, sidecars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<PodTemplate>,
+
+    /// Existing ClusterRoles bound to the server's ServiceAccount, such as the read access to
+    /// nodes and pods metrics-server needs. Each must be listed in a grant for this namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(
+        validation = Rule::new("self.all(r, self.exists_one(s, s == r))")
+            .message("clusterRoles must not repeat a name"),
+        validation = schema::cluster_roles_rule()
+    )]
+    #[schemars(schema_with = "schema::cluster_roles_schema")]
+    pub cluster_roles: Vec<String>,
+
     /// ServiceAccount for the pods. Empty: the operator manages one named after the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = schema::subdomain_rule("serviceAccountName"))]
@@ -193,6 +221,65 @@ pub struct ExternalBackend {
 
 fn default_external_port() -> i32 {
     443
+}
+
+/// Labels, annotations and pod spec fields merged over the pod the operator builds.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplate {
+    /// Pod labels and annotations, added to the operator's (whose own keys win).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<PodTemplateMetadata>,
+
+    /// A Kubernetes PodSpec, merged over the operator's: a field it does not set is taken as
+    /// given; the container named `server` is merged into the operator's container (ports,
+    /// env and volumeMounts by name or mountPath, other fields replaced where given, the
+    /// restricted securityContext kept unless overridden); other containers, volumes and
+    /// imagePullSecrets are added by name. The API server validates the result when the
+    /// Deployment is applied; a refusal shows in status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::pod_spec_schema")]
+    pub spec: Option<serde_json::Value>,
+}
+
+/// Pod labels and annotations.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "schema::string_map_schema")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "schema::string_map_schema")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Another group the server serves, with the same version shape as `spec.versions`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdditionalGroup {
+    /// API group, such as `external.metrics.k8s.io`.
+    #[x_kube(validation = Rule::new(format!("self.matches('{GROUP_PATTERN}')"))
+        .message("additionalGroups[].group must be a DNS subdomain with at least one dot, such as my.custom.api"))]
+    #[schemars(length(max = 253))]
+    pub group: String,
+
+    /// Versions served; one APIService `<name>.<group>` each.
+    #[x_kube(validation = Rule::new("self.all(v, self.exists_one(w, w.name == v.name))")
+        .message("version names must be unique within a group"))]
+    #[schemars(length(min = 1, max = 16))]
+    pub versions: Vec<ServedVersion>,
+}
+
+impl ExtensionServerSpec {
+    /// Every served group with its versions: `spec.group` first, then `additionalGroups`.
+    pub fn served_groups(&self) -> impl Iterator<Item = (&str, &[ServedVersion])> {
+        std::iter::once((self.group.as_str(), self.versions.as_slice())).chain(
+            self.additional_groups
+                .iter()
+                .map(|g| (g.group.as_str(), g.versions.as_slice())),
+        )
+    }
 }
 
 /// One served API version.

@@ -1,24 +1,33 @@
 //! extension-server-operator: runs extension API servers and registers them with the
 //! Kubernetes aggregation layer, safely.
+//!
+//! The public surface is what the binaries, the bench and the cluster tests use: the resource
+//! types (`crd`, `apiservice`), the controller and its settings, leader election, the HTTP
+//! endpoints and metrics, the pure builders (`desired`, `names`, `tls`), and the pure rules the
+//! property tests drive (`status`, `trust`, `outcome`, `quantity`). The pipeline's steps and
+//! their I/O stay inside the crate.
 
 pub mod apiservice;
-pub mod client;
+pub(crate) mod client;
 pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod desired;
-pub mod error;
+pub(crate) mod error;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod names;
-pub mod observe;
-pub mod ownership;
+pub(crate) mod observe;
+pub mod outcome;
+pub(crate) mod ownership;
+pub(crate) mod probe;
 pub mod quantity;
-pub mod reconcile;
+pub(crate) mod reason;
+pub(crate) mod reconcile;
 pub mod shutdown;
-pub mod ssa;
+pub(crate) mod ssa;
 pub mod status;
-pub mod sweep;
+pub(crate) mod sweep;
 pub mod tls;
 pub mod trust;

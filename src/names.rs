@@ -30,16 +30,13 @@ pub const FRONT_PROXY_HASH_ANNOTATION: &str = "aggregation.dev/front-proxy-hash"
 pub const AUTHENTICATION_CONFIG_MAP: &str = "extension-apiserver-authentication";
 /// Where the pods mount the serving certificate.
 pub const TLS_MOUNT_PATH: &str = "/var/run/extension-server/tls";
+/// Where k8s.io/apiserver looks for `apiserver.crt` and `apiserver.key` by default (its
+/// `--cert-dir`, relative to a process started in `/`), and where OLM mounts them.
+pub const APISERVER_CERT_DIR: &str = "/apiserver.local.config/certificates";
 /// Namespace of the delegated-auth RoleBinding.
 pub const KUBE_SYSTEM: &str = "kube-system";
 
-/// Longest ExtensionServer name. The name is a label value (at most 63 characters) on every
-/// child, and the Service's name (a DNS-1035 label, at most 63). No child adds a suffix to it in
-/// a label value or a Service name; `<name>-tls`, the bindings and the certificate's DNS names
-/// allow far more (see the tests).
-pub const MAX_SERVER_NAME_LEN: usize = 63;
-/// An ExtensionServer name: a DNS-1035 label (the Service is named after it).
-pub const SERVER_NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+pub use crate::crd::schema::{MAX_SERVER_NAME_LEN, SERVER_NAME_PATTERN};
 
 /// Checks a server's name as admission does: a CRD installed before these rules lets any
 /// DNS subdomain through, and the children of such a name could never be created.
@@ -118,6 +115,10 @@ impl ApiServiceName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The group: everything after the version (a version name has no dot).
+    pub fn group(&self) -> &str {
+        self.0.split_once('.').map_or("", |(_, group)| group)
+    }
 }
 
 impl fmt::Display for ApiServiceName {
@@ -158,6 +159,13 @@ impl ServerNames {
             "aggregation.dev:{}:{}:auth-delegator",
             self.namespace, self.name
         )
+    }
+    /// The binding of a ClusterRole from `spec.clusterRoles`.
+    pub fn granted_role_binding(&self, role: &str) -> String {
+        format!("{}{role}", self.granted_role_binding_prefix())
+    }
+    pub fn granted_role_binding_prefix(&self) -> String {
+        format!("aggregation.dev:{}:{}:role:", self.namespace, self.name)
     }
     pub fn auth_reader_binding(&self) -> String {
         format!(
@@ -211,12 +219,15 @@ pub fn managed_selector() -> String {
 
 /// The APIService names a server asks for, in spec order.
 pub fn requested_api_services(server: &ExtensionServer) -> Vec<ApiServiceName> {
-    let group = Group(server.spec.group.clone());
     server
         .spec
-        .versions
-        .iter()
-        .map(|v| ApiServiceName::new(&Version(v.name.clone()), &group))
+        .served_groups()
+        .flat_map(|(group, versions)| {
+            let group = Group(group.to_string());
+            versions
+                .iter()
+                .map(move |v| ApiServiceName::new(&Version(v.name.clone()), &group))
+        })
         .collect()
 }
 

@@ -7,7 +7,13 @@ use kube::core::{Message, Rule};
 use schemars::{Schema, SchemaGenerator};
 use serde_json::json;
 
-use crate::names::{MAX_SERVER_NAME_LEN, SERVER_NAME_PATTERN};
+/// Longest ExtensionServer name. The name is a label value (at most 63 characters) on every
+/// child, and the Service's name (a DNS-1035 label, at most 63). No child adds a suffix to it in
+/// a label value or a Service name; `<name>-tls`, the bindings and the certificate's DNS names
+/// allow far more (see the tests).
+pub const MAX_SERVER_NAME_LEN: usize = 63;
+/// An ExtensionServer name: a DNS-1035 label (the Service is named after it).
+pub const SERVER_NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
 
 /// A Go duration such as `2160h`, `1h30m` or `1.5h`. The integer digits of each part are
 /// limited per unit, so that with [`DURATION_MAX_LEN`] no matching string overflows Go's 64-bit
@@ -149,8 +155,10 @@ pub fn not_both_image_and_external_rule() -> Rule {
 }
 
 /// Fields of the pods an external server does not have.
-pub const POD_FIELDS: [&str; 8] = [
+pub const POD_FIELDS: [&str; 10] = [
     "args",
+    "clusterRoles",
+    "podTemplate",
     "env",
     "resources",
     "nodeSelector",
@@ -193,6 +201,57 @@ pub fn external_fixed_rule() -> Rule {
         "external cannot be added or removed: create a new ExtensionServer to move a server in \
          or out of the cluster"
             .into(),
+    )
+}
+
+/// Longest ClusterRole name in `spec.clusterRoles` (it is part of a binding's name).
+pub const MAX_CLUSTER_ROLE_LEN: usize = 100;
+
+/// Most ClusterRoles one server binds.
+pub const MAX_CLUSTER_ROLES: u32 = 8;
+
+pub fn cluster_roles_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<String>>();
+    bound(&mut schema, "", "maxItems", MAX_CLUSTER_ROLES);
+    bound(
+        &mut schema,
+        "/items",
+        "maxLength",
+        MAX_CLUSTER_ROLE_LEN as u32,
+    );
+    schema
+}
+
+/// ClusterRole names: path-segment names with colons, as Kubernetes' own roles have.
+pub fn cluster_roles_rule() -> Rule {
+    rule(
+        "self.all(r, r.matches('^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$'))".into(),
+        format!(
+            "clusterRoles must name ClusterRoles (lowercase letters, digits, '-', '.', ':'; at most {MAX_CLUSTER_ROLE_LEN} characters)"
+        ),
+    )
+}
+
+/// No additional group repeats `spec.group`.
+pub fn additional_groups_distinct_rule() -> Rule {
+    rule(
+        "!has(self.additionalGroups) || self.additionalGroups.all(g, g.group != self.group)".into(),
+        "additionalGroups must not repeat spec.group".into(),
+    )
+}
+
+/// Most APIServices one ExtensionServer registers, over every group.
+pub const MAX_TOTAL_VERSIONS: usize = 16;
+
+/// Every version of every group is an APIService: bound their number.
+pub fn total_versions_rule() -> Rule {
+    rule(
+        format!(
+            "size(self.versions) + (has(self.additionalGroups) ? self.additionalGroups.map(g, size(g.versions)).sum() : 0) <= {MAX_TOTAL_VERSIONS}"
+        ),
+        format!(
+            "at most {MAX_TOTAL_VERSIONS} versions in all (spec.versions and every additionalGroups[].versions): each is an APIService"
+        ),
     )
 }
 
@@ -342,4 +401,22 @@ pub fn resources_schema(generator: &mut SchemaGenerator) -> Schema {
         bound(&mut schema, &values, "maxLength", MAX_QUANTITY_LEN);
     }
     schema
+}
+
+/// Most pod labels or annotations a podTemplate adds.
+pub const MAX_POD_METADATA: u32 = 32;
+
+pub fn string_map_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<std::collections::BTreeMap<String, String>>();
+    bound(&mut schema, "", "maxProperties", MAX_POD_METADATA);
+    schema
+}
+
+/// A PodSpec kept as written: the API server validates it as part of the Deployment.
+pub fn pod_spec_schema(_: &mut SchemaGenerator) -> Schema {
+    let schema = json!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    });
+    Schema::try_from(schema).unwrap_or_default()
 }

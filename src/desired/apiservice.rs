@@ -1,4 +1,5 @@
-//! One APIService per served version, pointing at the Service, with the CA bundle.
+//! One APIService per served version of every group, pointing at the Service, with the CA
+//! bundle.
 
 use std::collections::BTreeMap;
 
@@ -14,13 +15,13 @@ pub fn api_services(
     names: &ServerNames,
     ca_bundle: Option<&str>,
 ) -> Vec<APIService> {
-    let group = Group(server.spec.group.clone());
     let insecure = super::is_insecure(server);
-    server
+    let served = server
         .spec
-        .versions
-        .iter()
-        .map(|served| {
+        .served_groups()
+        .flat_map(|(group, versions)| versions.iter().map(move |v| (Group(group.to_string()), v)));
+    served
+        .map(|(group, served)| {
             let version = Version(served.name.clone());
             let name = ApiServiceName::new(&version, &group);
             let mut api_service = APIService::new(

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, HTTPGetAction, PodAffinityTerm,
+    Affinity, Capabilities, Container, ContainerPort, HTTPGetAction, KeyToPath, PodAffinityTerm,
     PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
     SecretVolumeSource, SecurityContext, Volume, VolumeMount, WeightedPodAffinityTerm,
 };
@@ -14,12 +14,61 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{TlsInput, owned_meta, service_account_name};
 use crate::crd::ExtensionServer;
 use crate::names::{
-    CERT_HASH_ANNOTATION, FRONT_PROXY_HASH_ANNOTATION, ServerNames, TLS_MOUNT_PATH,
+    APISERVER_CERT_DIR, CERT_HASH_ANNOTATION, FRONT_PROXY_HASH_ANNOTATION, ServerNames,
+    TLS_MOUNT_PATH,
 };
 
 const TLS_VOLUME: &str = "serving-cert";
+/// The same certificate as `apiserver.crt` and `apiserver.key`, for k8s.io/apiserver's default
+/// `--cert-dir`.
+const APISERVER_CERT_VOLUME: &str = "apiserver-cert";
+
+/// The serving Secret twice: as `tls.crt`/`tls.key`/`ca.crt`, and under the names
+/// k8s.io/apiserver looks for when no TLS flag is given.
+fn tls_volumes(secret_name: &str) -> Vec<Volume> {
+    let item = |key: &str, path: &str| KeyToPath {
+        key: key.into(),
+        path: path.into(),
+        ..KeyToPath::default()
+    };
+    let secret = |items: Option<Vec<KeyToPath>>| SecretVolumeSource {
+        secret_name: Some(secret_name.to_string()),
+        items,
+        ..SecretVolumeSource::default()
+    };
+    vec![
+        Volume {
+            name: TLS_VOLUME.into(),
+            secret: Some(secret(None)),
+            ..Volume::default()
+        },
+        Volume {
+            name: APISERVER_CERT_VOLUME.into(),
+            secret: Some(secret(Some(vec![
+                item("tls.crt", "apiserver.crt"),
+                item("tls.key", "apiserver.key"),
+            ]))),
+            ..Volume::default()
+        },
+    ]
+}
 
 pub fn deployment(server: &ExtensionServer, names: &ServerNames, tls: &TlsInput) -> Deployment {
+    let mut deployment = operator_deployment(server, names, tls);
+    if let (Some(template), Some(spec)) = (&server.spec.pod_template, deployment.spec.as_mut()) {
+        // Checked by validate: a template that does not merge never gets this far.
+        if let Err(error) = super::pod_template::merge(&mut spec.template, template) {
+            tracing::warn!(%error, "spec.podTemplate left out");
+        }
+    }
+    deployment
+}
+
+fn operator_deployment(
+    server: &ExtensionServer,
+    names: &ServerNames,
+    tls: &TlsInput,
+) -> Deployment {
     let spec = &server.spec;
     let mut pod_labels = names.selector();
     pod_labels.extend(names.labels());
@@ -48,14 +97,7 @@ pub fn deployment(server: &ExtensionServer, names: &ServerNames, tls: &TlsInput)
                         ..PodSecurityContext::default()
                     }),
                     containers: vec![container(server)],
-                    volumes: Some(vec![Volume {
-                        name: TLS_VOLUME.into(),
-                        secret: Some(SecretVolumeSource {
-                            secret_name: Some(tls.secret_name.clone()),
-                            ..SecretVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(tls_volumes(&tls.secret_name)),
                     node_selector: (!spec.node_selector.is_empty())
                         .then(|| spec.node_selector.clone()),
                     tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
@@ -109,12 +151,20 @@ fn container(server: &ExtensionServer) -> Container {
         }]),
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/livez")),
-        volume_mounts: Some(vec![VolumeMount {
-            name: TLS_VOLUME.into(),
-            mount_path: TLS_MOUNT_PATH.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: TLS_VOLUME.into(),
+                mount_path: TLS_MOUNT_PATH.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: APISERVER_CERT_VOLUME.into(),
+                mount_path: APISERVER_CERT_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),

@@ -5,6 +5,7 @@
 mod apiservice;
 mod deployment;
 mod pdb;
+mod pod_template;
 mod rbac;
 mod secret;
 mod service;
@@ -19,7 +20,10 @@ use kube::Resource;
 pub use apiservice::api_services;
 pub use deployment::deployment;
 pub use pdb::pod_disruption_budget;
-pub use rbac::{auth_delegator_binding, auth_reader_binding, service_account};
+pub use pod_template::merge as merge_pod_template;
+pub use rbac::{
+    auth_delegator_binding, auth_reader_binding, granted_role_bindings, service_account,
+};
 pub use secret::tls_secret;
 pub use service::service;
 
@@ -51,6 +55,8 @@ pub struct Desired {
     pub service_account: Option<ServiceAccount>,
     pub auth_delegator: Option<ClusterRoleBinding>,
     pub auth_reader: Option<RoleBinding>,
+    /// Bindings of the granted `spec.clusterRoles`.
+    pub role_bindings: Vec<ClusterRoleBinding>,
     pub tls_secret: Option<Secret>,
     pub deployment: Option<Deployment>,
     pub service: Service,
@@ -65,6 +71,7 @@ impl Desired {
             service_account,
             auth_delegator,
             auth_reader,
+            role_bindings,
             tls_secret,
             deployment,
             service,
@@ -75,6 +82,7 @@ impl Desired {
             optional(service_account),
             optional(auth_delegator),
             optional(auth_reader),
+            list(role_bindings),
             optional(tls_secret),
             optional(deployment),
             one(service),
@@ -107,6 +115,7 @@ pub fn desired(server: &ExtensionServer, tls: &TlsInput) -> Desired {
             service_account: None,
             auth_delegator: None,
             auth_reader: None,
+            role_bindings: Vec::new(),
             tls_secret: None,
             deployment: None,
             service: service(server, &names),
@@ -118,6 +127,7 @@ pub fn desired(server: &ExtensionServer, tls: &TlsInput) -> Desired {
         service_account: service_account(server, &names),
         auth_delegator: Some(auth_delegator_binding(server, &names)),
         auth_reader: Some(auth_reader_binding(server, &names)),
+        role_bindings: granted_role_bindings(server, &names),
         tls_secret: tls
             .managed_serving
             .as_ref()

@@ -51,6 +51,32 @@ pub fn auth_delegator_binding(server: &ExtensionServer, names: &ServerNames) -> 
     }
 }
 
+/// One binding per ClusterRole in `spec.clusterRoles` (trust checked that each is granted).
+pub fn granted_role_bindings(
+    server: &ExtensionServer,
+    names: &ServerNames,
+) -> Vec<ClusterRoleBinding> {
+    server
+        .spec
+        .cluster_roles
+        .iter()
+        .map(|role| ClusterRoleBinding {
+            metadata: ObjectMeta {
+                name: Some(names.granted_role_binding(role)),
+                labels: Some(names.cluster_labels()),
+                annotations: Some(names.owner_annotations()),
+                ..ObjectMeta::default()
+            },
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: role.clone(),
+            },
+            subjects: Some(subject(server, names)),
+        })
+        .collect()
+}
+
 /// Lets the server read `kube-system/extension-apiserver-authentication` (the requestheader CA).
 pub fn auth_reader_binding(server: &ExtensionServer, names: &ServerNames) -> RoleBinding {
     RoleBinding {

@@ -310,3 +310,163 @@ fn the_longest_accepted_name_gives_valid_children() {
     // One character more is refused.
     assert!(check_server_name(&format!("{name}b")).is_err());
 }
+
+#[test]
+fn every_version_of_every_group_gets_an_apiservice_to_the_same_service() {
+    let adapter = server(
+        r#"
+apiVersion: aggregation.dev/v1alpha1
+kind: ExtensionServer
+metadata: {name: adapter, namespace: monitoring}
+spec:
+  group: custom.metrics.k8s.io
+  versions: [{name: v1beta2, versionPriority: 200}, {name: v1beta1, versionPriority: 100}]
+  additionalGroups:
+    - group: external.metrics.k8s.io
+      versions: [{name: v1beta1}]
+  image: adapter:latest
+"#,
+    );
+    let desired = desired(&adapter, &tls());
+    let registered: Vec<(String, String, String, i32)> = desired
+        .api_services
+        .iter()
+        .map(|a| {
+            let service = a.spec.service.clone().unwrap_or_default();
+            (
+                a.metadata.name.clone().unwrap_or_default(),
+                a.spec.group.clone().unwrap_or_default(),
+                format!("{}/{}", service.namespace, service.name),
+                a.spec.version_priority,
+            )
+        })
+        .collect();
+    assert_eq!(
+        registered,
+        [
+            (
+                "v1beta2.custom.metrics.k8s.io",
+                "custom.metrics.k8s.io",
+                "monitoring/adapter",
+                200
+            ),
+            (
+                "v1beta1.custom.metrics.k8s.io",
+                "custom.metrics.k8s.io",
+                "monitoring/adapter",
+                100
+            ),
+            (
+                "v1beta1.external.metrics.k8s.io",
+                "external.metrics.k8s.io",
+                "monitoring/adapter",
+                15
+            ),
+        ]
+        .map(|(n, g, s, p)| (n.to_string(), g.to_string(), s.to_string(), p))
+    );
+    let requested: Vec<String> = crate::names::requested_api_services(&adapter)
+        .iter()
+        .map(|n| format!("{n} in {}", n.group()))
+        .collect();
+    assert_eq!(
+        requested,
+        [
+            "v1beta2.custom.metrics.k8s.io in custom.metrics.k8s.io",
+            "v1beta1.custom.metrics.k8s.io in custom.metrics.k8s.io",
+            "v1beta1.external.metrics.k8s.io in external.metrics.k8s.io",
+        ]
+    );
+}
+
+#[test]
+fn the_certificate_is_also_where_k8s_io_apiserver_looks_by_default() {
+    let deployment = deployment(&server(BASIC), &ServerNames::of(&server(BASIC)), &tls());
+    let pod = deployment.spec.expect("spec").template.spec.expect("pod");
+    let mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/apiserver.local.config/certificates")
+        .expect("mounted at the default cert dir");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .expect("its volume");
+    let secret = volume.secret.as_ref().expect("from the serving Secret");
+    assert_eq!(
+        secret.secret_name.as_deref(),
+        Some("my-extension-server-tls")
+    );
+    let files: Vec<(&str, &str)> = secret
+        .items
+        .iter()
+        .flatten()
+        .map(|i| (i.key.as_str(), i.path.as_str()))
+        .collect();
+    assert_eq!(
+        files,
+        [("tls.crt", "apiserver.crt"), ("tls.key", "apiserver.key")]
+    );
+}
+
+#[test]
+fn a_pod_template_reaches_the_deployment() {
+    let yaml = format!(
+        "{BASIC}  podTemplate:\n    metadata: {{annotations: {{prometheus.io/scrape: 'true'}}}}\n    spec:\n      priorityClassName: system-cluster-critical\n      containers: [{{name: server, ports: [{{name: custom-metrics, containerPort: 8080}}]}}]\n"
+    );
+    let server = server(&yaml);
+    let deployment = deployment(&server, &ServerNames::of(&server), &tls());
+    let template = deployment.spec.expect("spec").template;
+    let pod = template.spec.expect("pod");
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("system-cluster-critical")
+    );
+    let ports: Vec<i32> = pod.containers[0]
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(ports, [443, 8080]);
+    let annotations = template
+        .metadata
+        .and_then(|m| m.annotations)
+        .expect("annotations");
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert!(
+        annotations.contains_key(CERT_HASH_ANNOTATION),
+        "the operator's stay"
+    );
+}
+
+#[test]
+fn each_granted_cluster_role_is_bound_to_the_servers_account() {
+    let yaml = format!("{BASIC}  clusterRoles: ['system:metrics-server']\n");
+    let server = server(&yaml);
+    let bindings = desired(&server, &tls()).role_bindings;
+    assert_eq!(bindings.len(), 1);
+    let binding = &bindings[0];
+    assert_eq!(
+        binding.metadata.name.as_deref(),
+        Some("aggregation.dev:default:my-extension-server:role:system:metrics-server")
+    );
+    assert_eq!(binding.role_ref.name, "system:metrics-server");
+    let subject = &binding.subjects.as_ref().expect("subjects")[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("my-extension-server", Some("default"))
+    );
+    assert_eq!(
+        binding
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(OWNER_ANNOTATION))
+            .map(String::as_str),
+        Some("default/my-extension-server")
+    );
+}

@@ -28,6 +28,8 @@ pub struct Observed {
     pub service_account: Option<Arc<ServiceAccount>>,
     pub auth_delegator: Option<Arc<ClusterRoleBinding>>,
     pub auth_reader: Option<Arc<RoleBinding>>,
+    /// This server's bindings of `spec.clusterRoles`, wanted or not.
+    pub role_bindings: Vec<Arc<ClusterRoleBinding>>,
     pub ca_secret: Option<Arc<Secret>>,
     pub tls_secret: Option<Arc<Secret>>,
     pub deployment: Option<Arc<Deployment>>,
@@ -53,7 +55,16 @@ pub fn observe(stores: &Stores, names: &ServerNames, requested: &[ApiServiceName
                 .iter()
                 .all(|r| Some(r.as_str()) != a.meta().name.as_deref())
     });
+    let prefix = names.granted_role_binding_prefix();
+    let role_bindings = stores.cluster_role_bindings.state_filter(|b| {
+        owner_annotation(b) == Some(owner.as_str())
+            && b.meta()
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&prefix))
+    });
     Observed {
+        role_bindings,
         service_account: namespaced(&stores.service_accounts, ns, names.workload()),
         auth_delegator: cluster(&stores.cluster_role_bindings, &names.cluster_role_binding()),
         auth_reader: namespaced(

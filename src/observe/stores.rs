@@ -95,6 +95,7 @@ impl Stores {
     }
 
     /// The kinds cached, named by destructuring, so a new field must be listed here.
+    #[cfg(test)]
     pub fn kinds(&self) -> std::collections::BTreeSet<String> {
         let Self {
             service_accounts,
@@ -143,6 +144,7 @@ where
         .is_ok_and(|r| r.is_ok())
 }
 
+#[cfg(test)]
 fn kind_of<K: Resource<DynamicType = ()> + Clone>(_: &Store<K>) -> String {
     K::kind(&()).into_owned()
 }

@@ -1,13 +1,13 @@
 //! Events: one per transition of a condition (Registered, Unregistered, Conflict, Available,
 //! DiscoveryFailed), one per TLS step, and one per delegated-auth binding put back.
 
-use kube::Resource;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 
 use crate::context::Context;
-use crate::crd::{ExtensionServer, ExtensionServerStatus};
+use crate::crd::ExtensionServerStatus;
 use crate::names::{KUBE_SYSTEM, ServerNames};
-use crate::reconcile::apply::Restored;
+use crate::outcome::Restored;
 use crate::status::conditions::find;
 use crate::status::{ConditionType, Reason};
 use crate::tls::TlsEvent;
@@ -128,10 +128,9 @@ fn event(type_: EventType, reason: &str, note: &str) -> Event {
     }
 }
 
-pub async fn publish(ctx: &Context, server: &ExtensionServer, events: Vec<Event>) {
-    let reference = server.object_ref(&());
+pub async fn publish(ctx: &Context, reference: &ObjectReference, events: Vec<Event>) {
     for event in events {
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+        if let Err(error) = ctx.recorder.publish(&event, reference).await {
             tracing::warn!(%error, reason = %event.reason, "could not publish an Event");
         }
     }

@@ -5,19 +5,21 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 use crate::context::Context;
-use crate::crd::{ExtensionServer, ExternalBackend, TlsMode};
+use crate::crd::{ExternalBackend, TlsMode};
 use crate::desired::TlsInput;
 use crate::error::Result;
 use crate::names::ServerNames;
+use crate::outcome::{BackendProbe, CertificateOutcome};
+use crate::probe;
 use crate::reconcile::tls::TlsStep;
+use crate::reconcile::validate::Validated;
 use crate::ssa::get_opt;
-use crate::status::{CertificateOutcome, ExternalProbe};
 use crate::tls::certs;
-use crate::tls::probe;
 
 /// The CA the APIServices trust: `ca.crt` of the Secret in `tls.secretName` (mode Secret), or
 /// none (mode Insecure).
-pub async fn tls(ctx: &Context, server: &ExtensionServer, names: &ServerNames) -> Result<TlsStep> {
+pub async fn tls(ctx: &Context, validated: &Validated) -> Result<TlsStep> {
+    let names = &validated.names;
     let step = |input: Option<TlsInput>, outcome| TlsStep {
         input,
         outcome,
@@ -33,11 +35,11 @@ pub async fn tls(ctx: &Context, server: &ExtensionServer, names: &ServerNames) -
         cert_hash: String::new(),
         front_proxy_hash: None,
     };
-    if server.spec.tls.mode == TlsMode::Insecure {
+    if validated.tls_mode == TlsMode::Insecure {
         let outcome = CertificateOutcome::External { ca: None };
         return Ok(step(Some(input(String::new(), None)), outcome));
     }
-    let secret_name = server.spec.tls.secret_name.clone().unwrap_or_default();
+    let secret_name = validated.tls_secret_name.clone();
     // The user's Secret is not cached (only Secrets the operator labels are): read it live.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let ca = get_opt(&secrets, &secret_name)
@@ -76,7 +78,7 @@ pub async fn probe(
     external: &ExternalBackend,
     names: &ServerNames,
     bundle: Option<&str>,
-) -> ExternalProbe {
+) -> BackendProbe {
     let server_name = format!("{}.{}.svc", names.name, names.namespace);
     let port = u16::try_from(external.port).unwrap_or(443);
     let outcome = probe::reach(
@@ -87,7 +89,7 @@ pub async fn probe(
         bundle.map(str::as_bytes),
     )
     .await;
-    ExternalProbe {
+    BackendProbe {
         target: format!("{}:{}", external.host, external.port),
         server_name,
         outcome,

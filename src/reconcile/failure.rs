@@ -5,6 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Reconciler, events, write_status_seen};
+use kube::Resource;
+
 use crate::crd::ExtensionServer;
 use crate::error::Error;
 use crate::names::ServerNames;
@@ -23,9 +25,10 @@ pub async fn report(reconciler: &Reconciler, server: &ExtensionServer, error: &E
         Time(Timestamp::now()),
     );
     if let Some(event) = events::failure(server.status.as_ref(), &new_status) {
-        events::publish(ctx, server, vec![event]).await;
+        events::publish(ctx, &server.object_ref(&()), vec![event]).await;
     }
-    if let Err(write) = write_status_seen(reconciler, server, &names, new_status).await {
+    let previous = server.status.as_ref();
+    if let Err(write) = write_status_seen(reconciler, &names, previous, new_status).await {
         tracing::warn!(error = %write, "could not show the failure in status");
     }
 }

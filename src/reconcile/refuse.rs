@@ -1,5 +1,6 @@
 //! A refused claim gets nothing but its status: what this server had registered or bound
-//! before (a grant since withdrawn) is removed, APIServices first.
+//! before (a grant since withdrawn) is removed, APIServices first. The pass goes on as any
+//! other, with no children applied.
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::Api;
@@ -9,8 +10,41 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::names::{KUBE_SYSTEM, ServerNames};
 use crate::observe::{Observed, owner_annotation};
+use crate::outcome::{Applied, CertificateOutcome, Handshake, Workload};
 use crate::reconcile::registration::{self, Holder};
+use crate::reconcile::validate::{Backend, Validated};
 use crate::ssa::{self, preconditions_of};
+use crate::trust::Refusal;
+
+/// Removes what the server had; what it applied is nothing.
+pub async fn run(
+    ctx: &Context,
+    validated: &Validated,
+    observed: Observed,
+    refusal: &Refusal,
+) -> Result<Applied> {
+    unregister(ctx, &validated.names, &observed).await?;
+    let workload = match validated.backend {
+        Backend::Pods => Workload::Pods {
+            deployment: observed.deployment.as_deref().cloned(),
+        },
+        Backend::External(_) => Workload::External { probe: None },
+    };
+    Ok(Applied {
+        subject: validated.subject(),
+        refusal: Some(refusal.clone()),
+        workload,
+        service: None,
+        certificate: CertificateOutcome::NotIssued,
+        registrations: Vec::new(),
+        api_services: Vec::new(),
+        handshake: Handshake::Inconclusive,
+        restored: Vec::new(),
+        tls_events: Vec::new(),
+        tls_due: None,
+        rotating: false,
+    })
+}
 
 /// Removes this server's APIServices and delegated-auth bindings, as the caches show them.
 /// Returns true if anything was removed.
@@ -28,6 +62,17 @@ pub async fn unregister(ctx: &Context, names: &ServerNames, observed: &Observed)
         removed = true;
     }
     let owner = names.owner_key();
+    let role_bindings: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    for binding in &observed.role_bindings {
+        let name = binding.metadata.name.as_deref().unwrap_or_default();
+        ssa::delete(
+            &role_bindings,
+            name,
+            Some(preconditions_of(binding.as_ref())),
+        )
+        .await?;
+        removed = true;
+    }
     if let Some(binding) = observed
         .auth_delegator
         .as_deref()

@@ -1,18 +1,20 @@
 //! APIService registration: a pure decision table, then the one write it calls for. Never
 //! touches an APIService that is not ours.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use crate::apiservice::APIService;
-use crate::crd::{ExtensionServer, RegistrationPolicy};
+use crate::crd::RegistrationPolicy;
 use crate::error::{Error, Result};
 use crate::names::{ApiServiceName, FIELD_MANAGER, ServerNames};
 use crate::observe::owner_annotation;
+use crate::outcome::Registration;
+use crate::reconcile::validate::Validated;
 use crate::ssa;
-use crate::status::Registration;
 
 /// Why registration is or is not allowed in this pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +31,8 @@ pub enum Gate {
 
 /// The gate, in order of precedence.
 pub fn gate(
-    server: &ExtensionServer,
+    replicas: i32,
+    policy: &RegistrationPolicy,
     held_back: bool,
     certificate_ready: bool,
     ready_replicas: i32,
@@ -37,13 +40,13 @@ pub fn gate(
     if held_back {
         return Gate::HeldBack;
     }
-    if server.spec.replicas == 0 {
+    if replicas == 0 {
         return Gate::ScaledToZero;
     }
     if !certificate_ready {
         return Gate::WaitingForCertificate;
     }
-    match server.spec.registration.policy {
+    match policy {
         RegistrationPolicy::Always => Gate::Allowed,
         RegistrationPolicy::WhenReady if ready_replicas >= 1 => Gate::Allowed,
         RegistrationPolicy::WhenReady => Gate::WaitingForReadyReplicas,
@@ -113,12 +116,47 @@ pub fn decide(
             _ if expired => Decision::Delete(Registration::UnregisteredUnavailable(name.clone())),
             _ => Decision::Apply,
         },
-        Holder::Unmanaged if adopt_existing => Decision::Apply,
+        // Taken over only once the gate is open (a ready replica, a usable certificate), so
+        // the APIService switches to a backend that answers: never unavailable in between.
+        Holder::Unmanaged if adopt_existing => match gate {
+            Gate::Allowed => Decision::Apply,
+            other => Decision::Report(waiting(other)),
+        },
         other => Decision::Report(Registration::Conflict {
             name: name.clone(),
             reason: conflict_reason(&other),
         }),
     }
+}
+
+/// Decides and carries out every requested APIService, in spec order; returns each outcome
+/// and the APIServices as they stand afterwards.
+pub async fn register_all(
+    api: &Api<APIService>,
+    validated: &Validated,
+    desired: &[APIService],
+    observed: &[(ApiServiceName, Option<Arc<APIService>>)],
+    gate: Gate,
+    adoptable: &[ApiServiceName],
+) -> Result<(Vec<Registration>, Vec<(ApiServiceName, Option<APIService>)>)> {
+    let now = Timestamp::now();
+    let mut registrations = Vec::new();
+    let mut after = Vec::new();
+    for (desired, (name, live)) in desired.iter().zip(observed) {
+        let live = live.as_deref();
+        let expired =
+            live.is_some_and(|a| unavailable_too_long(a, validated.unregister_after, now));
+        let names = &validated.names;
+        let adopt = adoptable.contains(name);
+        let decide =
+            |existing: Option<&APIService>| decide(name, existing, names, gate, adopt, expired);
+        let decision = decide(live);
+        let (outcome, live) =
+            execute(api, name, desired, live, decision, |l| decide(Some(l))).await?;
+        registrations.push(outcome);
+        after.push((name.clone(), live));
+    }
+    Ok((registrations, after))
 }
 
 /// Carries out a decision; returns the outcome and the APIService as it stands afterwards.

@@ -11,16 +11,16 @@ use kube::api::{Api, PostParams};
 
 use crate::apiservice::APIService;
 use crate::context::Context;
-use crate::crd::{ExtensionServer, TlsMode};
+use crate::crd::TlsMode;
 use crate::desired::TlsInput;
 use crate::error::{Error, Result};
 use crate::names::{ApiServiceName, CERT_HASH_ANNOTATION, ServerNames};
 use crate::observe::Observed;
+use crate::outcome::CertificateOutcome;
 use crate::ownership::{self, Owner};
 use crate::reconcile::registration::{Holder, holder};
 use crate::reconcile::validate::Validated;
 use crate::ssa::get_opt;
-use crate::status::CertificateOutcome;
 use crate::tls::{self, CaRead, CaSet, TlsEvent, TlsObserved, certs};
 
 type ObservedApiServices = [(ApiServiceName, Option<Arc<APIService>>)];
@@ -38,20 +38,15 @@ pub struct TlsStep {
     pub in_the_way: Option<String>,
 }
 
-pub async fn run(
-    ctx: &Context,
-    server: &ExtensionServer,
-    validated: &Validated,
-    observed: &Observed,
-) -> Result<TlsStep> {
+pub async fn run(ctx: &Context, validated: &Validated, observed: &Observed) -> Result<TlsStep> {
     let names = &validated.names;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    match server.spec.tls.mode {
+    match validated.tls_mode {
         // The user's Secret is not cached (only Secrets the operator labels are): read it live.
-        TlsMode::Secret => user_secret(&secrets, server, names, observed).await,
+        TlsMode::Secret => user_secret(&secrets, &validated.tls_secret_name, names, observed).await,
         TlsMode::Managed | TlsMode::Insecure => {
             let cached = (observed.ca_secret.clone(), observed.tls_secret.clone());
-            let step = managed(&secrets, server, validated, observed, cached, false).await?;
+            let step = managed(&secrets, validated, observed, cached, false).await?;
             match step {
                 Managed::Done(step) => Ok(*step),
                 // Minting is a create and a CA change a replace at a resourceVersion: both
@@ -62,7 +57,7 @@ pub async fn run(
                         get_opt(&secrets, &names.ca_secret()).await?.map(Arc::new),
                         get_opt(&secrets, &names.tls_secret()).await?.map(Arc::new),
                     );
-                    match managed(&secrets, server, validated, observed, live, true).await? {
+                    match managed(&secrets, validated, observed, live, true).await? {
                         Managed::Done(step) => Ok(*step),
                         Managed::NeedsFreshSecrets => Err(Error::ReadCertificate(
                             "the CA and serving Secrets changed while planning".into(),
@@ -83,11 +78,10 @@ enum Managed {
 
 async fn user_secret(
     secrets: &Api<Secret>,
-    server: &ExtensionServer,
+    secret_name: &str,
     names: &ServerNames,
     observed: &Observed,
 ) -> Result<TlsStep> {
-    let secret_name = server.spec.tls.secret_name.clone().unwrap_or_default();
     let invalid = |why: String| TlsStep {
         input: None,
         outcome: CertificateOutcome::SecretInvalid(why),
@@ -96,7 +90,7 @@ async fn user_secret(
         rotating: false,
         in_the_way: None,
     };
-    let Some(secret) = get_opt(secrets, &secret_name).await? else {
+    let Some(secret) = get_opt(secrets, secret_name).await? else {
         return Ok(invalid(format!(
             "Secret {}/{secret_name} (tls.secretName) does not exist; create it with ca.crt, tls.crt and tls.key",
             names.namespace
@@ -171,7 +165,7 @@ async fn user_secret(
     };
     Ok(TlsStep {
         input: Some(TlsInput {
-            secret_name,
+            secret_name: secret_name.to_string(),
             managed_serving: None,
             ca_bundle: Some(ca_bundle),
             cert_hash,
@@ -191,7 +185,6 @@ async fn user_secret(
 
 async fn managed(
     secrets: &Api<Secret>,
-    server: &ExtensionServer,
     validated: &Validated,
     observed: &Observed,
     (ca_secret, tls_secret): (Option<Arc<Secret>>, Option<Arc<Secret>>),
@@ -226,7 +219,7 @@ async fn managed(
     if !fresh && (ca.is_none() || serving.is_none()) {
         return Ok(Managed::NeedsFreshSecrets);
     }
-    let insecure = server.spec.tls.mode == TlsMode::Insecure;
+    let insecure = validated.tls_mode == TlsMode::Insecure;
     let tls_observed = TlsObserved {
         // Without a caBundle there is nothing to propagate, so a rotation can complete.
         bundle_propagated: insecure || bundle_propagated(ca.as_ref(), api_services, names),
@@ -247,7 +240,7 @@ async fn managed(
         return Ok(Managed::NeedsFreshSecrets);
     }
     if plan.ca_changed {
-        write_ca(secrets, server, names, ca_secret.as_deref(), &plan.ca).await?;
+        write_ca(secrets, validated, ca_secret.as_deref(), &plan.ca).await?;
     }
     let rotating = plan.ca.next.is_some() || plan.ca.previous_cert.is_some();
     let next_due = [
@@ -374,17 +367,17 @@ fn rollout_complete(deployment: Option<&Deployment>, serving: Option<&tls::Keyed
 /// it at the observed resourceVersion, so two operator replicas never mint two CAs.
 async fn write_ca(
     secrets: &Api<Secret>,
-    server: &ExtensionServer,
-    names: &ServerNames,
+    validated: &Validated,
     existing: Option<&Secret>,
     ca: &CaSet,
 ) -> Result<()> {
+    let names = &validated.names;
     let mut secret = Secret {
         metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
             name: Some(names.ca_secret()),
             namespace: Some(names.namespace.clone()),
             labels: Some(names.labels()),
-            owner_references: server.controller_owner_ref(&()).map(|r| vec![r]),
+            owner_references: validated.object.controller_owner_ref(&()).map(|r| vec![r]),
             ..Default::default()
         },
         type_: Some("Opaque".into()),

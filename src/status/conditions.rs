@@ -2,7 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::reasons::{ConditionType, Reason};
+use crate::reason::{ConditionType, Reason};
 
 /// A condition before timestamps: what this pass concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]

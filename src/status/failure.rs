@@ -3,8 +3,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Status, Verdict};
-use super::reasons::{ConditionType, Reason};
 use crate::crd::ExtensionServerStatus;
+use crate::reason::{ConditionType, Reason};
 
 /// `previous` with `Ready=False` (`reason`, `message`) at `generation`. The other conditions
 /// keep their own observedGeneration: they still describe what was last seen.

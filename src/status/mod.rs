@@ -4,135 +4,47 @@
 pub mod conditions;
 mod diagnosis;
 mod failure;
-pub mod reasons;
 #[cfg(test)]
 mod tests;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+pub use crate::reason::{ConditionType, Reason};
 pub use conditions::{Status, Verdict};
 pub use diagnosis::{diagnose_external, diagnose_unavailable};
 pub use failure::failed;
-pub use reasons::{ConditionType, Reason};
 
-use crate::apiservice::APIService;
 use crate::crd::{ApiServiceState, CertificateState, ExtensionServerStatus};
-use crate::names::{ApiServiceName, ServerNames};
-use crate::tls::CertInfo;
-use crate::tls::probe::Handshake;
+use crate::outcome::{Applied, BackendProbe, CertificateOutcome, Handshake, Registration};
 use crate::trust::Refusal;
 use ConditionType::{
     Available, BackendReachable, CertificateReady, DeploymentAvailable, Registered,
 };
 
-/// How the serving certificate stands.
-#[derive(Debug, Clone)]
-pub enum CertificateOutcome {
-    /// Managed or Secret mode: a valid certificate for the Service's names.
-    Valid {
-        serving: CertInfo,
-        ca_not_after: Option<k8s_openapi::jiff::Timestamp>,
-        /// A CA the pods may still serve from stays trusted next to the current one.
-        previous_trusted: bool,
-    },
-    /// Mode Insecure: a managed certificate, but the aggregator does not verify it.
-    Insecure { serving: CertInfo },
-    /// Mode Secret: the user's Secret is missing or unusable.
-    SecretInvalid(String),
-    /// The certificate has expired.
-    Expired(String),
-    /// Nothing was issued: the claim is refused.
-    NotIssued,
-    /// An external server: the user's CA (its Secret and earliest expiry), or None in mode
-    /// Insecure.
-    External {
-        ca: Option<(String, Option<k8s_openapi::jiff::Timestamp>)>,
-    },
-}
-
-/// What dialling an external server found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalProbe {
-    /// `host:port`.
-    pub target: String,
-    /// The name its certificate must carry, `<name>.<namespace>.svc`.
-    pub server_name: String,
-    pub outcome: Result<(), String>,
-}
-
-impl ExternalProbe {
-    /// The handshake as the Available verdict reads it.
-    pub fn handshake(&self) -> Handshake {
-        match &self.outcome {
-            Ok(()) => Handshake::Trusted,
-            Err(why) if why.contains("certificate") => Handshake::Untrusted(why.clone()),
-            Err(_) => Handshake::Inconclusive,
-        }
-    }
-}
-
-/// What happened to one APIService in this pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Registration {
-    Registered(ApiServiceName),
-    WaitingForReadyReplicas(ApiServiceName),
-    WaitingForCertificate(ApiServiceName),
-    ScaledToZero(ApiServiceName),
-    Conflict {
-        name: ApiServiceName,
-        reason: String,
-    },
-    /// Removed because it stayed unavailable longer than `registration.unregisterAfter`.
-    UnregisteredUnavailable(ApiServiceName),
-    /// Not created: the claim is refused (the group became protected after registration).
-    Refused(ApiServiceName),
-}
-
-/// Everything status is computed from.
-#[derive(Debug, Clone)]
-pub struct Observation<'a> {
-    pub names: &'a ServerNames,
-    pub generation: Option<i64>,
-    pub spec_replicas: i32,
-    pub port: i32,
-    pub deployment: Option<&'a Deployment>,
-    pub certificate: &'a CertificateOutcome,
-    pub registrations: &'a [Registration],
-    /// The requested APIServices as last seen (after apply), by name.
-    pub api_services: &'a [(ApiServiceName, Option<APIService>)],
-    /// A TLS handshake with the Service, made as the aggregator's proxy would.
-    pub handshake: &'a Handshake,
-    /// Why the claim is refused, if it is.
-    pub refusal: Option<&'a Refusal>,
-    /// An external server: what dialling it found (it has no Deployment).
-    pub external: Option<&'a ExternalProbe>,
-    /// The spec names an external server (`spec.external`), dialled or not.
-    pub external_backend: bool,
-}
-
 /// Builds the whole status, merging conditions with the previous ones.
 pub fn compute(
-    observation: &Observation<'_>,
+    applied: &Applied,
     previous: Option<&ExtensionServerStatus>,
     now: Time,
 ) -> ExtensionServerStatus {
-    let verdicts = verdicts(observation);
+    let verdicts = verdicts(applied);
     let previous_conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
-    let (replicas, ready_replicas) = replica_counts(observation.deployment);
+    let (replicas, ready_replicas) = replica_counts(applied.workload.deployment());
+    let generation = applied.subject.generation;
     ExtensionServerStatus {
-        observed_generation: observation.generation,
+        observed_generation: generation,
         replicas,
         ready_replicas,
-        conditions: conditions::merge(previous_conditions, &verdicts, observation.generation, now),
-        api_services: api_service_states(observation),
-        certificate: certificate_state(observation.certificate),
+        conditions: conditions::merge(previous_conditions, &verdicts, generation, now),
+        api_services: api_service_states(applied),
+        certificate: certificate_state(&applied.certificate),
     }
 }
 
 /// The five verdicts, Ready first.
-pub fn verdicts(observation: &Observation<'_>) -> Vec<Verdict> {
-    let parts = match observation.refusal {
+pub fn verdicts(applied: &Applied) -> Vec<Verdict> {
+    let parts = match applied.refusal.as_ref() {
         // Refused: nothing runs; Registered says why, the others only point there.
         Some(refusal) if !refusal.keep_registered => {
             let not_started = |type_| {
@@ -144,23 +56,23 @@ pub fn verdicts(observation: &Observation<'_>) -> Vec<Verdict> {
                 )
             };
             vec![
-                not_started(workload_type(observation)),
+                not_started(workload_type(applied)),
                 not_started(CertificateReady),
                 refused_verdict(refusal),
                 not_started(Available),
             ]
         }
         Some(refusal) => vec![
-            deployment_verdict(observation),
-            certificate_verdict(observation),
+            deployment_verdict(applied),
+            certificate_verdict(applied),
             refused_verdict(refusal),
-            available_verdict(observation),
+            available_verdict(applied),
         ],
         None => vec![
-            deployment_verdict(observation),
-            certificate_verdict(observation),
-            registered_verdict(observation),
-            available_verdict(observation),
+            deployment_verdict(applied),
+            certificate_verdict(applied),
+            registered_verdict(applied),
+            available_verdict(applied),
         ],
     };
     let mut all = vec![conditions::ready(&parts)];
@@ -169,16 +81,16 @@ pub fn verdicts(observation: &Observation<'_>) -> Vec<Verdict> {
 }
 
 /// DeploymentAvailable, or BackendReachable for an external server.
-fn workload_type(o: &Observation<'_>) -> ConditionType {
-    if o.external_backend {
+fn workload_type(o: &Applied) -> ConditionType {
+    if o.is_external() {
         BackendReachable
     } else {
         DeploymentAvailable
     }
 }
 
-fn backend_verdict(o: &Observation<'_>, probe: &ExternalProbe) -> Verdict {
-    if o.spec_replicas == 0 {
+fn backend_verdict(o: &Applied, probe: &BackendProbe) -> Verdict {
+    if o.subject.replicas == 0 {
         return Verdict::new(
             BackendReachable,
             Status::False,
@@ -225,9 +137,9 @@ fn replica_counts(deployment: Option<&Deployment>) -> (i32, i32) {
     )
 }
 
-fn deployment_verdict(o: &Observation<'_>) -> Verdict {
-    if o.external_backend {
-        return match o.external {
+fn deployment_verdict(o: &Applied) -> Verdict {
+    if o.is_external() {
+        return match o.backend_probe() {
             Some(probe) => backend_verdict(o, probe),
             None => Verdict::new(
                 BackendReachable,
@@ -237,12 +149,12 @@ fn deployment_verdict(o: &Observation<'_>) -> Verdict {
             ),
         };
     }
-    let (_, ready) = replica_counts(o.deployment);
+    let (_, ready) = replica_counts(o.workload.deployment());
     let selector = format!(
         "kubectl get pods -n {} -l app.kubernetes.io/instance={}",
-        o.names.namespace, o.names.name
+        o.subject.names.namespace, o.subject.names.name
     );
-    if o.spec_replicas == 0 {
+    if o.subject.replicas == 0 {
         return Verdict::new(
             DeploymentAvailable,
             Status::False,
@@ -255,22 +167,23 @@ fn deployment_verdict(o: &Observation<'_>) -> Verdict {
             DeploymentAvailable,
             Status::True,
             Reason::MinimumReplicasAvailable,
-            format!("{ready}/{} replicas are ready", o.spec_replicas),
+            format!("{ready}/{} replicas are ready", o.subject.replicas),
         );
     }
-    if o.deployment.is_none() {
+    if o.workload.deployment().is_none() {
         return Verdict::new(
             DeploymentAvailable,
             Status::False,
             Reason::Progressing,
             format!(
                 "Deployment {}/{} does not exist yet; the other conditions say what stops it",
-                o.names.namespace, o.names.name
+                o.subject.names.namespace, o.subject.names.name
             ),
         );
     }
     let observed = o
-        .deployment
+        .workload
+        .deployment()
         .and_then(|d| Some(d.status.as_ref()?.observed_generation? >= d.metadata.generation?))
         .unwrap_or(false);
     if !observed {
@@ -280,7 +193,7 @@ fn deployment_verdict(o: &Observation<'_>) -> Verdict {
             Reason::Progressing,
             format!(
                 "Deployment {}/{} is being rolled out; wait, or check `{selector}`",
-                o.names.namespace, o.names.name
+                o.subject.names.namespace, o.subject.names.name
             ),
         );
     }
@@ -290,13 +203,13 @@ fn deployment_verdict(o: &Observation<'_>) -> Verdict {
         Reason::NoReadyReplicas,
         format!(
             "0/{} replicas are ready; check `{selector}` and that the server answers its readiness probe (HTTPS GET /readyz on port {})",
-            o.spec_replicas, o.port
+            o.subject.replicas, o.subject.port
         ),
     )
 }
 
-fn certificate_verdict(o: &Observation<'_>) -> Verdict {
-    match o.certificate {
+fn certificate_verdict(o: &Applied) -> Verdict {
+    match &o.certificate {
         CertificateOutcome::Valid {
             serving,
             previous_trusted,
@@ -307,8 +220,8 @@ fn certificate_verdict(o: &Observation<'_>) -> Verdict {
             Reason::Valid,
             format!(
                 "serving certificate for {}.{}.svc is valid until {}{}",
-                o.names.name,
-                o.names.namespace,
+                o.subject.names.name,
+                o.subject.names.namespace,
                 serving.not_after,
                 if *previous_trusted {
                     "; the previous CA stays in the caBundle until the pods serve a certificate from the current one"
@@ -355,8 +268,8 @@ fn certificate_verdict(o: &Observation<'_>) -> Verdict {
                 not_after
                     .map(|t| format!(" (valid until {t})"))
                     .unwrap_or_default(),
-                o.names.name,
-                o.names.namespace
+                o.subject.names.name,
+                o.subject.names.namespace
             ),
         ),
         CertificateOutcome::External { ca: None } => Verdict::new(
@@ -368,14 +281,14 @@ fn certificate_verdict(o: &Observation<'_>) -> Verdict {
     }
 }
 
-fn registered_verdict(o: &Observation<'_>) -> Verdict {
+fn registered_verdict(o: &Applied) -> Verdict {
     let mut conflicts = Vec::new();
     let mut waiting = Vec::new();
     let mut waiting_cert = Vec::new();
     let mut scaled = Vec::new();
     let mut dropped = Vec::new();
     let mut registered = Vec::new();
-    for registration in o.registrations {
+    for registration in &o.registrations {
         match registration {
             Registration::Conflict { name, reason } => conflicts.push(format!("{name}: {reason}")),
             Registration::WaitingForReadyReplicas(n) => waiting.push(n.to_string()),
@@ -428,7 +341,7 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
         );
     }
     if !waiting.is_empty() {
-        let once = match o.external {
+        let once = match o.backend_probe() {
             Some(probe) => format!("{} answers a verified TLS handshake", probe.target),
             None => "a replica is ready".to_string(),
         };
@@ -450,7 +363,7 @@ fn registered_verdict(o: &Observation<'_>) -> Verdict {
     )
 }
 
-fn available_verdict(o: &Observation<'_>) -> Verdict {
+fn available_verdict(o: &Applied) -> Verdict {
     let registered: Vec<_> = o
         .registrations
         .iter()
@@ -467,7 +380,7 @@ fn available_verdict(o: &Observation<'_>) -> Verdict {
             "not every APIService is registered yet; see the Registered condition",
         );
     }
-    if let Handshake::Untrusted(why) = o.handshake {
+    if let Handshake::Untrusted(why) = &o.handshake {
         let names: Vec<&str> = registered.iter().map(|n| n.as_str()).collect();
         return Verdict::new(
             Available,
@@ -476,20 +389,27 @@ fn available_verdict(o: &Observation<'_>) -> Verdict {
             format!(
                 "{}: {} (the aggregator's availability check does not verify TLS, but every request through it does)",
                 names.join(", "),
-                diagnose_unavailable(Reason::TlsVerificationFailed.as_str(), why, o.names, o.port)
+                diagnose_unavailable(
+                    Reason::TlsVerificationFailed.as_str(),
+                    why,
+                    &o.subject.names,
+                    o.subject.port
+                )
             ),
         );
     }
-    for (name, api_service) in o.api_services {
+    for (name, api_service) in &o.api_services {
         let condition = api_service.as_ref().and_then(|a| a.available());
         match condition {
             Some(c) if c.status == "True" => {}
             Some(c) => {
                 let reason = c.reason.clone().unwrap_or_else(|| "Unavailable".into());
                 let message = c.message.clone().unwrap_or_default();
-                let diagnosis = match o.external {
+                let diagnosis = match o.backend_probe() {
                     Some(probe) => diagnose_external(&message, &probe.target),
-                    None => diagnose_unavailable(&reason, &message, o.names, o.port),
+                    None => {
+                        diagnose_unavailable(&reason, &message, &o.subject.names, o.subject.port)
+                    }
                 };
                 return Verdict::new(
                     Available,
@@ -516,7 +436,7 @@ fn available_verdict(o: &Observation<'_>) -> Verdict {
     )
 }
 
-fn api_service_states(o: &Observation<'_>) -> Vec<ApiServiceState> {
+fn api_service_states(o: &Applied) -> Vec<ApiServiceState> {
     o.api_services
         .iter()
         .map(|(name, api_service)| {

@@ -6,7 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::*;
-use crate::apiservice::{APIServiceCondition, APIServiceSpec, APIServiceStatus};
+use crate::apiservice::{APIService, APIServiceCondition, APIServiceSpec, APIServiceStatus};
+use crate::names::{ApiServiceName, ServerNames};
+use crate::outcome::{Subject, Workload};
+use crate::tls::CertInfo;
 
 fn at(second: i64) -> Timestamp {
     Timestamp::from_second(second).expect("timestamp")
@@ -104,24 +107,37 @@ impl Fixture {
     }
 
     fn find(&self, type_: ConditionType) -> Option<Verdict> {
-        let names = names();
-        let observation = Observation {
-            names: &names,
-            generation: Some(3),
-            spec_replicas: self.spec_replicas,
-            port: 8443,
-            deployment: self.deployment.as_ref(),
-            certificate: &self.certificate,
-            registrations: &self.registrations,
-            api_services: &self.api_services,
-            handshake: &self.handshake,
-            refusal: self.refusal.as_ref(),
-            external: None,
-            external_backend: self.external_backend,
-        };
-        verdicts(&observation)
+        verdicts(&self.applied())
             .into_iter()
             .find(|v| v.type_ == type_)
+    }
+
+    fn applied(&self) -> Applied {
+        let workload = match self.external_backend {
+            true => Workload::External { probe: None },
+            false => Workload::Pods {
+                deployment: self.deployment.clone(),
+            },
+        };
+        Applied {
+            subject: Subject {
+                names: names(),
+                generation: Some(3),
+                replicas: self.spec_replicas,
+                port: 8443,
+            },
+            refusal: self.refusal.clone(),
+            workload,
+            service: None,
+            certificate: self.certificate.clone(),
+            registrations: self.registrations.clone(),
+            api_services: self.api_services.clone(),
+            handshake: self.handshake.clone(),
+            restored: Vec::new(),
+            tls_events: Vec::new(),
+            tls_due: None,
+            rotating: false,
+        }
     }
 }
 
@@ -388,24 +404,9 @@ fn an_untrusted_certificate_overrides_the_aggregators_available() {
 
 #[test]
 fn compute_keeps_transition_times_and_records_the_generation() {
-    let names = names();
-    let f = Fixture::healthy();
-    let observation = Observation {
-        names: &names,
-        generation: Some(3),
-        spec_replicas: f.spec_replicas,
-        port: 8443,
-        deployment: f.deployment.as_ref(),
-        certificate: &f.certificate,
-        registrations: &f.registrations,
-        api_services: &f.api_services,
-        handshake: &f.handshake,
-        refusal: None,
-        external: None,
-        external_backend: false,
-    };
-    let first = compute(&observation, None, Time(at(100)));
-    let again = compute(&observation, Some(&first), Time(at(200)));
+    let applied = Fixture::healthy().applied();
+    let first = compute(&applied, None, Time(at(100)));
+    let again = compute(&applied, Some(&first), Time(at(200)));
     assert_eq!(first, again, "the same inputs give the same status");
     assert_eq!(again.observed_generation, Some(3));
     assert!(

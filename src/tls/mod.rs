@@ -11,7 +11,6 @@
 
 pub mod certs;
 pub mod duration;
-pub mod probe;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

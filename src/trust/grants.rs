@@ -31,6 +31,10 @@ pub struct Grant {
     pub groups: Vec<String>,
     #[serde(default)]
     pub adopt_existing: bool,
+    /// ClusterRoles the namespaces' servers may bind to their ServiceAccount
+    /// (`spec.clusterRoles`).
+    #[serde(default)]
+    pub cluster_roles: Vec<String>,
 }
 
 /// Namespaces by label (`matchLabels` only).
@@ -91,6 +95,21 @@ impl Grants {
     }
 }
 
+impl Grants {
+    /// True when some grant for `namespace` lists ClusterRole `role`.
+    pub fn role_granted(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        role: &str,
+    ) -> bool {
+        self.grants
+            .iter()
+            .filter(|g| g.covers_namespace(namespace, labels))
+            .any(|g| g.cluster_roles.iter().any(|r| r == role))
+    }
+}
+
 impl Grant {
     fn covers_namespace(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
         self.namespaces.iter().any(|n| n == namespace)
@@ -101,12 +120,16 @@ impl Grant {
     }
 }
 
-/// `pattern` is a group name, or `*.<suffix>` for every group under that suffix.
+/// True when `pattern` (a group or `*.<suffix>`) covers `group`. No wildcard covers a reserved
+/// group (`*.k8s.io`, `*.kubernetes.io` and their subdomains): only its exact name does.
 pub fn group_matches(pattern: &str, group: &str) -> bool {
     match pattern.strip_prefix("*.") {
-        Some(suffix) => group
-            .strip_suffix(suffix)
-            .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+        Some(suffix) => {
+            !super::protected::is_reserved(group)
+                && group
+                    .strip_suffix(suffix)
+                    .is_some_and(|head| head.len() > 1 && head.ends_with('.'))
+        }
         None => pattern == group,
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::apiservice::APIService;
 use crate::names::{ApiServiceName, ServerNames};
-use crate::status::Reason;
+use crate::reason::Reason;
 use grants::{Allowance, Grants};
 use protected::Protection;
 
@@ -55,14 +55,18 @@ pub fn check(
     adopt_requested: bool,
     facts: Facts<'_>,
 ) -> Claim {
+    let granted = |g: &Grants| {
+        g.allowance(&names.namespace, facts.namespace_labels, group) != Allowance::NotGranted
+    };
+    // Only an exact grant opens a reserved group (wildcards never cover one).
+    let reserved_open = protected::is_reserved(group) && facts.grants.is_some_and(granted);
     let crds = facts.crd_names.iter().map(String::as_str);
     let api_services = facts.api_services.iter().map(Arc::as_ref);
-    if let Some(protection) = protected::protection(group, api_services, crds) {
-        let registered = facts.api_services.iter().any(|a| {
-            crate::observe::owner_annotation(a.as_ref()) == Some(names.owner_key().as_str())
-                && requested
-                    .iter()
-                    .any(|r| Some(r.as_str()) == a.metadata.name.as_deref())
+    if let Some(protection) = protected::protection(group, api_services, crds, reserved_open) {
+        let registered = holds_any(names, facts, |a| {
+            requested
+                .iter()
+                .any(|r| Some(r.as_str()) == a.metadata.name.as_deref())
         });
         let mut message = protection.message(group);
         if registered && protection != Protection::KubernetesSuffix {
@@ -110,9 +114,72 @@ pub fn check(
             });
         }
     }
-    Claim::Allowed {
-        adopt: adopt_requested && adopt,
+    let adopt = adopt_requested && adopt;
+    if reserved_open && let Some(refusal) = other_holder(names, group, requested, facts) {
+        return Claim::Refused(refusal);
     }
+    Claim::Allowed { adopt }
+}
+
+/// Refuses a ClusterRole in `spec.clusterRoles` that no grant for the namespace lists (without
+/// grants every role may be bound).
+pub fn check_roles(names: &ServerNames, roles: &[String], facts: Facts<'_>) -> Option<Refusal> {
+    let grants = facts.grants?;
+    let role = roles
+        .iter()
+        .find(|r| !grants.role_granted(&names.namespace, facts.namespace_labels, r))?;
+    Some(Refusal {
+        reason: Reason::NotGranted,
+        message: format!(
+            "ClusterRole {role} (spec.clusterRoles) is not granted to namespace {}; ask a cluster admin to list it under clusterRoles in a grant for this namespace (until then this server gets no APIService and no binding)",
+            names.namespace
+        ),
+        keep_registered: false,
+    })
+}
+
+/// True when this server holds an APIService that `filter` picks.
+fn holds_any(names: &ServerNames, facts: Facts<'_>, filter: impl Fn(&APIService) -> bool) -> bool {
+    facts.api_services.iter().any(|a| {
+        crate::observe::owner_annotation(a.as_ref()) == Some(names.owner_key().as_str())
+            && filter(a)
+    })
+}
+
+/// A reserved group has one holder: the HPA and `kubectl top` read the whole group, so every
+/// APIService in it must be this server's (or one it requests and may adopt).
+fn other_holder(
+    names: &ServerNames,
+    group: &str,
+    requested: &[ApiServiceName],
+    facts: Facts<'_>,
+) -> Option<Refusal> {
+    let ours = names.owner_key();
+    let in_group = facts
+        .api_services
+        .iter()
+        .filter(|a| a.spec.group.as_deref() == Some(group));
+    let message = in_group.into_iter().find_map(|a| {
+        let name = a.metadata.name.as_deref().unwrap_or_default();
+        let requested_here = requested.iter().any(|r| r.as_str() == name);
+        match crate::observe::owner_annotation(a.as_ref()) {
+            Some(owner) if owner == ours => None,
+            Some(owner) => Some(format!(
+                "group {group} is reserved and ExtensionServer {owner} holds it (APIService {name}); a reserved group has one holder, because the HPA and kubectl top read the whole group: remove it there first"
+            )),
+            // Requested: adopted, or reported as a conflict by the registration step.
+            None if requested_here => None,
+            None => Some(format!(
+                "group {group} is reserved and APIService {name}, not managed by this operator, serves part of it; a reserved group has one holder: list its version in this server's spec with registration.adoptExisting (a grant with adoptExisting: true), or delete it"
+            )),
+        }
+    })?;
+    let registered = holds_any(names, facts, |a| a.spec.group.as_deref() == Some(group));
+    Some(Refusal {
+        reason: Reason::Conflict,
+        message,
+        keep_registered: registered,
+    })
 }
 
 #[cfg(test)]

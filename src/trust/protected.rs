@@ -1,4 +1,5 @@
-//! Protected groups: the groups the cluster serves itself, which no ExtensionServer may claim.
+//! Protected groups: the groups the cluster serves itself, which no ExtensionServer may claim,
+//! and the reserved Kubernetes suffixes, which only an exact grant opens.
 
 use crate::apiservice::APIService;
 
@@ -16,16 +17,23 @@ pub enum Protection {
 /// Suffixes reserved for Kubernetes' own groups.
 pub const RESERVED_SUFFIXES: [&str; 2] = ["k8s.io", "kubernetes.io"];
 
+/// True for `k8s.io`, `kubernetes.io` and their subdomains.
+pub fn is_reserved(group: &str) -> bool {
+    RESERVED_SUFFIXES
+        .iter()
+        .any(|suffix| group == *suffix || group.ends_with(&format!(".{suffix}")))
+}
+
 /// Why `group` is protected, if it is. `crd_names` are CRD names (`<plural>.<group>`).
+/// With `reserved_open` (an exact grant names a reserved group), only the cluster's own
+/// APIs protect it.
 pub fn protection<'a>(
     group: &str,
     api_services: impl IntoIterator<Item = &'a APIService>,
     crd_names: impl IntoIterator<Item = &'a str>,
+    reserved_open: bool,
 ) -> Option<Protection> {
-    if RESERVED_SUFFIXES
-        .iter()
-        .any(|suffix| group == *suffix || group.ends_with(&format!(".{suffix}")))
-    {
+    if is_reserved(group) && !reserved_open {
         return Some(Protection::KubernetesSuffix);
     }
     if let Some(local) = api_services
@@ -49,7 +57,7 @@ impl Protection {
     pub fn message(&self, group: &str) -> String {
         match self {
             Protection::KubernetesSuffix => format!(
-                "group {group} ends in .k8s.io or .kubernetes.io, which are reserved for Kubernetes itself; choose a group under a domain you own"
+                "group {group} ends in .k8s.io or .kubernetes.io, which are reserved for Kubernetes itself; choose a group under a domain you own, or ask a cluster admin for a grant that names {group} exactly (for a metrics adapter)"
             ),
             Protection::BuiltIn { api_service } => format!(
                 "group {group} is served by kube-apiserver itself (APIService {api_service} is Local); choose another group"
@@ -89,7 +97,7 @@ mod tests {
             api_service("v1.ext.example.com", "ext.example.com", false),
         ];
         let crds = ["widgets.crd.example.com"];
-        let check = |group: &str| protection(group, &apis, crds);
+        let check = |group: &str| protection(group, &apis, crds, false);
         assert_eq!(
             check("rbac.authorization.k8s.io"),
             Some(Protection::KubernetesSuffix)

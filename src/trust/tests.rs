@@ -167,3 +167,112 @@ fn grants_decide_namespaces_groups_and_adoption() {
     );
     assert_eq!(reason(&refused), Some(&Reason::AdoptionNotAllowed));
 }
+
+#[test]
+fn reserved_groups_open_only_to_exact_grants() {
+    let grants = Grants::parse(
+        "grants: [{namespaces: [monitoring], groups: [custom.metrics.k8s.io, metrics.k8s.io, rbac.authorization.k8s.io, crd.k8s.io]}, {namespaces: [team-a], groups: ['*.k8s.io', '*.metrics.k8s.io', '*.kubernetes.io']}]",
+    )
+    .expect("grants");
+    let claim = |namespace: &str, group: &str, apis: &[APIService], crds: &[&str]| {
+        check_with(namespace, group, false, Some(&grants), apis, crds)
+    };
+    for group in ["custom.metrics.k8s.io", "metrics.k8s.io"] {
+        assert_eq!(
+            claim("monitoring", group, &[], &[]),
+            Claim::Allowed { adopt: false }
+        );
+        assert_eq!(
+            reason(&claim("team-a", group, &[], &[])),
+            Some(&Reason::ProtectedGroup),
+            "no wildcard opens {group}"
+        );
+        assert_eq!(
+            reason(&check_with("monitoring", group, false, None, &[], &[])),
+            Some(&Reason::ProtectedGroup),
+            "without grants {group} stays reserved"
+        );
+    }
+    let local = [api_service(
+        "v1.rbac.authorization.k8s.io",
+        "rbac.authorization.k8s.io",
+        true,
+        None,
+    )];
+    let Claim::Refused(builtin) = claim("monitoring", "rbac.authorization.k8s.io", &local, &[])
+    else {
+        panic!("a group kube-apiserver serves stays refused under an exact grant");
+    };
+    assert!(builtin.message.contains("Local"), "{}", builtin.message);
+    assert_eq!(
+        reason(&claim(
+            "monitoring",
+            "crd.k8s.io",
+            &[],
+            &["widgets.crd.k8s.io"]
+        )),
+        Some(&Reason::ProtectedGroup),
+        "a group a CRD serves stays refused under an exact grant"
+    );
+}
+
+#[test]
+fn a_reserved_group_has_one_holder() {
+    let grants = Grants::parse(
+        "grants: [{namespaces: [monitoring], groups: [custom.metrics.k8s.io], adoptExisting: true}]",
+    )
+    .expect("grants");
+    let group = "custom.metrics.k8s.io";
+    let claim = |apis: &[APIService], adopt: bool| {
+        check_with("monitoring", group, adopt, Some(&grants), apis, &[])
+    };
+    let other = [api_service(
+        "v1beta2.custom.metrics.k8s.io",
+        group,
+        false,
+        Some("keda/keda-metrics"),
+    )];
+    let Claim::Refused(refusal) = claim(&other, false) else {
+        panic!("another server holds part of the group");
+    };
+    assert_eq!(refusal.reason, Reason::Conflict);
+    assert!(
+        refusal.message.contains("keda/keda-metrics"),
+        "{}",
+        refusal.message
+    );
+    assert!(!refusal.keep_registered);
+    let unmanaged_other_version = [api_service(
+        "v1beta2.custom.metrics.k8s.io",
+        group,
+        false,
+        None,
+    )];
+    assert_eq!(
+        reason(&claim(&unmanaged_other_version, true)),
+        Some(&Reason::Conflict),
+        "an unmanaged APIService of another version keeps the group from a second holder"
+    );
+    let unmanaged_requested = [api_service("v1.custom.metrics.k8s.io", group, false, None)];
+    assert_eq!(
+        claim(&unmanaged_requested, true),
+        Claim::Allowed { adopt: true },
+        "a requested unmanaged APIService is adopted"
+    );
+    let ours_and_theirs = [
+        api_service(
+            "v1.custom.metrics.k8s.io",
+            group,
+            false,
+            Some("monitoring/srv"),
+        ),
+        other[0].clone(),
+    ];
+    let Claim::Refused(frozen) = claim(&ours_and_theirs, false) else {
+        panic!("a second holder appeared");
+    };
+    assert!(
+        frozen.keep_registered,
+        "what this server holds stays registered"
+    );
+}

@@ -385,3 +385,98 @@ async fn a_named_service_account_must_exist_and_is_never_owned() {
 
     deleted_leaving_account(&h, "named", &mine).await;
 }
+
+/// An adapter's two reserved groups in one server, for the grants tests.
+fn metrics_adapter(name: &str) -> String {
+    format!(
+        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: {name}}}\nspec: {{group: custom.metrics.k8s.io, versions: [{{name: v1beta2}}, {{name: v1beta1}}], additionalGroups: [{{group: external.metrics.k8s.io, versions: [{{name: v1beta1}}]}}], image: img, replicas: 0}}\n"
+    )
+}
+
+#[tokio::test]
+async fn reserved_metrics_groups_open_only_to_an_exact_grant() {
+    let grants = GrantsFile::new("reserved", "grants: []\n");
+    let h = Harness::start_with("trust-reserved", grants.settings()).await;
+    let ns = h.ns.name.clone();
+    grants.write(&format!(
+        "grants: [{{namespaces: [{ns}], groups: ['*.k8s.io', '*.metrics.k8s.io', '*.kubernetes.io']}}]\n"
+    ));
+    h.create(&metrics_adapter("adapter")).await;
+    let s = h
+        .wait_condition("adapter", "Ready", "False", Some("ProtectedGroup"))
+        .await;
+    let message = &condition(&s, "Registered").message;
+    assert!(message.contains("reserved for Kubernetes"), "{message}");
+    nothing_created(&h, "adapter", "v1beta2.custom.metrics.k8s.io").await;
+
+    // Named exactly, the groups open. Scaled to zero, so nothing is registered and discovery
+    // never meets an unavailable metrics API: the claim stops at the scale, not the grant.
+    grants.write(&format!(
+        "grants: [{{namespaces: [{ns}], groups: [custom.metrics.k8s.io, external.metrics.k8s.io, metrics.k8s.io, rbac.authorization.k8s.io]}}]\n"
+    ));
+    h.wait_condition("adapter", "Registered", "False", Some("ScaledToZero"))
+        .await;
+    h.create(&versioned(
+        "metrics",
+        "metrics.k8s.io",
+        "v1beta1",
+        ", replicas: 0",
+    ))
+    .await;
+    h.wait_condition("metrics", "Registered", "False", Some("ScaledToZero"))
+        .await;
+    let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
+    let crb = format!("aggregation.dev:{ns}:adapter:auth-delegator");
+    assert!(crbs.get_opt(&crb).await.unwrap().is_some(), "{crb}");
+
+    // A group kube-apiserver serves stays refused, named exactly or not.
+    h.create(&versioned("builtin", "rbac.authorization.k8s.io", "v9", ""))
+        .await;
+    let s = h
+        .wait_condition("builtin", "Ready", "False", Some("ProtectedGroup"))
+        .await;
+    let message = &condition(&s, "Registered").message;
+    assert!(message.contains("Local"), "{message}");
+    nothing_created(&h, "builtin", "v9.rbac.authorization.k8s.io").await;
+}
+
+#[tokio::test]
+async fn a_cluster_role_is_bound_only_while_granted() {
+    let grants = GrantsFile::new("roles", "grants: []\n");
+    let h = Harness::start_with("trust-roles", grants.settings()).await;
+    let ns = h.ns.name.clone();
+    let group = format!("{ns}.custom.api");
+    grants.write(&format!(
+        "grants: [{{namespaces: [{ns}], groups: [{group}], clusterRoles: [view]}}]\n"
+    ));
+    h.create(&server("reader", &group, ", clusterRoles: [view]"))
+        .await;
+    let binding = format!("aggregation.dev:{ns}:reader:role:view");
+    let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
+    let bound = wait_for(crbs.clone(), &binding, |b: Option<&ClusterRoleBinding>| {
+        b.is_some()
+    })
+    .await
+    .unwrap();
+    assert_eq!(bound.role_ref.name, "view");
+    let subject = &bound.subjects.unwrap()[0];
+    assert_eq!(
+        (subject.name.as_str(), subject.namespace.as_deref()),
+        ("reader", Some(ns.as_str()))
+    );
+
+    // Withdrawn: refused, and the binding goes.
+    grants.write(&format!(
+        "grants: [{{namespaces: [{ns}], groups: [{group}]}}]\n"
+    ));
+    let s = h
+        .wait_condition("reader", "Ready", "False", Some("NotGranted"))
+        .await;
+    assert!(
+        condition(&s, "Registered")
+            .message
+            .contains("ClusterRole view"),
+        "{s:?}"
+    );
+    wait_for(crbs, &binding, |b: Option<&ClusterRoleBinding>| b.is_none()).await;
+}

@@ -124,6 +124,44 @@ async fn invalid_specs_are_refused_with_readable_messages() {
             "tls.caDuration must be longer than tls.certificateDuration",
         ),
         (
+            "an additional group repeating spec.group",
+            |s| {
+                s["additionalGroups"] =
+                    json!([{"group": "my.custom.api", "versions": [{"name": "v2"}]}])
+            },
+            "additionalGroups must not repeat spec.group",
+        ),
+        (
+            "an additional group named twice",
+            |s| {
+                s["additionalGroups"] = json!([
+                    {"group": "b.custom.api", "versions": [{"name": "v1"}]},
+                    {"group": "b.custom.api", "versions": [{"name": "v2"}]}
+                ])
+            },
+            "additionalGroups must not name a group twice",
+        ),
+        (
+            "more than 16 versions in all",
+            |s| {
+                let versions: Vec<Value> =
+                    (1..=9).map(|v| json!({"name": format!("v{v}")})).collect();
+                s["versions"] = json!(versions);
+                s["additionalGroups"] = json!([{"group": "b.custom.api", "versions": versions}]);
+            },
+            "at most 16 versions in all",
+        ),
+        (
+            "a ClusterRole name with capitals",
+            |s| s["clusterRoles"] = json!(["Admin"]),
+            "clusterRoles must name ClusterRoles",
+        ),
+        (
+            "a ClusterRole named twice",
+            |s| s["clusterRoles"] = json!(["view", "view"]),
+            "clusterRoles must not repeat a name",
+        ),
+        (
             "caDuration shorter than the default certificateDuration",
             |s| s["tls"] = json!({"caDuration": "1h"}),
             "tls.caDuration must be longer than tls.certificateDuration",

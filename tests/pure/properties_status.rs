@@ -12,9 +12,11 @@ use extension_server_operator::apiservice::{
     APIService, APIServiceCondition, APIServiceSpec, APIServiceStatus,
 };
 use extension_server_operator::names::{ApiServiceName, Group, ServerNames, Version};
-use extension_server_operator::status::{self, CertificateOutcome, Observation, Registration};
+use extension_server_operator::outcome::{
+    Applied, CertificateOutcome, Handshake, Registration, Subject, Workload,
+};
+use extension_server_operator::status;
 use extension_server_operator::tls::CertInfo;
-use extension_server_operator::tls::probe::Handshake;
 use extension_server_operator::trust::grants::{Allowance, Grants, group_matches};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -159,28 +161,33 @@ fn compute(
     let name = ApiServiceName::new(&Version("v1".into()), &Group("g.example.com".into()));
     let deployment = inputs.deployment.map(|(g, ready)| deployment(g, ready));
     let certificate = certificate(inputs.certificate);
-    let registrations = [registration(inputs.registration, &name)];
-    let api_services = [(name, Some(api_service(&inputs.available)))];
+    let registrations = vec![registration(inputs.registration, &name)];
+    let api_services = vec![(name, Some(api_service(&inputs.available)))];
     let handshake = match inputs.handshake {
         0 => Handshake::Trusted,
         1 => Handshake::Untrusted("signed by an unknown authority".into()),
         _ => Handshake::Inconclusive,
     };
-    let observation = Observation {
-        names: &names,
-        generation: Some(inputs.generation),
-        spec_replicas: inputs.spec_replicas,
-        port: 443,
-        deployment: deployment.as_ref(),
-        certificate: &certificate,
-        registrations: &registrations,
-        api_services: &api_services,
-        handshake: &handshake,
+    let applied = Applied {
+        subject: Subject {
+            names,
+            generation: Some(inputs.generation),
+            replicas: inputs.spec_replicas,
+            port: 443,
+        },
         refusal: None,
-        external: None,
-        external_backend: false,
+        workload: Workload::Pods { deployment },
+        service: None,
+        certificate,
+        registrations,
+        api_services,
+        handshake,
+        restored: Vec::new(),
+        tls_events: Vec::new(),
+        tls_due: None,
+        rotating: false,
     };
-    status::compute(&observation, previous, Time(at(now)))
+    status::compute(&applied, previous, Time(at(now)))
 }
 
 proptest! {

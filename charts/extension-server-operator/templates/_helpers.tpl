@@ -23,8 +23,55 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
 {{- end -}}
 
-{{/* CEL: some grant covers the request's namespace and object.spec.group (with .adopt, one that
-     also allows adoption). */}}
+{{/*
+True when the group expression given is reserved for Kubernetes: k8s.io, kubernetes.io and
+their subdomains. Only a grant that names such a group exactly opens it; no wildcard does.
+*/}}
+{{- define "eso.reserved" -}}
+({{ . }} == 'k8s.io' || {{ . }}.endsWith('.k8s.io') || {{ . }} == 'kubernetes.io' || {{ . }}.endsWith('.kubernetes.io'))
+{{- end -}}
+
+{{/*
+The ClusterRoles the operator may bind, as a JSON list: system:auth-delegator, every
+clusterRoles entry of the grants, and bindableClusterRoles.
+*/}}
+{{- define "eso.bindableClusterRoles" -}}
+{{- $roles := list "system:auth-delegator" -}}
+{{- if kindIs "slice" .Values.grants -}}
+{{- range .Values.grants }}{{ range .clusterRoles }}{{ $roles = append $roles . }}{{ end }}{{ end -}}
+{{- end -}}
+{{- range .Values.bindableClusterRoles }}{{ $roles = append $roles . }}{{ end -}}
+{{- $roles | uniq | toJson -}}
+{{- end -}}
+
+{{/* CEL: some grant for the request's namespace lists ClusterRole r. */}}
+{{- define "eso.roleGranted" -}}
+{{- $terms := list -}}
+{{- range .grants -}}
+{{- if .clusterRoles -}}
+{{- $ns := list -}}
+{{- with .namespaces -}}
+{{- $quoted := list -}}
+{{- range . }}{{ $quoted = append $quoted (printf "'%s'" .) }}{{ end -}}
+{{- $ns = append $ns (printf "request.namespace in [%s]" (join ", " $quoted)) -}}
+{{- end -}}
+{{- with .namespaceSelector -}}
+{{- $labels := list "true" -}}
+{{- range $k, $v := .matchLabels -}}
+{{- $labels = append $labels (printf "(has(namespaceObject.metadata.labels) && '%s' in namespaceObject.metadata.labels && namespaceObject.metadata.labels['%s'] == '%s')" $k $k $v) -}}
+{{- end -}}
+{{- $ns = append $ns (printf "(%s)" (join " && " $labels)) -}}
+{{- end -}}
+{{- $quotedRoles := list -}}
+{{- range .clusterRoles }}{{ $quotedRoles = append $quotedRoles (printf "'%s'" .) }}{{ end -}}
+{{- $terms = append $terms (printf "((%s) && r in [%s])" (join " || " $ns) (join ", " $quotedRoles)) -}}
+{{- end -}}
+{{- end -}}
+{{- if $terms }}{{ join " || " $terms }}{{ else }}false{{ end -}}
+{{- end -}}
+
+{{/* CEL: some grant covers the request's namespace and the group expression .group (with
+     .adopt, one that also allows adoption). */}}
 {{- define "eso.grantCovers" -}}
 {{- $terms := list -}}
 {{- range .grants -}}
@@ -45,9 +92,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $groups := list -}}
 {{- range .groups -}}
 {{- if hasPrefix "*." . -}}
-{{- $groups = append $groups (printf "object.spec.group.endsWith('%s')" (trimPrefix "*" .)) -}}
+{{- $groups = append $groups (printf "(%s.endsWith('%s') && !%s)" $.group (trimPrefix "*" .) (include "eso.reserved" $.group)) -}}
 {{- else -}}
-{{- $groups = append $groups (printf "object.spec.group == '%s'" .) -}}
+{{- $groups = append $groups (printf "%s == '%s'" $.group .) -}}
 {{- end -}}
 {{- end -}}
 {{- $terms = append $terms (printf "((%s) && (%s))" (join " || " $ns) (join " || " $groups)) -}}

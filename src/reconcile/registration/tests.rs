@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::*;
 use crate::apiservice::{APIServiceCondition, APIServiceSpec, APIServiceStatus, ServiceReference};
+use crate::crd::ExtensionServer;
 use crate::names::{Group, OWNER_ANNOTATION, Version};
 
 fn names() -> ServerNames {
@@ -167,21 +168,50 @@ fn what_is_not_ours_is_never_touched() {
         Decision::Apply,
         "adoptExisting takes over an unmanaged, non-Local APIService"
     );
+    assert_eq!(
+        decide(
+            &v1(),
+            Some(&unmanaged),
+            &names(),
+            Gate::WaitingForReadyReplicas,
+            true,
+            false
+        ),
+        Decision::Report(Registration::WaitingForReadyReplicas(v1())),
+        "the hand-made APIService keeps serving until a replica of ours is ready"
+    );
+}
+
+fn gate_of(server: &ExtensionServer, held_back: bool, certificate: bool, ready: i32) -> Gate {
+    let spec = &server.spec;
+    gate(
+        spec.replicas,
+        &spec.registration.policy,
+        held_back,
+        certificate,
+        ready,
+    )
 }
 
 #[test]
 fn the_gate_checks_hold_back_then_scale_then_certificate_then_readiness() {
     let basic = server("{group: g.example.com, versions: [{name: v1}], image: i}");
-    assert_eq!(gate(&basic, false, true, 1), Gate::Allowed);
-    assert_eq!(gate(&basic, false, true, 0), Gate::WaitingForReadyReplicas);
-    assert_eq!(gate(&basic, false, false, 1), Gate::WaitingForCertificate);
-    assert_eq!(gate(&basic, true, false, 0), Gate::HeldBack);
+    assert_eq!(gate_of(&basic, false, true, 1), Gate::Allowed);
+    assert_eq!(
+        gate_of(&basic, false, true, 0),
+        Gate::WaitingForReadyReplicas
+    );
+    assert_eq!(
+        gate_of(&basic, false, false, 1),
+        Gate::WaitingForCertificate
+    );
+    assert_eq!(gate_of(&basic, true, false, 0), Gate::HeldBack);
     let scaled = server("{group: g.example.com, versions: [{name: v1}], image: i, replicas: 0}");
-    assert_eq!(gate(&scaled, false, false, 0), Gate::ScaledToZero);
+    assert_eq!(gate_of(&scaled, false, false, 0), Gate::ScaledToZero);
     let always = server(
         "{group: g.example.com, versions: [{name: v1}], image: i, registration: {policy: Always}}",
     );
-    assert_eq!(gate(&always, false, true, 0), Gate::Allowed);
+    assert_eq!(gate_of(&always, false, true, 0), Gate::Allowed);
 }
 
 #[test]

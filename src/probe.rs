@@ -13,18 +13,9 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+use crate::outcome::{Handshake, ProbeFailure};
 
-/// What the handshake found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handshake {
-    /// The certificate verified against the bundle.
-    Trusted,
-    /// The server presented a certificate the bundle does not verify.
-    Untrusted(String),
-    /// No answer, or not checked; availability is the aggregator's call.
-    Inconclusive,
-}
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Like [`handshake`], but waits for a permit of `limit` first, so probes stay bounded.
 pub async fn bounded(
@@ -49,29 +40,56 @@ pub async fn reach(
     port: u16,
     server_name: &str,
     bundle_pem: Option<&[u8]>,
-) -> Result<(), String> {
-    let _permit = limit.acquire().await.map_err(|e| e.to_string())?;
+) -> Result<(), ProbeFailure> {
+    let _permit = limit
+        .acquire()
+        .await
+        .map_err(|e| ProbeFailure::Dial(e.to_string()))?;
     let connect = TcpStream::connect((host, port));
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
         Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => return Err(format!("dial tcp {host}:{port}: {error}")),
-        Err(_) => return Err(format!("dial tcp {host}:{port}: timed out after 3s")),
+        Ok(Err(error)) => {
+            return Err(ProbeFailure::Dial(format!(
+                "dial tcp {host}:{port}: {error}"
+            )));
+        }
+        Err(_) => {
+            return Err(ProbeFailure::Dial(format!(
+                "dial tcp {host}:{port}: timed out after 3s"
+            )));
+        }
     };
     let Some(bundle_pem) = bundle_pem else {
         return Ok(());
     };
-    let config = client_config(bundle_pem).ok_or("no usable TLS client configuration")?;
-    let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    let unusable = || ProbeFailure::Handshake("no usable TLS client configuration".into());
+    let config = client_config(bundle_pem).ok_or_else(unusable)?;
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|e| ProbeFailure::Handshake(e.to_string()))?;
     let handshake = TlsConnector::from(Arc::new(config)).connect(name, stream);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(format!(
-            "TLS handshake with {host}:{port} as {server_name}: {error}"
-        )),
-        Err(_) => Err(format!(
+        Ok(Err(error)) => {
+            let why = format!("TLS handshake with {host}:{port} as {server_name}: {error}");
+            Err(match invalid_certificate(&error) {
+                true => ProbeFailure::Untrusted(why),
+                false => ProbeFailure::Handshake(why),
+            })
+        }
+        Err(_) => Err(ProbeFailure::Handshake(format!(
             "TLS handshake with {host}:{port}: timed out after 3s"
-        )),
+        ))),
     }
+}
+
+/// True when rustls refused the peer's certificate (it does not verify, or none was sent).
+fn invalid_certificate(error: &std::io::Error) -> bool {
+    matches!(
+        error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+    )
 }
 
 fn client_config(bundle_pem: &[u8]) -> Option<rustls::ClientConfig> {

@@ -1,0 +1,90 @@
+//! Prepare: everything apply needs, decided per backend in one place. Pods get the managed
+//! (or the user's) certificate and are ready when a replica is; an external server gets the
+//! user's CA and is ready when it answers a verified handshake.
+
+use crate::desired::{self, Desired, TlsInput};
+use crate::error::Result;
+use crate::observe::Observed;
+use crate::outcome::Workload;
+use crate::reconcile::registration::{self, Gate};
+use crate::reconcile::tls::TlsStep;
+use crate::reconcile::validate::{Backend, Validated, Verdict};
+use crate::reconcile::{Reconciler, external, held_back, tls};
+
+/// The inputs of apply.
+pub struct Prepared {
+    pub observed: Observed,
+    pub tls: TlsStep,
+    /// The workload as observed (or dialled), before apply.
+    pub workload: Workload,
+    pub gate: Gate,
+    /// The children to apply; `None` while the certificate is not usable.
+    pub desired: Option<Desired>,
+}
+
+pub async fn prepare(
+    reconciler: &Reconciler,
+    validated: &Validated,
+    observed: Observed,
+) -> Result<Prepared> {
+    let ctx = reconciler.ctx.as_ref();
+    let (tls, workload) = match &validated.backend {
+        Backend::Pods => {
+            let tls = tls::run(ctx, validated, &observed).await?;
+            let deployment = observed.deployment.as_deref().cloned();
+            (tls, Workload::Pods { deployment })
+        }
+        Backend::External(backend) => {
+            let tls = external::tls(ctx, validated).await?;
+            let probe = match &tls.input {
+                Some(input) => {
+                    let bundle = input.ca_bundle.as_deref();
+                    Some(external::probe(ctx, backend, &validated.names, bundle).await)
+                }
+                None => None,
+            };
+            (tls, Workload::External { probe })
+        }
+    };
+    let gate = match validated.verdict {
+        Verdict::Frozen(_) => Gate::Frozen,
+        _ => registration::gate(
+            validated.replicas,
+            &validated.policy,
+            held_back(ctx, validated),
+            tls.input.is_some(),
+            ready_replicas(&workload),
+        ),
+    };
+    let front_proxy_hash = validated
+        .rollout_on_front_proxy_change
+        .then(|| reconciler.facts.front_proxy_hash())
+        .flatten();
+    let desired = tls.input.as_ref().map(|input| {
+        let input = TlsInput {
+            front_proxy_hash,
+            ..input.clone()
+        };
+        desired::desired(&validated.object, &input)
+    });
+    Ok(Prepared {
+        observed,
+        tls,
+        workload,
+        gate,
+        desired,
+    })
+}
+
+/// Ready replicas; an external server has none, so a verified handshake stands in for one.
+fn ready_replicas(workload: &Workload) -> i32 {
+    match workload {
+        Workload::Pods { deployment } => deployment
+            .as_ref()
+            .and_then(|d| d.status.as_ref()?.ready_replicas)
+            .unwrap_or(0),
+        Workload::External { probe } => {
+            i32::from(probe.as_ref().is_some_and(|p| p.outcome.is_ok()))
+        }
+    }
+}
