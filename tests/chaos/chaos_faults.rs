@@ -87,6 +87,7 @@ async fn run_at(rate: f64, count: usize, seed: u64, baseline: Option<usize>) -> 
         fault_rate: rate,
         cut_watches: rate > 0.0,
         seed,
+        ..Plan::default()
     });
     let h = Harness::start_with_client(
         "chaos-faults",

@@ -2,6 +2,8 @@
 //! one part and writes its results to `target/chaos/parts/`.
 #![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
 
+// One support tree for the three test binaries; each uses a part of it.
+#[allow(dead_code, unused_imports)]
 #[path = "../support/mod.rs"]
 mod support;
 

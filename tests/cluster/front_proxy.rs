@@ -14,6 +14,7 @@ use kube::api::{Api, PostParams};
 use testenv::runtime;
 
 use crate::support;
+use crate::support::fixture::Server;
 
 const INSTANCE: &str = "front-proxy";
 /// How long the rollout and the aggregator may take after kube-apiserver is ready again.

@@ -3,6 +3,8 @@
 //! `support`.
 #![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
 
+// One support tree for the three test binaries; each uses a part of it.
+#[allow(dead_code, unused_imports)]
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -20,6 +22,7 @@ mod external;
 mod failures;
 mod front_proxy;
 mod leader_election;
+mod pod_template;
 mod rotation;
 mod runtime_endpoints;
 mod secret_cache;

@@ -386,11 +386,14 @@ async fn a_named_service_account_must_exist_and_is_never_owned() {
     deleted_leaving_account(&h, "named", &mine).await;
 }
 
-/// An adapter's two reserved groups in one server, for the grants tests.
-fn metrics_adapter(name: &str) -> String {
-    format!(
-        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: {name}}}\nspec: {{group: custom.metrics.k8s.io, versions: [{{name: v1beta2}}, {{name: v1beta1}}], additionalGroups: [{{group: external.metrics.k8s.io, versions: [{{name: v1beta1}}]}}], image: img, replicas: 0}}\n"
-    )
+/// An adapter's two reserved groups in one server, scaled to zero, for the grants tests.
+fn metrics_adapter(name: &str) -> Server {
+    server(name, "custom.metrics.k8s.io")
+        .versions(&["v1beta2", "v1beta1"])
+        .extra(
+            "{additionalGroups: [{group: external.metrics.k8s.io, versions: [{name: v1beta1}]}]}",
+        )
+        .replicas(0)
 }
 
 #[tokio::test]
@@ -416,12 +419,11 @@ async fn reserved_metrics_groups_open_only_to_an_exact_grant() {
     ));
     h.wait_condition("adapter", "Registered", "False", Some("ScaledToZero"))
         .await;
-    h.create(&versioned(
-        "metrics",
-        "metrics.k8s.io",
-        "v1beta1",
-        ", replicas: 0",
-    ))
+    h.create(
+        &server("metrics", "metrics.k8s.io")
+            .versions(&["v1beta1"])
+            .replicas(0),
+    )
     .await;
     h.wait_condition("metrics", "Registered", "False", Some("ScaledToZero"))
         .await;
@@ -430,7 +432,7 @@ async fn reserved_metrics_groups_open_only_to_an_exact_grant() {
     assert!(crbs.get_opt(&crb).await.unwrap().is_some(), "{crb}");
 
     // A group kube-apiserver serves stays refused, named exactly or not.
-    h.create(&versioned("builtin", "rbac.authorization.k8s.io", "v9", ""))
+    h.create(&server("builtin", "rbac.authorization.k8s.io").versions(&["v9"]))
         .await;
     let s = h
         .wait_condition("builtin", "Ready", "False", Some("ProtectedGroup"))
@@ -449,7 +451,7 @@ async fn a_cluster_role_is_bound_only_while_granted() {
     grants.write(&format!(
         "grants: [{{namespaces: [{ns}], groups: [{group}], clusterRoles: [view]}}]\n"
     ));
-    h.create(&server("reader", &group, ", clusterRoles: [view]"))
+    h.create(&server("reader", &group).extra("{clusterRoles: [view]}"))
         .await;
     let binding = format!("aggregation.dev:{ns}:reader:role:view");
     let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());

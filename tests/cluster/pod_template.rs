@@ -1,17 +1,16 @@
 //! `spec.podTemplate` against the control plane: the API server judges the merged pod, and what
 //! it refuses reaches status with its own words.
-#![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
-
-mod support;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
-use support::{Harness, condition, wait_for};
 
-fn server(name: &str, pod_template: &str) -> String {
-    format!(
-        "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {{name: {name}}}\nspec: {{group: {name}.custom.api, versions: [{{name: v1}}], image: img, podTemplate: {pod_template}}}\n"
-    )
+use crate::support::fixture::Server;
+use crate::support::{Harness, condition, wait_for};
+
+fn server(name: &str, pod_template: &str) -> Server {
+    Server::new(name)
+        .group(&format!("{name}.custom.api"))
+        .extra(&format!("{{podTemplate: {pod_template}}}"))
 }
 
 #[tokio::test]
