@@ -40,9 +40,8 @@ pub fn path_with(cluster: &testenv::Cluster) -> String {
     format!("{}:{path}", bins.join(":"))
 }
 
-/// Every check, on Kubernetes `minor` (such as `1.35`).
-pub async fn test(minor: &str) -> Result<()> {
-    testenv::tools::check_kubernetes(minor)?;
+/// The lints every loop runs first.
+fn lints() -> Result<()> {
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(
         &[
@@ -55,7 +54,28 @@ pub async fn test(minor: &str) -> Result<()> {
             "warnings",
         ],
         &[],
-    )?;
+    )
+}
+
+/// The fast loop: lints, the unit tests (with the mock-API reconcile tests) and the pure tests.
+/// Nothing here starts a control plane or builds a Go tool.
+pub fn fast() -> Result<()> {
+    let started = Instant::now();
+    lints()?;
+    cargo(&["test", "--workspace", "--lib", "--bins", "--locked"], &[])?;
+    cargo(&["test", "--locked", "--test", "pure"], &[])?;
+    eprintln!(
+        "==> the fast loop passed in {:.0}s (`cargo xtask test` runs everything)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Every check, on Kubernetes `minor` (such as `1.35`).
+pub async fn test(minor: &str) -> Result<()> {
+    testenv::tools::check_kubernetes(minor)?;
+    eprintln!("==> the whole suite; `cargo xtask fast` is the quick loop without a control plane");
+    lints()?;
     // The pod-runtime stand-in runs this binary for the end-to-end tests.
     cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
     let cluster = testenv::cluster::up_with(SHARED_INSTANCE, minor).await?;

@@ -24,6 +24,9 @@ enum Task {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// The fast loop: fmt, clippy, the unit and mock-API tests and the pure tests; needs no
+    /// control plane and no Go build.
+    Fast,
     /// Run every check CI runs: fmt, clippy, unit and integration tests.
     Test {
         /// Kubernetes minor to test against: 1.33, 1.34, 1.35 or 1.36.
@@ -77,6 +80,7 @@ async fn main() -> Result<()> {
                 print!("{}", cluster.env_lines());
             }
         },
+        Task::Fast => cmd::fast()?,
         Task::Test { kubernetes } => cmd::test(&kubernetes).await?,
         Task::Demo { keep } => demo::run(keep).await?,
         Task::Bench => bench::run().await?,
