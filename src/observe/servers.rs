@@ -39,6 +39,15 @@ impl Servers {
         (Self { store, changed }, stream)
     }
 
+    /// A cache filled by hand, for the mock-API scenarios.
+    #[cfg(test)]
+    pub fn from_store(store: Store<ExtensionServer>) -> Self {
+        Self {
+            store,
+            changed: Arc::new(Notify::new()),
+        }
+    }
+
     /// Waits up to `limit` until the cache holds `key` at `resource_version` or later.
     /// Returns false on timeout; callers go on either way.
     pub async fn caught_up(

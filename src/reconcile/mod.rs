@@ -27,6 +27,8 @@ mod probe;
 mod refuse;
 pub mod registration;
 pub mod requeue;
+#[cfg(test)]
+mod scenarios;
 mod snapshot;
 mod tls;
 pub mod validate;
