@@ -38,30 +38,50 @@ fn ready(deployment: Option<&Deployment>) -> bool {
 
 /// Creates one server's children, waits for its pod, registers it.
 async fn one(ns: &TestNamespace, pki: &Pki, name: String, started: Instant) -> Result<Duration> {
-    let server = Server {
-        name,
-        namespace: ns.name.clone(),
-    };
+    let server = Server::new(name, &ns.name, pki)?;
     let post = PostParams::default();
     let client = ns.client.clone();
-    ns.api().create(&post, &server.service_account()?).await?;
+    let missing = |what: &str| anyhow::anyhow!("the builders made no {what}");
+    let children = &server.children;
+    let account = children
+        .service_account
+        .as_ref()
+        .ok_or_else(|| missing("ServiceAccount"))?;
+    ns.api().create(&post, account).await?;
+    let delegator = children
+        .auth_delegator
+        .as_ref()
+        .ok_or_else(|| missing("binding"))?;
     Api::<ClusterRoleBinding>::all(client.clone())
-        .create(&post, &server.auth_delegator()?)
+        .create(&post, delegator)
         .await?;
+    let reader = children
+        .auth_reader
+        .as_ref()
+        .ok_or_else(|| missing("RoleBinding"))?;
     Api::<RoleBinding>::namespaced(client.clone(), "kube-system")
-        .create(&post, &server.auth_reader()?)
+        .create(&post, reader)
         .await?;
-    ns.api().create(&post, &server.ca_secret(pki)?).await?;
-    ns.api().create(&post, &server.tls_secret(pki)?).await?;
+    ns.api().create(&post, server.ca_secret()).await?;
+    let tls = children
+        .tls_secret
+        .as_ref()
+        .ok_or_else(|| missing("TLS Secret"))?;
+    ns.api().create(&post, tls).await?;
     let deployments: Api<Deployment> = ns.api();
-    deployments.create(&post, &server.deployment()?).await?;
-    ns.api().create(&post, &server.service()?).await?;
+    let deployment = children
+        .deployment
+        .as_ref()
+        .ok_or_else(|| missing("Deployment"))?;
+    deployments.create(&post, deployment).await?;
+    ns.api().create(&post, &children.service).await?;
     tokio::time::timeout(TIMEOUT, await_condition(deployments, &server.name, ready))
         .await
         .with_context(|| format!("floor Deployment {} never became ready", server.name))??;
-    Api::<APIService>::all(client)
-        .create(&post, &server.api_service(pki)?)
-        .await?;
+    let apis = Api::<APIService>::all(client);
+    for api_service in &children.api_services {
+        apis.create(&post, api_service).await?;
+    }
     Ok(started.elapsed())
 }
 

@@ -30,7 +30,7 @@ pub fn gather(parts: &Path, took: Duration, passed: bool) -> Result<Value> {
         .iter()
         .map(|name| number(&part(parts, name), "property_cases"))
         .sum();
-    let bugs: Vec<Value> = bugs::FOUND
+    let bugs: Vec<Value> = bugs::found()?
         .iter()
         .map(|b| json!({"found_by": b.found_by, "what": b.what, "regression_test": b.regression_test}))
         .collect();
