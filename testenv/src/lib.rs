@@ -2,6 +2,7 @@
 //! modules: etcd, kube-apiserver (with its aggregator), kube-controller-manager,
 //! kube-scheduler and kwok, all on loopback. No container runtime is needed.
 
+pub mod cargo;
 pub mod cluster;
 pub mod hadolint;
 pub mod namespace;

@@ -1,31 +1,13 @@
 //! `cargo xtask test`: the whole CI gate.
 
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use testenv::SHARED_INSTANCE;
 
 /// Runs `cargo <args>` in the workspace root with extra environment.
 pub fn cargo(args: &[&str], env: &[(&str, String)]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    eprintln!("==> cargo {}", args.join(" "));
-    let started = Instant::now();
-    let status = Command::new(cargo)
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .current_dir(testenv::paths::workspace_root())
-        .status()
-        .with_context(|| format!("running cargo {}", args.join(" ")))?;
-    if !status.success() {
-        bail!("cargo {} failed", args.join(" "));
-    }
-    eprintln!(
-        "    cargo {} took {:.0}s",
-        args.first().copied().unwrap_or_default(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    testenv::cargo::run(args, env)
 }
 
 /// PATH with the cluster's tools (kubectl, helm) first.

@@ -60,25 +60,7 @@ fn ready(server: Option<&ExtensionServer>) -> bool {
 
 /// Applies `crds/` and waits until the CRD is established.
 pub fn install_crd(cluster: &Cluster) -> Result<()> {
-    let root = testenv::paths::workspace_root();
-    let crds = root.join("crds");
-    let crds = crds.to_string_lossy();
-    // The tests apply the CRD too, under their own field manager: take the fields over.
-    kubectl(
-        cluster,
-        &["apply", "--server-side", "--force-conflicts", "-f", &crds],
-        false,
-    )?;
-    kubectl(
-        cluster,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/extensionservers.aggregation.dev",
-        ],
-        false,
-    )?;
-    Ok(())
+    testenv::cargo::install_crd(cluster)
 }
 
 pub async fn run(keep: bool) -> Result<()> {

@@ -1,6 +1,5 @@
 //! `cargo xtask`: the project's task runner (local cluster, tests, demo).
 
-mod bench;
 mod chaos;
 mod cmd;
 mod demo;
@@ -83,7 +82,7 @@ async fn main() -> Result<()> {
         Task::Fast => cmd::fast()?,
         Task::Test { kubernetes } => cmd::test(&kubernetes).await?,
         Task::Demo { keep } => demo::run(keep).await?,
-        Task::Bench => bench::run().await?,
+        Task::Bench => cmd::cargo(&["run", "--locked", "-p", "eso-bench"], &[])?,
         Task::Chaos => chaos::run().await?,
     }
     Ok(())

@@ -26,7 +26,7 @@ pub async fn failover(binary: &Path, kill: bool) -> Result<Duration> {
             &lease_namespace,
             &format!("--leader-elect-identity={identity}"),
         ];
-        candidates.push((identity, super::start(binary, &ns, identity, &flags)?));
+        candidates.push((identity, crate::start(binary, &ns, identity, &flags)?));
     }
     let leases: Api<Lease> = ns.api();
     let lease = tokio::time::timeout(

@@ -15,7 +15,7 @@ use kube::runtime::wait::await_condition;
 use kube::runtime::watcher;
 use testenv::TestNamespace;
 
-use super::floor_objects::{Pki, Server};
+use crate::floor_objects::{Pki, Server};
 
 /// Servers the floor client works on at once: the operator's reconcile concurrency (its
 /// `--concurrency` default).
@@ -91,7 +91,7 @@ pub async fn run(servers: usize) -> Result<Floor> {
     let pki = Pki::generate()?;
     let started = Instant::now();
     let result = futures::stream::iter(0..servers)
-        .map(|i| one(&ns, &pki, super::servers::name(i), started))
+        .map(|i| one(&ns, &pki, crate::servers::name(i), started))
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<Duration>>()
         .await;
@@ -113,12 +113,12 @@ async fn clean_up(ns: &TestNamespace) -> Result<()> {
     let client = ns.client.clone();
     let api_services = Api::<APIService>::all(client.clone());
     api_services.delete_collection(&delete, &list).await?;
-    super::watch::until_empty(api_services, config.clone(), TIMEOUT).await?;
+    crate::watch::until_empty(api_services, config.clone(), TIMEOUT).await?;
     let bindings = Api::<ClusterRoleBinding>::all(client.clone());
     bindings.delete_collection(&delete, &list).await?;
-    super::watch::until_empty(bindings, config.clone(), TIMEOUT).await?;
+    crate::watch::until_empty(bindings, config.clone(), TIMEOUT).await?;
     let readers = Api::<RoleBinding>::namespaced(client, "kube-system");
     readers.delete_collection(&delete, &list).await?;
-    super::watch::until_empty(readers, config, TIMEOUT).await?;
+    crate::watch::until_empty(readers, config, TIMEOUT).await?;
     ns.delete_and_wait(TIMEOUT).await
 }

@@ -9,7 +9,7 @@ use extension_server_operator::tls::KeyedCert;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::json;
 
-use super::servers::IMAGE;
+use crate::servers::IMAGE;
 
 /// One CA and one serving certificate, generated once and reused by every floor server.
 pub struct Pki {

@@ -17,8 +17,8 @@ use kube::runtime::watcher;
 use testenv::TestNamespace;
 use testenv::operator::OperatorProcess;
 
-use super::requests::Requests;
-use super::{latency, servers, watch};
+use crate::requests::Requests;
+use crate::{latency, servers, watch};
 
 /// ExtensionServers for RSS at scale.
 pub const MANY: usize = 1000;
@@ -98,7 +98,7 @@ async fn owned_objects(ns: &TestNamespace, name: &str) -> Result<usize> {
 
 pub async fn run(binary: &Path, servers_n: usize, steady: Duration) -> Result<Scale> {
     let ns = TestNamespace::create("bench").await?;
-    let operator = super::start(binary, &ns, "operator", &[])?;
+    let operator = crate::start(binary, &ns, "operator", &[])?;
     operator.wait_ready().await?;
     let api: Api<ExtensionServer> = ns.api();
     let result = measure(&ns, &operator, &api, servers_n, steady).await;

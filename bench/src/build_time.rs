@@ -46,7 +46,7 @@ fn clean_build(label: &str, extra: &[&str]) -> Result<(f64, f64)> {
     ];
     args.extend_from_slice(extra);
     let started = Instant::now();
-    crate::cmd::cargo(&args, &[("CARGO_TARGET_DIR", dir.display().to_string())])?;
+    testenv::cargo::run(&args, &[("CARGO_TARGET_DIR", dir.display().to_string())])?;
     let seconds = started.elapsed().as_secs_f64();
     let size = mib(&dir.join("release/extension-server-operator"))?;
     std::fs::remove_dir_all(&dir)?;

@@ -63,7 +63,7 @@ pub async fn delete_all(api: &Api<ExtensionServer>, timeout: Duration) -> Result
     api.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
         .context("deleting the ExtensionServers")?;
-    super::watch::until_empty(api.clone(), watcher::Config::default(), timeout)
+    crate::watch::until_empty(api.clone(), watcher::Config::default(), timeout)
         .await
         .context("ExtensionServers were not cleaned up")
 }

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::build_time::BuildTimes;
-use super::machine::Machine;
+use crate::build_time::BuildTimes;
+use crate::machine::Machine;
 
 /// Lease timings the failover measurement ran with (the operator's defaults).
 #[derive(Debug, Clone, Serialize)]
@@ -218,7 +218,7 @@ impl Report {
                 "clean release build",
                 format!(
                     "not measured yet (run once with {}=1)",
-                    super::build_time::ENV
+                    crate::build_time::ENV
                 ),
                 "",
                 None,

@@ -1,4 +1,4 @@
-//! `cargo xtask bench`: measurements of the release binary on the local control plane, against
+//! The bench (`cargo xtask bench` runs it): measurements of the release binary on the local control plane, against
 //! a floor (a bare client doing the same work). Writes `target/bench/report.md`,
 //! `target/bench/report.json` and two SVG charts.
 
@@ -42,7 +42,7 @@ fn bench_dir() -> PathBuf {
 }
 
 fn release_binary() -> Result<PathBuf> {
-    crate::cmd::cargo(
+    testenv::cargo::run(
         &[
             "build",
             "--release",
@@ -70,13 +70,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-pub async fn run() -> Result<()> {
+#[tokio::main]
+async fn main() -> Result<()> {
     let steady = steady_window()?;
     let binary = release_binary()?;
     let binary_mib = build_time::mib(&binary)?;
     let release_build_seconds = build_time::measure()?;
     let cluster = testenv::cluster::up(testenv::SHARED_INSTANCE).await?;
-    crate::demo::install_crd(&cluster)?;
+    testenv::cargo::install_crd(&cluster)?;
     let machine = machine::describe(&cluster.client().await?).await?;
 
     eprintln!("==> floor: {SERVERS} servers by a bare client");

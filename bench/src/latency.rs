@@ -8,7 +8,7 @@ use extension_server_operator::crd::ExtensionServer;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::watch::Mirror;
+use crate::watch::Mirror;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
