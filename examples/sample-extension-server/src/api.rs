@@ -17,19 +17,24 @@ pub enum Route {
     /// `/apis`
     GroupList,
     /// `/apis/<group>`
-    Group,
+    Group {
+        group: String,
+    },
     /// `/apis/<group>/<version>`
     ResourceList {
+        group: String,
         version: String,
     },
     /// `.../<resource>`, in one namespace or across all of them.
     List {
+        group: String,
         version: String,
         resource: String,
         namespace: Option<String>,
     },
     /// `.../namespaces/<namespace>/<resource>/<name>`
     Get {
+        group: String,
         version: String,
         resource: String,
         namespace: String,
@@ -41,31 +46,38 @@ pub enum Route {
 /// Maps a URL path (without the query string) to a [`Route`].
 pub fn route(served: &Served, path: &str) -> Route {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (version, rest) = match segments.as_slice() {
+    let (group, version, rest) = match segments.as_slice() {
         ["healthz" | "readyz" | "livez"] => return Route::Health,
         ["apis"] => return Route::GroupList,
-        ["apis", group] if *group == served.group() => return Route::Group,
+        ["apis", group] if served.serves_group(group) => {
+            return Route::Group {
+                group: group.to_string(),
+            };
+        }
         ["apis", group, version, rest @ ..]
-            if *group == served.group() && served.has_version(version) =>
+            if served.serves_group(group) && served.has_version(version) =>
         {
-            (version.to_string(), rest)
+            (group.to_string(), version.to_string(), rest)
         }
         _ => return Route::NotFound,
     };
     let served_resource = |resource: &str| served.resource(resource).is_some();
     match rest {
-        [] => Route::ResourceList { version },
+        [] => Route::ResourceList { group, version },
         [resource] if served_resource(resource) => Route::List {
+            group,
             version,
             resource: resource.to_string(),
             namespace: None,
         },
         ["namespaces", ns, resource] if served_resource(resource) => Route::List {
+            group,
             version,
             resource: resource.to_string(),
             namespace: Some(ns.to_string()),
         },
         ["namespaces", ns, resource, name] if served_resource(resource) => Route::Get {
+            group,
             version,
             resource: resource.to_string(),
             namespace: ns.to_string(),
@@ -132,23 +144,26 @@ pub fn respond(served: &Served, route: &Route, objects: &[Stored]) -> Reply {
     match route {
         Route::Health => Reply::text(StatusCode::OK, "ok"),
         Route::GroupList => Reply::json(StatusCode::OK, &discovery::group_list(served)),
-        Route::Group => Reply::json(StatusCode::OK, &discovery::api_group(served)),
-        Route::ResourceList { version } => {
-            Reply::json(StatusCode::OK, &discovery::resource_list(served, version))
-        }
+        Route::Group { group } => Reply::json(StatusCode::OK, &discovery::api_group(served, group)),
+        Route::ResourceList { group, version } => Reply::json(
+            StatusCode::OK,
+            &discovery::resource_list(served, group, version),
+        ),
         Route::List {
+            group,
             version,
             resource,
             namespace,
         } => match served.resource(resource) {
             Some(resource) => {
-                let api_version = served.group_version(version);
+                let api_version = Served::group_version(group, version);
                 let list = objects::list(objects, &api_version, resource, namespace.as_deref());
                 Reply::json(StatusCode::OK, &list)
             }
             None => route_not_found(),
         },
         Route::Get {
+            group,
             version,
             resource,
             namespace,
@@ -157,10 +172,10 @@ pub fn respond(served: &Served, route: &Route, objects: &[Stored]) -> Reply {
             let Some(resource) = served.resource(resource) else {
                 return route_not_found();
             };
-            let api_version = served.group_version(version);
+            let api_version = Served::group_version(group, version);
             match objects::get(objects, &api_version, resource, namespace, name) {
                 Some(object) => Reply::json(StatusCode::OK, &object),
-                None => not_found(served.group(), &resource.plural, name),
+                None => not_found(group, &resource.plural, name),
             }
         }
         Route::NotFound => route_not_found(),

@@ -15,7 +15,6 @@ use kube::api::PostParams;
 
 use crate::api::Route;
 use crate::auth::User;
-use crate::served::Served;
 
 const CACHE_TTL: Duration = Duration::from_secs(10);
 
@@ -36,28 +35,30 @@ pub enum Attributes {
 }
 
 impl Attributes {
-    pub fn for_route(served: &Served, route: &Route, path: &str) -> Self {
+    pub fn for_route(route: &Route, path: &str) -> Self {
         match route {
             Route::List {
+                group,
                 version,
                 resource,
                 namespace,
             } => Attributes::Resource {
                 verb: "list",
-                group: served.group().to_string(),
+                group: group.clone(),
                 version: version.clone(),
                 resource: resource.clone(),
                 namespace: namespace.clone(),
                 name: None,
             },
             Route::Get {
+                group,
                 version,
                 resource,
                 namespace,
                 name,
             } => Attributes::Resource {
                 verb: "get",
-                group: served.group().to_string(),
+                group: group.clone(),
                 version: version.clone(),
                 resource: resource.clone(),
                 namespace: Some(namespace.clone()),
@@ -218,7 +219,7 @@ mod tests {
     }
 
     fn attributes(served: &Served, path: &str) -> Attributes {
-        Attributes::for_route(served, &route(served, path), path)
+        Attributes::for_route(&route(served, path), path)
     }
 
     fn resource(verb: &'static str, namespace: Option<&str>) -> Attributes {

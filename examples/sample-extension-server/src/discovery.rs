@@ -1,4 +1,4 @@
-//! Discovery documents: the served group, its versions and each version's resources.
+//! Discovery documents: the served groups, their versions and each version's resources.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     APIGroup, APIGroupList, APIResource, APIResourceList, GroupVersionForDiscovery,
@@ -6,25 +6,29 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 
 use crate::served::Served;
 
-/// `/apis`: just the served group.
+/// `/apis`: every served group.
 pub fn group_list(served: &Served) -> APIGroupList {
     APIGroupList {
-        groups: vec![api_group(served)],
+        groups: served
+            .groups()
+            .iter()
+            .map(|group| api_group(served, group))
+            .collect(),
     }
 }
 
 /// `/apis/<group>`: every version, the first one preferred.
-pub fn api_group(served: &Served) -> APIGroup {
+pub fn api_group(served: &Served, group: &str) -> APIGroup {
     let versions: Vec<GroupVersionForDiscovery> = served
         .versions()
         .iter()
         .map(|version| GroupVersionForDiscovery {
-            group_version: served.group_version(version),
+            group_version: Served::group_version(group, version),
             version: version.clone(),
         })
         .collect();
     APIGroup {
-        name: served.group().to_string(),
+        name: group.to_string(),
         preferred_version: versions.first().cloned(),
         versions,
         server_address_by_client_cidrs: None,
@@ -32,7 +36,7 @@ pub fn api_group(served: &Served) -> APIGroup {
 }
 
 /// `/apis/<group>/<version>`: every resource (all are namespaced, get and list only).
-pub fn resource_list(served: &Served, version: &str) -> APIResourceList {
+pub fn resource_list(served: &Served, group: &str, version: &str) -> APIResourceList {
     let resources = served
         .resources()
         .iter()
@@ -46,7 +50,7 @@ pub fn resource_list(served: &Served, version: &str) -> APIResourceList {
         })
         .collect();
     APIResourceList {
-        group_version: served.group_version(version),
+        group_version: Served::group_version(group, version),
         resources,
     }
 }

@@ -56,8 +56,8 @@ struct Args {
     /// Kubeconfig to reach kube-apiserver; default: in-cluster or $KUBECONFIG.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
-    /// API group to serve.
-    #[arg(long, default_value = served::DEFAULT_GROUP)]
+    /// Comma-separated API groups to serve, each with the same versions and resources.
+    #[arg(long, value_name = "GROUP,...", default_value = served::DEFAULT_GROUP)]
     group: String,
     /// Comma-separated versions to serve; the first is the preferred one.
     #[arg(long, value_name = "VERSION,...", default_value = served::DEFAULT_VERSIONS)]

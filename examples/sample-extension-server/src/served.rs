@@ -1,5 +1,5 @@
-//! What the server serves: one API group, its versions and its resources, parsed
-//! and checked from `--group`, `--versions` and `--resources`.
+//! What the server serves: its API groups (one, or several as metrics adapters serve), their
+//! versions and resources, parsed and checked from `--group`, `--versions` and `--resources`.
 
 use std::fmt;
 
@@ -9,10 +9,11 @@ pub const DEFAULT_GROUP: &str = "my.custom.api";
 pub const DEFAULT_VERSIONS: &str = "v1";
 pub const DEFAULT_RESOURCES: &str = "myresources:MyResource";
 
-/// The API group, its versions (the first is the preferred one) and its resources.
+/// The API groups, their versions (the first is the preferred one) and resources: every group
+/// serves the same versions and resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Served {
-    group: String,
+    groups: Vec<String>,
     versions: Vec<String>,
     resources: Vec<Resource>,
 }
@@ -25,14 +26,18 @@ pub struct Resource {
 }
 
 impl Served {
-    /// Parses the flags: a group, comma-separated versions and comma-separated
+    /// Parses the flags: comma-separated groups, comma-separated versions and comma-separated
     /// `plural[:Kind]` resources.
-    pub fn parse(group: &str, versions: &str, resources: &str) -> Result<Self> {
-        if !is_dns_subdomain(group) {
-            bail!(
-                "--group {group:?} is not a DNS subdomain (lower-case letters, digits, '-' and '.', like my.custom.api)"
-            );
+    pub fn parse(groups: &str, versions: &str, resources: &str) -> Result<Self> {
+        let groups: Vec<String> = groups.split(',').map(|g| g.trim().to_string()).collect();
+        for group in &groups {
+            if !is_dns_subdomain(group) {
+                bail!(
+                    "--group {group:?} is not a DNS subdomain (lower-case letters, digits, '-' and '.', like my.custom.api)"
+                );
+            }
         }
+        no_duplicates("--group", groups.iter())?;
         let versions = entries("--versions", versions)?;
         for version in &versions {
             if !is_kube_version(version) {
@@ -47,14 +52,19 @@ impl Served {
         no_duplicates("--resources", resources.iter().map(|r| &r.plural))?;
         no_duplicates("--resources (kinds)", resources.iter().map(|r| &r.kind))?;
         Ok(Served {
-            group: group.to_string(),
+            groups,
             versions,
             resources,
         })
     }
 
-    pub fn group(&self) -> &str {
-        &self.group
+    /// The groups in the order given.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    pub fn serves_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
     }
 
     /// The versions in the order given; the first is the preferred one.
@@ -75,8 +85,8 @@ impl Served {
     }
 
     /// `group/version`, as in `apiVersion` and `groupVersion`.
-    pub fn group_version(&self, version: &str) -> String {
-        format!("{}/{version}", self.group)
+    pub fn group_version(group: &str, version: &str) -> String {
+        format!("{group}/{version}")
     }
 }
 
@@ -90,7 +100,7 @@ impl fmt::Display for Served {
         write!(
             f,
             "group {}, versions {}, resources {}",
-            self.group,
+            self.groups.join(", "),
             self.versions.join(", "),
             resources.join(", ")
         )
@@ -218,7 +228,7 @@ mod tests {
     #[test]
     fn defaults() {
         let served = Served::parse(DEFAULT_GROUP, DEFAULT_VERSIONS, DEFAULT_RESOURCES).unwrap();
-        assert_eq!(served.group(), "my.custom.api");
+        assert_eq!(served.groups(), ["my.custom.api"]);
         assert_eq!(served.versions(), ["v1"]);
         let resource = served.resource("myresources").unwrap();
         assert_eq!(resource.kind, "MyResource");
@@ -249,7 +259,19 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(served.group_version("v1"), "demo.example.com/v1");
+        assert_eq!(
+            Served::group_version("demo.example.com", "v1"),
+            "demo.example.com/v1"
+        );
+    }
+
+    #[test]
+    fn several_groups_share_the_versions_and_resources() {
+        let served = Served::parse("a.custom.api, b.custom.api", "v1", "widgets").unwrap();
+        assert_eq!(served.groups(), ["a.custom.api", "b.custom.api"]);
+        assert!(served.serves_group("b.custom.api") && !served.serves_group("c.custom.api"));
+        let twice = Served::parse("a.custom.api,a.custom.api", "v1", "widgets").unwrap_err();
+        assert!(twice.to_string().contains("--group"), "{twice}");
     }
 
     #[test]

@@ -104,7 +104,7 @@ async fn handle(req: Request<Incoming>, certs: &[CertificateDer<'static>], state
         let message = "the server does not allow this method on the requested resource";
         return api::status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message);
     }
-    let attrs = Attributes::for_route(&state.served, &route, path);
+    let attrs = Attributes::for_route(&route, path);
     let reply = match state.authz.authorize(&user, &attrs).await {
         Ok(decision) if decision.allowed => api::respond(&state.served, &route, &state.objects),
         Ok(decision) => {

@@ -28,16 +28,23 @@ fn routes_paths() {
     let route = |path| route(&served, path);
     assert_eq!(route("/healthz"), Route::Health);
     assert_eq!(route("/apis"), Route::GroupList);
-    assert_eq!(route("/apis/my.custom.api"), Route::Group);
+    assert_eq!(
+        route("/apis/my.custom.api"),
+        Route::Group {
+            group: "my.custom.api".into()
+        }
+    );
     assert_eq!(
         route("/apis/my.custom.api/v1/"),
         Route::ResourceList {
+            group: "my.custom.api".into(),
             version: "v1".into()
         }
     );
     assert_eq!(
         route("/apis/my.custom.api/v1/myresources"),
         Route::List {
+            group: "my.custom.api".into(),
             version: "v1".into(),
             resource: "myresources".into(),
             namespace: None
@@ -46,6 +53,7 @@ fn routes_paths() {
     assert_eq!(
         route("/apis/my.custom.api/v1/namespaces/default/myresources/alpha"),
         Route::Get {
+            group: "my.custom.api".into(),
             version: "v1".into(),
             resource: "myresources".into(),
             namespace: "default".into(),
@@ -327,4 +335,32 @@ fn status_body_shape() {
     assert_eq!(value["status"], "Failure");
     assert_eq!(value["reason"], "Unauthorized");
     assert_eq!(value["code"], 401);
+}
+
+#[test]
+fn several_groups_are_each_served_and_listed() {
+    let served = Served::parse("a.custom.api,b.custom.api", "v1,v2", "widgets").unwrap();
+    let list = get(&served, "/apis");
+    let body = String::from_utf8(list.body).unwrap();
+    assert!(body.contains(r#""name":"a.custom.api""#), "{body}");
+    assert!(body.contains(r#""name":"b.custom.api""#), "{body}");
+    for group in ["a.custom.api", "b.custom.api"] {
+        let resources = get(&served, &format!("/apis/{group}/v2"));
+        assert_eq!(resources.code, 200);
+        let body = String::from_utf8(resources.body).unwrap();
+        assert!(
+            body.contains(&format!(r#""groupVersion":"{group}/v2""#)),
+            "{body}"
+        );
+        let object = get(
+            &served,
+            &format!("/apis/{group}/v1/namespaces/default/widgets/alpha"),
+        );
+        let body = String::from_utf8(object.body).unwrap();
+        assert!(
+            body.contains(&format!(r#""apiVersion":"{group}/v1""#)),
+            "{body}"
+        );
+    }
+    assert_eq!(get(&served, "/apis/c.custom.api/v1").code, 404);
 }
