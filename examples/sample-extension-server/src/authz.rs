@@ -209,7 +209,7 @@ impl Authorizer {
 mod tests {
     use super::*;
     use crate::api::route;
-    use crate::served::{DEFAULT_GROUP, DEFAULT_RESOURCES, DEFAULT_VERSIONS};
+    use crate::served::{DEFAULT_GROUP, DEFAULT_RESOURCES, DEFAULT_VERSIONS, Served};
 
     fn alice() -> User {
         User {
