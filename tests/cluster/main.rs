@@ -21,6 +21,7 @@ mod e2e;
 mod external;
 mod failures;
 mod front_proxy;
+mod groups;
 mod leader_election;
 mod pod_template;
 mod rotation;
