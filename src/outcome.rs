@@ -103,6 +103,9 @@ pub enum Registration {
     UnregisteredUnavailable(ApiServiceName),
     /// Not created: the claim is refused (the group became protected after registration).
     Refused(ApiServiceName),
+    /// An unmanaged, Available APIService to adopt, left as it is until this server's Service
+    /// answers a TLS handshake, so it never points at a backend that does not answer.
+    WaitingForBackend(ApiServiceName),
 }
 
 /// A delegated-auth binding that had vanished and was put back.

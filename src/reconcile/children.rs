@@ -201,6 +201,13 @@ pub async fn write(
 
     // 4. APIServices, one per version, then any stale ones of ours.
     let apis: Api<APIService> = Api::all(client.clone());
+    let adopting = live_api_services.iter().any(|(name, live)| {
+        adoptable.contains(name)
+            && live
+                .as_deref()
+                .is_some_and(|a| registration::serving_unmanaged(a, &validated.names))
+    });
+    let backend_answers = !adopting || answers(ctx, validated, &service, &api_services).await;
     let (registrations, api_services) = registration::register_all(
         &apis,
         validated,
@@ -208,6 +215,7 @@ pub async fn write(
         live_api_services,
         gate,
         adoptable,
+        backend_answers,
     )
     .await?;
     for stale in stale_api_services {
@@ -224,6 +232,33 @@ pub async fn write(
         api_services,
         restored,
     })
+}
+
+/// True when the Service answers a TLS handshake as the aggregator would make it (verified
+/// against the bundle the APIServices will trust; in mode Insecure, a connection).
+async fn answers(
+    ctx: &Context,
+    validated: &Validated,
+    service: &Service,
+    api_services: &[APIService],
+) -> bool {
+    let Some(address) = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.cluster_ip.clone())
+        .filter(|ip| !ip.is_empty() && ip != "None")
+    else {
+        return false;
+    };
+    let names = &validated.names;
+    let server_name = format!("{}.{}.svc", names.name, names.namespace);
+    let bundle = api_services
+        .first()
+        .and_then(|a| a.spec.ca_bundle.as_ref())
+        .map(|b| b.0.as_slice());
+    crate::probe::reach(&ctx.probes, &address, 443, &server_name, bundle)
+        .await
+        .is_ok()
 }
 
 /// Writes one child if it is ours to write.

@@ -174,6 +174,10 @@ fn due(validated: &Validated, applied: &Applied) -> requeue::Due {
                 .registrations
                 .iter()
                 .any(|r| matches!(r, Registration::Registered(_))),
+        adopting: applied
+            .registrations
+            .iter()
+            .any(|r| matches!(r, Registration::WaitingForBackend(_))),
         blocked: applied
             .registrations
             .iter()

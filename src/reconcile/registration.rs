@@ -138,6 +138,7 @@ pub async fn register_all(
     observed: &[(ApiServiceName, Option<Arc<APIService>>)],
     gate: Gate,
     adoptable: &[ApiServiceName],
+    backend_answers: bool,
 ) -> Result<(Vec<Registration>, Vec<(ApiServiceName, Option<APIService>)>)> {
     let now = Timestamp::now();
     let mut registrations = Vec::new();
@@ -150,6 +151,12 @@ pub async fn register_all(
         let adopt = adoptable.contains(name);
         let decide =
             |existing: Option<&APIService>| decide(name, existing, names, gate, adopt, expired);
+        let unanswered = adopt && !backend_answers && gate == Gate::Allowed;
+        if unanswered && live.is_some_and(|a| serving_unmanaged(a, names)) {
+            registrations.push(Registration::WaitingForBackend(name.clone()));
+            after.push((name.clone(), live.cloned()));
+            continue;
+        }
         let decision = decide(live);
         let (outcome, live) =
             execute(api, name, desired, live, decision, |l| decide(Some(l))).await?;
@@ -157,6 +164,13 @@ pub async fn register_all(
         after.push((name.clone(), live));
     }
     Ok((registrations, after))
+}
+
+/// An APIService nobody manages that the aggregator reports Available: taking it over must not
+/// make it unavailable.
+pub fn serving_unmanaged(api_service: &APIService, names: &ServerNames) -> bool {
+    holder(api_service, names) == Holder::Unmanaged
+        && api_service.available().is_some_and(|c| c.status == "True")
 }
 
 /// Carries out a decision; returns the outcome and the APIService as it stands afterwards.

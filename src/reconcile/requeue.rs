@@ -16,6 +16,8 @@ pub struct Due {
     /// Waiting on something the operator does not watch (an object in the way, a missing
     /// ServiceAccount): look again at the probe pace rather than the resync.
     pub blocked: bool,
+    /// An adoption waits for this server's Service to answer (look again soon).
+    pub adopting: bool,
     /// When an unavailable APIService reaches `registration.unregisterAfter`.
     pub unregister: Vec<Timestamp>,
 }
@@ -33,7 +35,7 @@ pub fn after(due: &Due, resync: Duration, probe_interval: Duration, now: Timesta
     if let Some(at) = due.tls {
         wait = wait.min(until(at));
     }
-    if due.rotating {
+    if due.rotating || due.adopting {
         wait = wait.min(ROTATION_POLL);
     }
     if due.probing || due.blocked {

@@ -288,6 +288,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
     let mut scaled = Vec::new();
     let mut dropped = Vec::new();
     let mut registered = Vec::new();
+    let mut adopting = Vec::new();
     for registration in &o.registrations {
         match registration {
             Registration::Conflict { name, reason } => conflicts.push(format!("{name}: {reason}")),
@@ -297,6 +298,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
             Registration::UnregisteredUnavailable(n) => dropped.push(n.to_string()),
             Registration::Registered(n) => registered.push(n.to_string()),
             Registration::Refused(n) => waiting.push(n.to_string()),
+            Registration::WaitingForBackend(n) => adopting.push(n.to_string()),
         }
     }
     if !conflicts.is_empty() {
@@ -337,6 +339,19 @@ fn registered_verdict(o: &Applied) -> Verdict {
             format!(
                 "{} will be registered once the serving certificate is ready; see CertificateReady",
                 waiting_cert.join(", ")
+            ),
+        );
+    }
+    if !adopting.is_empty() {
+        return Verdict::new(
+            Registered,
+            Status::False,
+            Reason::WaitingForReadyReplicas,
+            format!(
+                "{} will be taken over (registration.adoptExisting) once Service {}/{} answers a TLS handshake, so the APIService never points at a backend that does not answer; until then it keeps its current backend",
+                adopting.join(", "),
+                o.subject.names.namespace,
+                o.subject.names.name
             ),
         );
     }

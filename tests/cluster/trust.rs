@@ -482,3 +482,113 @@ async fn a_cluster_role_is_bound_only_while_granted() {
     );
     wait_for(crbs, &binding, |b: Option<&ClusterRoleBinding>| b.is_none()).await;
 }
+
+/// A sample server on port 443 serving `groups` (comma-separated) at `v1beta1`.
+fn serving(name: &str, group: &str, groups: &str) -> Server {
+    server(name, group)
+        .versions(&["v1beta1"])
+        .priorities(100, 100)
+        .port(443)
+        .args(&[
+            "--secure-port=443".to_string(),
+            "--tls-cert-file=/var/run/extension-server/tls/tls.crt".to_string(),
+            "--tls-private-key-file=/var/run/extension-server/tls/tls.key".to_string(),
+            format!("--group={groups}"),
+            "--versions=v1beta1".to_string(),
+        ])
+}
+
+#[tokio::test]
+async fn a_hand_made_metrics_apiservice_is_adopted_without_an_unavailable_moment() {
+    const METRICS: &str = "v1beta1.metrics.k8s.io";
+    let grants = GrantsFile::new("adopt-metrics", "grants: []\n");
+    let h = Harness::start_with("trust-adopt-metrics", grants.settings()).await;
+    let ns = h.ns.name.clone();
+    let old_group = format!("old.{ns}.custom.api");
+    grants.write(&format!(
+        "grants: [{{namespaces: [{ns}], groups: [{old_group}, metrics.k8s.io], adoptExisting: true}}]\n"
+    ));
+
+    // The hand-made install: a server whose pods also serve metrics.k8s.io, and an APIService
+    // for it that nobody manages.
+    h.create(&serving(
+        "old",
+        &old_group,
+        &format!("{old_group},metrics.k8s.io"),
+    ))
+    .await;
+    let _old = testenv::runtime::start(&h.ns.cluster, &ns, "old")
+        .await
+        .unwrap();
+    h.wait_condition("old", "Ready", "True", None).await;
+    let apis: Api<APIService> = Api::all(h.ns.client.clone());
+    let old_api = apis.get(&format!("v1beta1.{old_group}")).await.unwrap();
+    let hand_made: APIService = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+        "metadata": {"name": METRICS, "labels": {"aggregation.dev/extension-server-namespace": ns}},
+        "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100,
+                 "versionPriority": 100, "caBundle": old_api.spec.ca_bundle,
+                 "service": {"namespace": ns, "name": "old", "port": 443}}
+    }))
+    .unwrap();
+    apis.create(&PostParams::default(), &hand_made)
+        .await
+        .unwrap();
+    let available = |a: Option<&APIService>| {
+        a.and_then(|a| a.available())
+            .is_some_and(|c| c.status == "True")
+    };
+    wait_for(apis.clone(), METRICS, available).await;
+
+    // Sample availability and a request through the aggregator every 50 ms while the new
+    // server takes over, and for 2 s (40 samples) after the APIService names it.
+    let sampler = {
+        let (apis, client) = (apis.clone(), h.ns.client.clone());
+        tokio::spawn(async move {
+            let (mut samples, mut after, mut bad) = (0u32, 0u32, Vec::new());
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+            while after < 40 {
+                tick.tick().await;
+                samples += 1;
+                let live = apis.get(METRICS).await;
+                if !live.as_ref().is_ok_and(|a| available(Some(a))) {
+                    bad.push(format!(
+                        "not Available: {:?}",
+                        live.as_ref().map(|a| &a.status)
+                    ));
+                }
+                let serves_new =
+                    live.is_ok_and(|a| a.spec.service.is_some_and(|s| s.name == "new"));
+                after += u32::from(serves_new);
+                let mut request = http::Request::new(Vec::new());
+                *request.uri_mut() = "/apis/metrics.k8s.io/v1beta1".parse().unwrap();
+                if let Err(error) = client.request_text(request).await {
+                    bad.push(format!("request failed: {error}"));
+                }
+            }
+            (samples, bad)
+        })
+    };
+    h.create(&serving("new", "metrics.k8s.io", "metrics.k8s.io").adopt_existing())
+        .await;
+    let _new = testenv::runtime::start(&h.ns.cluster, &ns, "new")
+        .await
+        .unwrap();
+    h.wait_condition("new", "Ready", "True", None).await;
+    let (samples, bad) = tokio::time::timeout(std::time::Duration::from_secs(90), sampler)
+        .await
+        .expect("the sampler saw the takeover")
+        .unwrap();
+    let adopted = apis.get(METRICS).await.unwrap();
+    assert_eq!(adopted.spec.service.unwrap().name, "new");
+    assert_eq!(
+        adopted.metadata.annotations.unwrap()["aggregation.dev/owner"],
+        format!("{ns}/new")
+    );
+    assert!(samples > 40, "only {samples} samples");
+    assert!(
+        bad.is_empty(),
+        "{} of {samples} samples bad: {bad:?}",
+        bad.len()
+    );
+}
