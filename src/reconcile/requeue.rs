@@ -86,6 +86,15 @@ mod tests {
             ..probing
         };
         assert_eq!(after(&rotating, RESYNC, PROBE, at(0)), ROTATION_POLL);
+        let adopting = Due {
+            adopting: true,
+            ..Due::default()
+        };
+        assert_eq!(
+            after(&adopting, RESYNC, PROBE, at(0)),
+            ROTATION_POLL,
+            "an adoption waiting for the backend looks again soon"
+        );
     }
 
     #[test]

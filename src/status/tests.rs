@@ -489,3 +489,21 @@ fn an_external_server_not_yet_dialled_reports_its_backend() {
     );
     assert_eq!(f.find(ConditionType::DeploymentAvailable), None);
 }
+
+#[test]
+fn an_adoption_waiting_for_its_backend_says_the_old_one_keeps_serving() {
+    let adopting = Fixture {
+        registrations: vec![Registration::WaitingForBackend(v1())],
+        ..Fixture::healthy()
+    };
+    assert_verdict(
+        &adopting.verdict(ConditionType::Registered),
+        Status::False,
+        Reason::WaitingForReadyReplicas,
+        "keeps its current backend",
+    );
+    assert_eq!(
+        adopting.verdict(ConditionType::Available).status,
+        Status::Unknown
+    );
+}

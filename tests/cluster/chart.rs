@@ -19,16 +19,16 @@ fn chart_crd_is_the_generated_crd() {
     assert!(generated == in_chart, "copy crds/ into the chart's crds/");
 }
 
-/// The usage page's `helm template` line renders without a cluster, and the chart refuses a
+/// The README's `helm template` line renders without a cluster, and the chart refuses a
 /// Kubernetes older than the tested range.
 #[test]
-fn the_documented_helm_template_example_renders_without_a_cluster() {
+fn the_readme_helm_template_example_renders_without_a_cluster() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let usage = std::fs::read_to_string(format!("{root}/docs/usage.md")).unwrap();
-    let line = usage
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let line = readme
         .lines()
         .find(|l| l.starts_with("helm template "))
-        .expect("docs/usage.md has a `helm template` example");
+        .expect("the README has a `helm template` example");
     let args: Vec<&str> = line.split_whitespace().skip(1).collect();
     assert!(args.contains(&"--kube-version"), "{line}");
     let helm = testenv::tools::ensure_built().unwrap().helm;
