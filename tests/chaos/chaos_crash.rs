@@ -13,7 +13,7 @@ use extension_server_operator::crd::ExtensionServer;
 use extension_server_operator::names::CERT_HASH_ANNOTATION;
 use extension_server_operator::tls::certs;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use testenv::runtime;
@@ -171,8 +171,13 @@ impl Suite {
             .delete(NAME, &DeleteParams::default())
             .await;
         self.gone().await;
-        // Garbage collection removes the owned children later; the next scenario must not
-        // find the old CA (it would count as re-minted when it disappears).
+        self.collected().await;
+    }
+
+    /// Waits until garbage collection has removed the owned children: the next scenario must
+    /// not find the old CA (it would count as re-minted when it disappears), and a deleted
+    /// server's end state is the same whenever it is read.
+    async fn collected(&self) {
         let secrets: Api<Secret> = self.h.ns.api();
         for secret in [format!("{NAME}-ca"), format!("{NAME}-tls")] {
             tokio::time::timeout(
@@ -190,6 +195,22 @@ impl Suite {
         )
         .await
         .expect("garbage collection left the Deployment for 90 s")
+        .unwrap();
+        let services: Api<Service> = self.h.ns.api();
+        tokio::time::timeout(
+            Duration::from_secs(90),
+            await_condition(services, NAME, |s: Option<&Service>| s.is_none()),
+        )
+        .await
+        .expect("garbage collection left the Service for 90 s")
+        .unwrap();
+        let accounts: Api<ServiceAccount> = self.h.ns.api();
+        tokio::time::timeout(
+            Duration::from_secs(90),
+            await_condition(accounts, NAME, |a: Option<&ServiceAccount>| a.is_none()),
+        )
+        .await
+        .expect("garbage collection left the ServiceAccount for 90 s")
         .unwrap();
     }
 
@@ -253,7 +274,10 @@ impl Suite {
     /// Waits for the end state of an uninterrupted run of `scenario`.
     async fn settle(&mut self, scenario: Scenario) -> State {
         match scenario {
-            Scenario::Delete => self.gone().await,
+            Scenario::Delete => {
+                self.gone().await;
+                self.collected().await;
+            }
             Scenario::SpecChange => {
                 self.ready().await;
             }
