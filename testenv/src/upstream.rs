@@ -467,8 +467,9 @@ pub async fn check_custom_metrics_adapter(client: &Client, adapter: &Installed) 
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{ns}/services/{}/queue-depth",
         adapter.name
     );
+    // v1beta2 answers a fetch by name with a one-item MetricValueList.
     let custom = get_raw(client, &path).await?;
-    if custom["value"] != "7" {
+    if custom["items"][0]["value"] != "7" {
         bail!("{path} does not read back the written 7: {custom}");
     }
     Ok(())
