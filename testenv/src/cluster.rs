@@ -22,8 +22,24 @@ pub const SERVICE_CIDR: &str = "127.64.0.0/16";
 const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(127, 64, 0, 1);
 /// Pod IPs that kwok hands out. They are only data: nothing dials them.
 const POD_CIDR: &str = "10.244.0.1/16";
+/// The fake Node's InternalIP (only data, like the pod IPs).
+const KWOK_NODE_IP: &str = "10.244.0.1";
 /// The fake Node's name.
 pub const NODE_NAME: &str = "kwok-node-0";
+/// The fake Node's address where its kubelet, kwok's server, answers; metrics-server reaches
+/// it with `--kubelet-preferred-address-types=ExternalIP --kubelet-use-node-status-port`.
+pub const NODE_KUBELET_ADDRESS: &str = "127.0.0.1";
+/// kwok's configuration emulating the kubelet's resource metrics.
+const KWOK_METRICS: [(&str, &str); 2] = [
+    (
+        "kwok-metrics-resource.yaml",
+        include_str!("../kwok/metrics-resource.yaml"),
+    ),
+    (
+        "kwok-usage-from-annotation.yaml",
+        include_str!("../kwok/usage-from-annotation.yaml"),
+    ),
+];
 
 /// What a running cluster looks like on disk (`cluster.json` in its state directory).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -423,6 +439,9 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
         "--bind-address=127.0.0.1".into(),
         "--secure-port=0".into(),
         "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller".into(),
+        // An HPA test scales within seconds instead of waiting for the 15 s default; with no
+        // HorizontalPodAutoscaler in the cluster the controller has nothing to do.
+        "--horizontal-pod-autoscaler-sync-period=5s".into(),
     ];
     cluster.state.launch(
         component(
@@ -449,12 +468,21 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
         "--manage-all-nodes=false".into(),
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
         format!("--cidr={POD_CIDR}"),
-        "--node-ip=10.244.0.1".into(),
+        format!("--node-ip={KWOK_NODE_IP}"),
         format!("--server-address=127.0.0.1:{kwok_port}"),
+        // The fake kubelet's port in the Node's status (metrics-server's
+        // --kubelet-use-node-status-port): kwok's server, which also answers HTTPS.
+        format!("--node-port={kwok_port}"),
         "--node-lease-duration-seconds=40".into(),
     ];
     for stage in tools::kwok_stage_files(&tools)? {
         kwok_args.push(format!("--config={}", stage.display()));
+    }
+    // Resource metrics for metrics-server, computed only when scraped.
+    for (file, content) in KWOK_METRICS {
+        let path = dir.join(file);
+        std::fs::write(&path, content)?;
+        kwok_args.push(format!("--config={}", path.display()));
     }
     cluster
         .state
@@ -495,7 +523,13 @@ async fn create_fake_node(client: &Client) -> Result<()> {
         "kind": "Node",
         "metadata": {
             "name": NODE_NAME,
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "annotations": {
+                "kwok.x-k8s.io/node": "fake",
+                "node.alpha.kubernetes.io/ttl": "0",
+                // Where kwok serves this Node's resource metrics (read by metrics-server).
+                "metrics.k8s.io/resource-metrics-path":
+                    format!("/metrics/nodes/{NODE_NAME}/metrics/resource"),
+            },
             "labels": {
                 "type": "kwok",
                 "kubernetes.io/hostname": NODE_NAME,
@@ -506,7 +540,13 @@ async fn create_fake_node(client: &Client) -> Result<()> {
         },
         "status": {
             "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"}
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            // kwok adds none of these once an InternalIP and a Hostname exist.
+            "addresses": [
+                {"type": "InternalIP", "address": KWOK_NODE_IP},
+                {"type": "Hostname", "address": NODE_NAME},
+                {"type": "ExternalIP", "address": NODE_KUBELET_ADDRESS}
+            ]
         }
     }))?;
     Api::<Node>::all(client.clone())

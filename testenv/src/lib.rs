@@ -12,6 +12,7 @@ pub mod pki;
 pub mod process;
 pub mod runtime;
 pub mod tools;
+pub mod upstream;
 
 pub use cluster::{Cluster, client_for};
 pub use namespace::{SHARED_INSTANCE, TestNamespace, kubectl, shared_cluster};

@@ -1,46 +1,203 @@
-//! A stand-in for the container runtime and kube-proxy, for one Deployment whose pods run the
-//! sample extension server. kwok only pretends the pods run; this starts the real process where
+//! A stand-in for the container runtime and kube-proxy, for one Deployment whose pods run an
+//! aggregated API server. kwok only pretends the pods run; this starts the real process where
 //! the aggregator dials: the Service's ClusterIP and port.
 //!
-//! Like a pod it reads the TLS files from the mounted Secret, runs under the pod's
-//! ServiceAccount (a TokenRequest token), gets the container's environment (values and
-//! Secret/ConfigMap references resolved) and the sample server's own flags from its args
-//! ([`FORWARDED_FLAGS`]). Like a rollout it restarts the process when the pod template's
-//! annotations, args or environment change. Like the kubelet, which refreshes a mounted Secret only at its next sync, it
-//! picks up a change to the Secret alone after [`VOLUME_REFRESH`] (the kubelet's default
-//! sync is a minute). Like kube-proxy it forwards the Service port only to
-//! the container port the server really listens on: a server whose `--secure-port` differs from
-//! the container port is unreachable through the Service.
+//! The container image picks the binary ([`IMAGES`]; the tag or digest does not matter):
+//!
+//! | image repository                                        | binary                    | built from                             |
+//! |---------------------------------------------------------|---------------------------|----------------------------------------|
+//! | `registry.k8s.io/custom-metrics-apiserver/test-adapter` | `test-adapter`            | `testenv/go/custom-metrics-adapter`    |
+//! | `*/k8s-test-metrics-adapter-<arch>` (upstream's name)   | `test-adapter`            | `testenv/go/custom-metrics-adapter`    |
+//! | `registry.k8s.io/metrics-server/metrics-server`         | `metrics-server`          | `testenv/go/metrics-server`            |
+//! | anything else                                           | `sample-extension-server` | `cargo build -p sample-extension-server` |
+//!
+//! The upstream binaries are built on first use ([`crate::tools::upstream_server`]); call
+//! [`Server::binary`] before waiting on anything with a timeout, so a cold build is not counted.
+//!
+//! **The sample server** gets the TLS files from the mounted Secret as flags, runs under the
+//! pod's ServiceAccount (a kubeconfig with a TokenRequest token), gets the container's
+//! environment (values and Secret/ConfigMap references resolved) and its own flags from the
+//! container args ([`FORWARDED_FLAGS`]).
+//!
+//! **An upstream server** gets the container's `command` (all but the image's entrypoint, which
+//! the table replaces) and `args` verbatim, the container's environment, and what a kubelet and
+//! a container would give it that a host process lacks, as flags after the pod's own (the last
+//! one wins): `--bind-address` (the ClusterIP), `--secure-port` (see kube-proxy below), and the
+//! ServiceAccount kubeconfig under each flag the binary reads one from
+//! ([`Server::kubeconfig_flags`]). It starts in a per-pod directory holding
+//! `apiserver.local.config/certificates/apiserver.{crt,key}` (the TLS Secret's `tls.crt` and
+//! `tls.key`): k8s.io/apiserver's default `--cert-dir`, relative to a container's `/` where
+//! the operator also mounts the serving certificate, so no TLS flag is needed. Other paths in
+//! its flags are host paths: volume mounts are not simulated.
+//!
+//! Like a rollout it restarts the process when the pod template's image, command, annotations,
+//! args or environment change: the sample server rolls (the new process listens, with
+//! SO_REUSEPORT, before the old one drains); an upstream server is stopped first, as it cannot
+//! share its ports. Like the kubelet, which refreshes a mounted Secret only at its next sync, it
+//! picks up a change to the Secret alone after [`VOLUME_REFRESH`] (the kubelet's default sync is
+//! a minute).
+//!
+//! Like kube-proxy it forwards the Service's first port only to the container port the server
+//! really listens on: a server whose `--secure-port` (8443 for the sample server, 443 for
+//! k8s.io/apiserver, unless the args set it) differs from the container port is unreachable
+//! through the Service. The Service's further ports are the container's extra ports (such as
+//! the adapter's `/write-metrics` on 8080): a port equal to its target needs nothing, as the
+//! process binds the target itself; another is forwarded from `<ClusterIP>:<port>` to
+//! `<ClusterIP>:<target>`. The adapter binds 8080 on every address (upstream hard-codes
+//! `:8080`), so one adapter pod can run on the machine at a time.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-
-/// How long a change to the mounted Secret alone takes to reach the running server.
-pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, Secret, Service, ServiceAccount, ServicePort,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
+
+/// How long a change to the mounted Secret alone takes to reach the running server.
+pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
 /// Container args passed on to the sample server; the runtime sets the address, port, TLS
 /// files and kubeconfig itself.
 pub const FORWARDED_FLAGS: [&str; 4] = ["--group=", "--versions=", "--resources=", "--token-env="];
 
+/// The server binaries the stand-in can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// The project's sample extension server.
+    Sample,
+    /// sigs.k8s.io/custom-metrics-apiserver's `test-adapter`.
+    CustomMetricsAdapter,
+    /// sigs.k8s.io/metrics-server.
+    MetricsServer,
+}
+
+/// How an image is recognised: by its whole repository, or by the start of its last path
+/// segment (for names that carry an architecture suffix).
+#[derive(Debug, Clone, Copy)]
+pub enum ImageMatch {
+    Repository(&'static str),
+    NamePrefix(&'static str),
+}
+
+/// The image to binary table (see the module docs); an image matching none runs the sample
+/// server.
+pub const IMAGES: &[(ImageMatch, Server)] = &[
+    (
+        ImageMatch::Repository("registry.k8s.io/custom-metrics-apiserver/test-adapter"),
+        Server::CustomMetricsAdapter,
+    ),
+    // The name upstream's deploy manifest and Makefile give the adapter image.
+    (
+        ImageMatch::NamePrefix("k8s-test-metrics-adapter"),
+        Server::CustomMetricsAdapter,
+    ),
+    (
+        ImageMatch::Repository("registry.k8s.io/metrics-server/metrics-server"),
+        Server::MetricsServer,
+    ),
+];
+
+/// The image repository: without the tag or digest.
+fn repository(image: &str) -> &str {
+    let image = image.split_once('@').map_or(image, |(name, _)| name);
+    match image.rsplit_once(':') {
+        // A colon after the last slash starts the tag; before it, a registry port.
+        Some((name, tag)) if !tag.contains('/') => name,
+        _ => image,
+    }
+}
+
+impl Server {
+    /// The server that runs for container image `image`.
+    pub fn for_image(image: &str) -> Server {
+        let repository = repository(image);
+        let name = repository.rsplit('/').next().unwrap_or(repository);
+        IMAGES
+            .iter()
+            .find(|(matcher, _)| match matcher {
+                ImageMatch::Repository(r) => repository == *r,
+                ImageMatch::NamePrefix(p) => name.starts_with(p),
+            })
+            .map_or(Server::Sample, |(_, server)| *server)
+    }
+
+    /// The binary, built first if it is an upstream server not built yet (which can take
+    /// minutes: call this before waiting on anything with a timeout).
+    pub fn binary(self) -> Result<PathBuf> {
+        match self {
+            Server::Sample => sample_server_binary(),
+            Server::CustomMetricsAdapter => crate::tools::upstream_server("custom-metrics-adapter"),
+            Server::MetricsServer => crate::tools::upstream_server("metrics-server"),
+        }
+    }
+
+    /// The flags under which the binary reads a kubeconfig; the stand-in passes the pod's
+    /// ServiceAccount kubeconfig to each (a host process has no in-cluster config).
+    pub fn kubeconfig_flags(self) -> &'static [&'static str] {
+        match self {
+            Server::Sample => &["--kubeconfig"],
+            Server::CustomMetricsAdapter => &[
+                "--lister-kubeconfig",
+                "--authentication-kubeconfig",
+                "--authorization-kubeconfig",
+            ],
+            Server::MetricsServer => &[
+                "--kubeconfig",
+                "--authentication-kubeconfig",
+                "--authorization-kubeconfig",
+            ],
+        }
+    }
+
+    /// The secure port the binary listens on unless its args say otherwise.
+    fn default_secure_port(self) -> i32 {
+        match self {
+            Server::Sample => 8443,
+            // k8s.io/apiserver's SecureServingOptions default.
+            Server::CustomMetricsAdapter | Server::MetricsServer => 443,
+        }
+    }
+
+    /// A line the server logs once it listens.
+    fn serving_line(self) -> &'static str {
+        match self {
+            Server::Sample => "serving on",
+            Server::CustomMetricsAdapter | Server::MetricsServer => "Serving securely on",
+        }
+    }
+
+    /// How long it may take to start listening.
+    fn start_timeout(self) -> Duration {
+        match self {
+            Server::Sample => Duration::from_secs(20),
+            // Reads the authentication ConfigMap and discovery first.
+            Server::CustomMetricsAdapter | Server::MetricsServer => Duration::from_secs(60),
+        }
+    }
+}
+
 /// What the process is started with; a change restarts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Launch {
+    server: Server,
     bind: String,
     port: u16,
+    /// The Service's further ports: (port, container port).
+    extra_ports: Vec<(u16, u16)>,
     tls_crt: Vec<u8>,
     tls_key: Vec<u8>,
     service_account: String,
@@ -79,7 +236,7 @@ impl PodRuntime {
         let mut starts = self.starts.clone();
         let result = tokio::time::timeout(timeout, starts.wait_for(|n| *n > after))
             .await
-            .context("the sample server was not (re)started in time")?
+            .context("the server was not (re)started in time")?
             .map(|n| *n)?;
         Ok(result)
     }
@@ -107,39 +264,47 @@ pub fn sample_server_binary() -> Result<PathBuf> {
 
 /// Starts the sample server as a plain process (no pod, no Service), with `args`, logging to
 /// `log`; returns once it serves. Killed when the returned child is dropped.
-pub async fn spawn_sample_server(args: &[String], log: &std::path::Path) -> Result<Child> {
-    launch(&sample_server_binary()?, args, &[], log).await
+pub async fn spawn_sample_server(args: &[String], log: &Path) -> Result<Child> {
+    let binary = sample_server_binary()?;
+    launch(Server::Sample, &binary, args, &[], None, log).await
 }
 
-/// Starts `binary` with `args` and `env`, appending its output to `log`, and waits until it
-/// serves.
+/// Starts `binary` with `args` and `env` in `cwd`, appending its output to `log`, and waits
+/// until it serves.
 async fn launch(
-    binary: &std::path::Path,
+    server: Server,
+    binary: &Path,
     args: &[String],
     env: &[(String, String)],
-    log: &std::path::Path,
+    cwd: Option<&Path>,
+    log: &Path,
 ) -> Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)?;
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command
         .spawn()
-        .context("starting the sample extension server")?;
+        .with_context(|| format!("starting {}", binary.display()))?;
     let stderr = child.stderr.take().context("no stderr")?;
-    wait_serving(stderr, log).await?;
+    wait_serving(server, stderr, log).await?;
     Ok(child)
 }
 
-/// Runs the sample server for Deployment `name` in `namespace` until dropped.
+/// Runs the server of Deployment `name` in `namespace` (the binary its image names,
+/// [`IMAGES`]) until dropped.
 pub async fn start(cluster: &Cluster, namespace: &str, name: &str) -> Result<PodRuntime> {
-    let binary = sample_server_binary()?;
     let client = cluster.client().await?;
     let workdir = cluster.dir.join("pods").join(namespace).join(name);
     std::fs::create_dir_all(&workdir)?;
@@ -155,9 +320,9 @@ pub async fn start(cluster: &Cluster, namespace: &str, name: &str) -> Result<Pod
             client,
             namespace,
             name,
-            binary,
             workdir,
             child: None,
+            forwarders: Vec::new(),
             current: None,
             override_tls: override_rx,
         };
@@ -178,9 +343,10 @@ struct Runner {
     client: kube::Client,
     namespace: String,
     name: String,
-    binary: PathBuf,
     workdir: PathBuf,
     child: Option<Child>,
+    /// kube-proxy's forwarding of the Service's further ports.
+    forwarders: Vec<JoinHandle<()>>,
     current: Option<Launch>,
     /// A certificate and key to serve instead of the Secret's (to simulate a misconfigured pod).
     override_tls: watch::Receiver<Option<(Vec<u8>, Vec<u8>)>>,
@@ -240,18 +406,22 @@ impl Runner {
                 }
             };
             if desired != self.current {
-                // A rolling restart: the new process listens (SO_REUSEPORT) before the old
-                // one drains, unless the address changes.
-                let same_address = matches!((&desired, &self.current),
-                    (Some(new), Some(old)) if new.bind == old.bind && new.port == old.port);
-                if !same_address {
+                // A rolling restart: the new sample server listens (SO_REUSEPORT) before the
+                // old one drains, unless the address changes. Upstream servers cannot share
+                // their ports: the old one stops first.
+                let rolling = matches!((&desired, &self.current),
+                    (Some(new), Some(old)) if new.bind == old.bind && new.port == old.port
+                        && new.server == Server::Sample && old.server == Server::Sample);
+                if !rolling {
                     self.stop_child().await;
                 }
+                self.stop_forwarders();
                 let old = self.child.take();
                 if let Some(launch) = &desired {
                     match self.spawn(launch).await {
                         Ok(child) => {
                             self.child = Some(child);
+                            self.forward_ports(launch);
                             serving.send_replace(launch.tls_crt.clone());
                             starts.send_modify(|n| *n += 1);
                         }
@@ -286,20 +456,30 @@ impl Runner {
         let Some(container) = pod.containers.first() else {
             return Ok(None);
         };
+        let server = Server::for_image(container.image.as_deref().unwrap_or_default());
+        // For an upstream server everything after the image's entrypoint is passed on.
+        let container_args: Vec<String> = match server {
+            Server::Sample => container.args.clone().unwrap_or_default(),
+            Server::CustomMetricsAdapter | Server::MetricsServer => container
+                .command
+                .iter()
+                .flatten()
+                .skip(1)
+                .chain(container.args.iter().flatten())
+                .cloned()
+                .collect(),
+        };
         let container_port = container
             .ports
             .as_ref()
             .and_then(|p| p.first())
             .map(|p| p.container_port)
             .unwrap_or(443);
-        let secure_port = container
-            .args
-            .as_ref()
-            .and_then(|args| {
-                args.iter()
-                    .find_map(|a| a.strip_prefix("--secure-port=")?.parse::<i32>().ok())
-            })
-            .unwrap_or(8443);
+        let secure_port = container_args
+            .iter()
+            .rev()
+            .find_map(|a| a.strip_prefix("--secure-port=")?.parse::<i32>().ok())
+            .unwrap_or(server.default_secure_port());
         let services: Api<Service> = Api::namespaced(self.client.clone(), ns);
         let Some(service) = services.get_opt(&self.name).await? else {
             return Ok(None);
@@ -308,10 +488,8 @@ impl Runner {
         let Some(cluster_ip) = service_spec.cluster_ip.filter(|ip| ip != "None") else {
             return Ok(None);
         };
-        let service_port = service_spec
-            .ports
-            .and_then(|p| p.first().map(|p| p.port))
-            .unwrap_or(443);
+        let service_ports = service_spec.ports.unwrap_or_default();
+        let service_port = service_ports.first().map(|p| p.port).unwrap_or(443);
         // kube-proxy forwards the Service port to the container port; a server listening
         // elsewhere is not reachable through the Service.
         let port = if secure_port == container_port {
@@ -319,6 +497,11 @@ impl Runner {
         } else {
             secure_port
         };
+        let extra_ports = service_ports
+            .iter()
+            .skip(1)
+            .filter_map(|p| Some((u16::try_from(p.port).ok()?, target_port(p, container)?)))
+            .collect();
         let secret_name = pod
             .volumes
             .unwrap_or_default()
@@ -340,17 +523,19 @@ impl Runner {
             .borrow()
             .clone()
             .unwrap_or_else(|| (crt.0.clone(), key.0.clone()));
-        let args = container
-            .args
-            .iter()
-            .flatten()
-            .filter(|a| FORWARDED_FLAGS.iter().any(|f| a.starts_with(f)))
-            .cloned()
-            .collect();
+        let args = match server {
+            Server::Sample => container_args
+                .into_iter()
+                .filter(|a| FORWARDED_FLAGS.iter().any(|f| a.starts_with(f)))
+                .collect(),
+            Server::CustomMetricsAdapter | Server::MetricsServer => container_args,
+        };
         let env = self.environment(container).await?;
         Ok(Some(Launch {
+            server,
             bind: cluster_ip,
             port: u16::try_from(port).unwrap_or(443),
+            extra_ports,
             tls_crt,
             tls_key,
             service_account: pod.service_account_name.unwrap_or_else(|| "default".into()),
@@ -391,26 +576,85 @@ impl Runner {
     }
 
     async fn spawn(&self, launch: &Launch) -> Result<Child> {
-        let cert = self.workdir.join("tls.crt");
-        let key = self.workdir.join("tls.key");
-        std::fs::write(&cert, &launch.tls_crt)?;
-        std::fs::write(&key, &launch.tls_key)?;
+        let server = launch.server;
+        let binary = tokio::task::spawn_blocking(move || server.binary()).await??;
         let kubeconfig = self
             .service_account_kubeconfig(&launch.service_account)
             .await?;
-        let mut args = vec![
-            format!("--bind-address={}", launch.bind),
-            format!("--secure-port={}", launch.port),
-            format!("--tls-cert-file={}", cert.display()),
-            format!("--tls-private-key-file={}", key.display()),
-            format!("--kubeconfig={}", kubeconfig.display()),
-        ];
-        args.extend(launch.args.iter().cloned());
+        let kubeconfig = kubeconfig.display();
         let log = self.workdir.join("server.log");
-        self::launch(&self.binary, &args, &launch.env, &log).await
+        let mut args = Vec::new();
+        let cwd = match server {
+            Server::Sample => {
+                let cert = self.workdir.join("tls.crt");
+                let key = self.workdir.join("tls.key");
+                std::fs::write(&cert, &launch.tls_crt)?;
+                std::fs::write(&key, &launch.tls_key)?;
+                args.extend([
+                    format!("--bind-address={}", launch.bind),
+                    format!("--secure-port={}", launch.port),
+                    format!("--tls-cert-file={}", cert.display()),
+                    format!("--tls-private-key-file={}", key.display()),
+                ]);
+                args.extend(
+                    server
+                        .kubeconfig_flags()
+                        .iter()
+                        .map(|f| format!("{f}={kubeconfig}")),
+                );
+                args.extend(launch.args.iter().cloned());
+                None
+            }
+            Server::CustomMetricsAdapter | Server::MetricsServer => {
+                // The container's `/`: k8s.io/apiserver's default --cert-dir is relative.
+                let root = self.workdir.join("root");
+                let certs = root.join("apiserver.local.config").join("certificates");
+                std::fs::create_dir_all(&certs)?;
+                std::fs::write(certs.join("apiserver.crt"), &launch.tls_crt)?;
+                std::fs::write(certs.join("apiserver.key"), &launch.tls_key)?;
+                args.extend(launch.args.iter().cloned());
+                args.extend([
+                    format!("--bind-address={}", launch.bind),
+                    format!("--secure-port={}", launch.port),
+                ]);
+                args.extend(
+                    server
+                        .kubeconfig_flags()
+                        .iter()
+                        .map(|f| format!("{f}={kubeconfig}")),
+                );
+                Some(root)
+            }
+        };
+        self::launch(server, &binary, &args, &launch.env, cwd.as_deref(), &log).await
+    }
+
+    /// Forwards the Service's further ports whose target differs, like kube-proxy.
+    fn forward_ports(&mut self, launch: &Launch) {
+        for &(port, target) in &launch.extra_ports {
+            if port == target {
+                continue;
+            }
+            let (bind, label) = (
+                launch.bind.clone(),
+                format!("{}/{}", self.namespace, self.name),
+            );
+            self.forwarders.push(tokio::spawn(async move {
+                if let Err(error) = forward(&bind, port, target).await {
+                    eprintln!("pod runtime {label}: forwarding port {port} to {target}: {error:#}");
+                }
+            }));
+        }
+    }
+
+    fn stop_forwarders(&mut self) {
+        for forwarder in self.forwarders.drain(..) {
+            forwarder.abort();
+        }
     }
 
     async fn stop_child(&mut self) {
+        self.stop_forwarders();
         if let Some(child) = self.child.take() {
             terminate(child).await;
         }
@@ -448,8 +692,43 @@ impl Runner {
     }
 }
 
+/// The container port a Service port targets (a number, or the name of a container port).
+fn target_port(port: &ServicePort, container: &Container) -> Option<u16> {
+    let target = match &port.target_port {
+        None => port.port,
+        Some(IntOrString::Int(n)) => *n,
+        Some(IntOrString::String(name)) => {
+            container
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some(name))?
+                .container_port
+        }
+    };
+    u16::try_from(target).ok()
+}
+
+/// Accepts on `bind:port` and copies each connection to and from `bind:target`, until aborted.
+async fn forward(bind: &str, port: u16, target: u16) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind((bind, port)).await?;
+    loop {
+        let (mut inbound, _) = listener.accept().await?;
+        let upstream = (bind.to_string(), target);
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
 /// Copies the server's log to `log` and returns once it reports that it is serving.
-async fn wait_serving(stderr: tokio::process::ChildStderr, log: std::fs::File) -> Result<()> {
+async fn wait_serving(
+    server: Server,
+    stderr: tokio::process::ChildStderr,
+    log: std::fs::File,
+) -> Result<()> {
     use std::io::Write;
     use tokio::io::{AsyncBufReadExt, BufReader};
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -459,17 +738,18 @@ async fn wait_serving(stderr: tokio::process::ChildStderr, log: std::fs::File) -
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let _ = writeln!(log, "{line}");
-            if line.contains("serving on")
+            if line.contains(server.serving_line())
                 && let Some(ready) = ready.take()
             {
                 let _ = ready.send(());
             }
         }
     });
-    tokio::time::timeout(Duration::from_secs(20), ready_rx)
+    let timeout = server.start_timeout();
+    tokio::time::timeout(timeout, ready_rx)
         .await
-        .context("the sample server did not start serving within 20 s")?
-        .context("the sample server exited before serving; see its server.log")
+        .with_context(|| format!("{server:?} did not start serving within {timeout:?}"))?
+        .with_context(|| format!("{server:?} exited before serving; see its server.log"))
 }
 
 /// SIGTERM (the server drains its connections), then SIGKILL after 15 s.
@@ -491,4 +771,46 @@ async fn terminate(mut child: Child) {
 /// Where the runtime keeps files for a pod (logs included).
 pub fn pod_dir(cluster: &Cluster, namespace: &str, name: &str) -> PathBuf {
     cluster.dir.join("pods").join(namespace).join(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_pick_their_binary_whatever_the_tag() {
+        for (image, server) in [
+            (
+                "registry.k8s.io/custom-metrics-apiserver/test-adapter:v1.36.0",
+                Server::CustomMetricsAdapter,
+            ),
+            (
+                "registry.k8s.io/custom-metrics-apiserver/test-adapter",
+                Server::CustomMetricsAdapter,
+            ),
+            (
+                "kubernetes-sigs/k8s-test-metrics-adapter-amd64:latest",
+                Server::CustomMetricsAdapter,
+            ),
+            (
+                "registry.k8s.io/metrics-server/metrics-server:v0.8.0",
+                Server::MetricsServer,
+            ),
+            (
+                "registry.k8s.io/metrics-server/metrics-server@sha256:0123",
+                Server::MetricsServer,
+            ),
+            ("my-extension-server-image:latest", Server::Sample),
+            ("localhost:5000/metrics-server:v0.8.0", Server::Sample),
+        ] {
+            assert_eq!(Server::for_image(image), server, "{image}");
+        }
+    }
+
+    #[test]
+    fn a_registry_port_is_not_a_tag() {
+        assert_eq!(repository("localhost:5000/a/b"), "localhost:5000/a/b");
+        assert_eq!(repository("localhost:5000/a/b:v1"), "localhost:5000/a/b");
+        assert_eq!(repository("a/b@sha256:00"), "a/b");
+    }
 }

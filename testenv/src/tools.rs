@@ -8,6 +8,10 @@
 //! the default, [`DEFAULT_KUBERNETES`]; the others live in `testenv/go/kubernetes-<minor>`.
 //! [`KUBERNETES_ENV`] selects one for every process (`cargo xtask test --kubernetes <minor>`
 //! sets it).
+//!
+//! Upstream aggregated servers that only some tests run ([`UPSTREAM_MODULES`]) are built
+//! lazily, by [`upstream_server`] on first use, never by `cargo xtask cluster up`: the
+//! control plane's cold build does not grow for someone who never runs them.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -25,6 +29,9 @@ struct GoModule {
     /// The module whose version names the cache directory.
     pinned: &'static str,
     packages: &'static [&'static str],
+    /// Stamps the pinned version as the Kubernetes version (`k8s.io/component-base/version`);
+    /// right for Kubernetes itself, wrong for a server versioned on its own.
+    stamp_kubernetes_version: bool,
 }
 
 const MODULES: &[GoModule] = &[
@@ -32,6 +39,7 @@ const MODULES: &[GoModule] = &[
         name: "etcd",
         pinned: "go.etcd.io/etcd/server/v3",
         packages: &["."],
+        stamp_kubernetes_version: true,
     },
     GoModule {
         name: "kubernetes",
@@ -42,23 +50,79 @@ const MODULES: &[GoModule] = &[
             "k8s.io/kubernetes/cmd/kube-scheduler",
             "k8s.io/kubernetes/cmd/kubectl",
         ],
+        stamp_kubernetes_version: true,
     },
     GoModule {
         name: "kwok",
         pinned: "sigs.k8s.io/kwok",
         packages: &["sigs.k8s.io/kwok/cmd/kwok"],
+        stamp_kubernetes_version: true,
     },
     GoModule {
         name: "helm",
         pinned: "helm.sh/helm/v3",
         packages: &["helm.sh/helm/v3/cmd/helm"],
+        stamp_kubernetes_version: true,
     },
     GoModule {
         name: "prometheus",
         pinned: "github.com/prometheus/prometheus",
         packages: &["github.com/prometheus/prometheus/cmd/promtool"],
+        stamp_kubernetes_version: true,
     },
 ];
+
+/// Upstream aggregated API servers that the pod-runtime stand-in runs
+/// ([`crate::runtime::IMAGES`]), built only when a test asks for one ([`upstream_server`]).
+const UPSTREAM_MODULES: &[GoModule] = &[
+    // The reference adapter of sigs.k8s.io/custom-metrics-apiserver: custom.metrics.k8s.io
+    // v1beta1 and v1beta2, external.metrics.k8s.io v1beta1.
+    GoModule {
+        name: "custom-metrics-adapter",
+        pinned: "sigs.k8s.io/custom-metrics-apiserver",
+        packages: &["sigs.k8s.io/custom-metrics-apiserver/test-adapter"],
+        stamp_kubernetes_version: false,
+    },
+    // metrics.k8s.io v1beta1, scraped from kubelets (kwok's resource metrics here).
+    GoModule {
+        name: "metrics-server",
+        pinned: "sigs.k8s.io/metrics-server",
+        packages: &["sigs.k8s.io/metrics-server/cmd/metrics-server"],
+        stamp_kubernetes_version: false,
+    },
+];
+
+/// The names of the upstream servers [`upstream_server`] builds.
+pub fn upstream_servers() -> Vec<&'static str> {
+    UPSTREAM_MODULES.iter().map(|m| m.name).collect()
+}
+
+/// The binary of upstream server `name` (a directory under `testenv/go`, such as
+/// `custom-metrics-adapter`), built into the cache on first use and reused afterwards.
+/// Concurrent callers serialise on a lock file; one builds, the others wait.
+pub fn upstream_server(name: &str) -> Result<PathBuf> {
+    let module = UPSTREAM_MODULES
+        .iter()
+        .find(|m| m.name == name)
+        .with_context(|| {
+            format!(
+                "no upstream server {name}; choose one of {}",
+                upstream_servers().join(", ")
+            )
+        })?;
+    let binary = module
+        .packages
+        .first()
+        .and_then(|p| p.rsplit('/').next())
+        .context("an upstream module builds no package")?;
+    let tools = paths::cache_dir().join("tools");
+    std::fs::create_dir_all(&tools)?;
+    let lock = std::fs::File::create(tools.join(format!("{name}.lock")))?;
+    lock.lock()
+        .with_context(|| format!("locking the build of {name}"))?;
+    let bin = ensure_module(module, DEFAULT_KUBERNETES, &go_version()?)?;
+    Ok(bin.join(binary))
+}
 
 /// The Kubernetes minors the suite is run on.
 pub const KUBERNETES_MINORS: [&str; 4] = ["1.33", "1.34", "1.35", "1.36"];
@@ -222,10 +286,13 @@ fn pinned_version(go_mod: &str, module: &str) -> Option<String> {
     })
 }
 
-fn ldflags(version: &str) -> String {
+fn ldflags(module: &GoModule, version: &str) -> String {
+    let mut flags = vec!["-s".to_string(), "-w".to_string()];
+    if !module.stamp_kubernetes_version {
+        return flags.join(" ");
+    }
     // Stamp the Kubernetes version, or clients and `/version` report v0.0.0.
     let minor = version.split('.').nth(1).unwrap_or("0");
-    let mut flags = vec!["-s".to_string(), "-w".to_string()];
     for pkg in [
         "k8s.io/component-base/version",
         "k8s.io/client-go/pkg/version",
@@ -251,7 +318,7 @@ fn module_cache_dir(module: &GoModule, minor: &str, go_version: &str) -> Result<
         go_mod.as_str(),
         go_sum.as_str(),
         go_version,
-        &ldflags(&version),
+        &ldflags(module, &version),
         &module.packages.join(" "),
     ] {
         hasher.update(part.as_bytes());
@@ -304,7 +371,7 @@ fn ensure_module(module: &GoModule, minor: &str, go_version: &str) -> Result<Pat
             "-v",
             "-trimpath",
             "-ldflags",
-            &ldflags(&version),
+            &ldflags(module, &version),
             "-o",
         ])
         .arg(format!("{}/", staging.join("bin").display()))
