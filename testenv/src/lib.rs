@@ -5,6 +5,7 @@
 pub mod cargo;
 pub mod cluster;
 pub mod hadolint;
+pub mod manifest;
 pub mod namespace;
 pub mod operator;
 pub mod paths;

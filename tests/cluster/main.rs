@@ -23,6 +23,7 @@ mod failures;
 mod front_proxy;
 mod groups;
 mod leader_election;
+mod metrics_apis;
 mod pod_template;
 mod rotation;
 mod runtime_endpoints;

@@ -1,10 +1,7 @@
 //! The trust boundary against the local control plane: protected groups, grants (reloaded at
 //! runtime), adoption, and no takeover of same-named objects.
 
-use std::path::PathBuf;
-
 use extension_server_operator::apiservice::APIService;
-use extension_server_operator::context::Settings;
 use extension_server_operator::crd::ExtensionServer;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -13,37 +10,11 @@ use kube::api::{Api, ObjectMeta, PostParams};
 
 use crate::support;
 use crate::support::fixture::Server;
+use crate::support::grants::GrantsFile;
 use crate::support::{Harness, condition, wait_for};
 
 fn server(name: &str, group: &str) -> Server {
     Server::new(name).group(group)
-}
-
-/// A grants file of the test's own, rewritten in place as the test goes.
-struct GrantsFile(PathBuf);
-
-impl GrantsFile {
-    fn new(tag: &str, text: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("eso-grants-{tag}-{}.yaml", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        Self(path)
-    }
-    fn write(&self, text: &str) {
-        std::fs::write(&self.0, text).unwrap();
-    }
-    fn settings(&self) -> Settings {
-        Settings {
-            grants_file: Some(self.0.clone()),
-            ..Settings::default()
-        }
-    }
-}
-
-impl Drop for GrantsFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// Nothing of this server's exists but its status: no APIService, binding or ServiceAccount.

@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod chart;
 pub mod faults;
 pub mod fixture;
+pub mod grants;
 pub mod operator;
 pub mod policy;
 pub mod requests;
@@ -119,6 +120,20 @@ impl Harness {
         make_client: Option<MakeClient>,
     ) -> Self {
         let ns = TestNamespace::create(prefix).await.unwrap();
+        Self::start_in(ns, settings, make_client).await
+    }
+
+    /// Like [`Harness::start_with`], on `cluster` (a dedicated instance).
+    pub async fn start_on(cluster: testenv::Cluster, prefix: &str, settings: Settings) -> Self {
+        let ns = TestNamespace::create_on(cluster, prefix).await.unwrap();
+        Self::start_in(ns, settings, None).await
+    }
+
+    async fn start_in(
+        ns: TestNamespace,
+        settings: Settings,
+        make_client: Option<MakeClient>,
+    ) -> Self {
         install_crd(&ns.client).await;
         let (ctx, operator) = spawn_operator(&ns, &settings, make_client.as_ref()).await;
         Self {

@@ -1,5 +1,5 @@
 //! `cargo xtask demo`: the operator on the local control plane with the three examples, until
-//! all three are Ready.
+//! all three are Ready, then the custom metrics adapter example driving two HPAs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +11,16 @@ use kube::api::Api;
 use kube::runtime::wait::{await_condition, conditions};
 use testenv::{Cluster, SHARED_INSTANCE};
 
+/// The grants the demo's operator runs under (the reserved metrics groups open only to them).
+const GRANTS: &str = "examples/grants/examples.yaml";
+
 const EXAMPLES: [(&str, &str); 3] = [
     ("my-extension-server", "examples/basic.yaml"),
     ("authenticated-extension-server", "examples/with-auth.yaml"),
     ("production-extension-server", "examples/production.yaml"),
 ];
 
-fn kubectl(cluster: &Cluster, args: &[&str], show: bool) -> Result<String> {
+pub fn kubectl(cluster: &Cluster, args: &[&str], show: bool) -> Result<String> {
     let out = testenv::kubectl(cluster, args);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     if show {
@@ -50,7 +53,7 @@ fn registered(server: Option<&ExtensionServer>) -> bool {
     })
 }
 
-fn ready(server: Option<&ExtensionServer>) -> bool {
+pub fn ready(server: Option<&ExtensionServer>) -> bool {
     server.and_then(|s| s.status.as_ref()).is_some_and(|s| {
         s.conditions
             .iter()
@@ -75,15 +78,21 @@ pub async fn run(keep: bool) -> Result<()> {
     let client = cluster.client().await?;
     let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig)?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    let ctx = Arc::new(Context::connect(config, Settings::default())?);
+    let settings = Settings {
+        grants_file: Some(root.join(GRANTS)),
+        ..Settings::default()
+    };
+    let ctx = Arc::new(Context::connect(config, settings)?);
     // Stopped by the demo, not by Ctrl-C: after `--keep` it still has the examples to clean up.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let operator = tokio::spawn(extension_server_operator::controller::run_until(
         ctx, None, stopped,
     ));
 
-    eprintln!("==> applying examples/");
-    kubectl(&cluster, &["apply", "-f", "examples/"], true)?;
+    eprintln!("==> applying the examples");
+    for (_, file) in EXAMPLES {
+        kubectl(&cluster, &["apply", "-f", file], true)?;
+    }
     let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), "default");
     // kwok simulates the pods; the stand-in runs the real sample server for each of them.
     let mut pods = Vec::new();
@@ -151,6 +160,8 @@ pub async fn run(keep: bool) -> Result<()> {
         true,
     )?;
 
+    let adapter = crate::demo_metrics::run(&cluster, &client).await?;
+
     if keep {
         eprintln!(
             "==> the operator and the servers keep running (eval \"$(cargo xtask cluster env)\" in another shell); Ctrl-C cleans up"
@@ -162,11 +173,9 @@ pub async fn run(keep: bool) -> Result<()> {
     for (name, _) in EXAMPLES {
         uids.push(servers.get(name).await?.metadata.uid.unwrap_or_default());
     }
-    kubectl(
-        &cluster,
-        &["delete", "-f", "examples/", "--wait=false"],
-        false,
-    )?;
+    for (_, file) in EXAMPLES {
+        kubectl(&cluster, &["delete", "-f", file, "--wait=false"], false)?;
+    }
     for ((name, _), uid) in EXAMPLES.iter().zip(uids) {
         tokio::time::timeout(
             Duration::from_secs(60),
@@ -175,6 +184,7 @@ pub async fn run(keep: bool) -> Result<()> {
         .await
         .with_context(|| format!("{name} was not cleaned up within 60 s"))??;
     }
+    adapter.remove(&cluster, &client).await?;
     let _ = stop.send(true);
     let _ = operator.await;
     drop(pods);

@@ -3,6 +3,7 @@
 mod chaos;
 mod cmd;
 mod demo;
+mod demo_metrics;
 mod leftovers;
 
 use anyhow::Result;

@@ -3,7 +3,7 @@
 //!
 //! - **Converged**: status describes the current generation; the Deployment (replicas, image,
 //!   pull policy, args, env, port, resources, nodeSelector, tolerations, affinity, service
-//!   account, TLS volume), the Service (443 named `https` to the container's `https` port), the
+//!   account, TLS volumes), the Service (443 named `https` to the container's `https` port), the
 //!   PDB (only above one replica), the auth-delegator binding, and the APIServices (exactly
 //!   `<version>.<group>` per version, none at replicas 0, each with its priorities, Service, and
 //!   `caBundle` or `insecureSkipTLSVerify` by TLS mode) all match, and `Registered` is True
@@ -343,14 +343,19 @@ fn children(live: &Live) -> Vec<String> {
         TlsMode::Secret => spec.tls.secret_name.clone().unwrap_or_default(),
         _ => format!("{name}-tls"),
     };
+    // The serving Secret backs two volumes: `tls.*` and k8s.io/apiserver's `apiserver.*`.
     let mounted: Vec<_> = pod
         .volumes
         .iter()
         .flatten()
-        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .filter_map(|v| Some((v.name.as_str(), v.secret.as_ref()?.secret_name.clone()?)))
         .collect();
-    check(&mut gaps, mounted == [tls_secret.clone()], || {
-        format!("TLS volume {mounted:?}, want {tls_secret}")
+    let want = [
+        ("serving-cert", tls_secret.clone()),
+        ("apiserver-cert", tls_secret.clone()),
+    ];
+    check(&mut gaps, mounted == want, || {
+        format!("TLS volumes {mounted:?}, want {want:?}")
     });
 
     match live

@@ -1,0 +1,94 @@
+//! The demo's second part: the reference custom metrics adapter under the operator
+//! (examples/custom-metrics-adapter.yaml), and two HPAs that kube-controller-manager scales on
+//! its custom and external metrics (examples/custom-metrics-hpa.yaml).
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use extension_server_operator::crd::ExtensionServer;
+use k8s_openapi::api::core::v1::Service;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::wait::{await_condition, conditions};
+use testenv::Cluster;
+use testenv::runtime::{PodRuntime, Server};
+use testenv::upstream;
+
+use crate::demo::{kubectl, ready};
+
+const ADAPTER_FILE: &str = "examples/custom-metrics-adapter.yaml";
+const HPA_FILE: &str = "examples/custom-metrics-hpa.yaml";
+const NAMESPACE: &str = "custom-metrics";
+const ADAPTER: &str = "custom-metrics-apiserver";
+const IMAGE: &str = "registry.k8s.io/custom-metrics-apiserver/test-adapter:v1.36.0";
+
+/// The running adapter, until [`RunningAdapter::remove`].
+pub struct RunningAdapter {
+    _pod: PodRuntime,
+}
+
+/// Runs the adapter example, sets the custom metric and waits until both HPAs scaled their
+/// Deployments from 1 to 4; prints what a user would look at.
+pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningAdapter> {
+    eprintln!("==> building the reference custom metrics adapter (first run only)");
+    tokio::task::spawn_blocking(|| Server::for_image(IMAGE).binary()).await??;
+
+    eprintln!("==> applying {ADAPTER_FILE}");
+    kubectl(cluster, &["apply", "-f", ADAPTER_FILE], true)?;
+    let pod = testenv::runtime::start(cluster, NAMESPACE, ADAPTER).await?;
+    let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), NAMESPACE);
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        await_condition(servers, ADAPTER, ready),
+    )
+    .await
+    .with_context(|| format!("{ADAPTER} did not become Ready within 120 s"))??;
+    let api_services = kubectl(cluster, &["get", "apiservices"], false)?;
+    println!("$ kubectl get apiservices | grep metrics");
+    for line in api_services.lines() {
+        if line.starts_with("NAME") || line.contains("metrics.k8s.io") {
+            println!("{line}");
+        }
+    }
+    println!();
+
+    eprintln!("==> applying {HPA_FILE}; setting queue-depth to 40 through the adapter's port 8080");
+    kubectl(cluster, &["apply", "-f", HPA_FILE], true)?;
+    let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
+    let address = services
+        .get(ADAPTER)
+        .await?
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .context("the adapter's Service has no ClusterIP")?;
+    let metric = format!("namespaces/{NAMESPACE}/services/{ADAPTER}/queue-depth");
+    upstream::write_metric(&address, &metric, "40").await?;
+    for worker in ["custom-metric-worker", "external-metric-worker"] {
+        upstream::wait_scaled(client, NAMESPACE, worker, 4).await?;
+    }
+    kubectl(cluster, &["get", "hpa", "-n", NAMESPACE], true)?;
+    kubectl(cluster, &["get", "deployments", "-n", NAMESPACE], true)?;
+    Ok(RunningAdapter { _pod: pod })
+}
+
+impl RunningAdapter {
+    /// Deletes the HPAs and the adapter example; returns once the operator has removed the
+    /// adapter's APIServices and the server is gone.
+    pub async fn remove(self, cluster: &Cluster, client: &Client) -> Result<()> {
+        let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), NAMESPACE);
+        let uid = servers.get(ADAPTER).await?.metadata.uid.unwrap_or_default();
+        kubectl(cluster, &["delete", "-f", HPA_FILE, "--wait=false"], false)?;
+        kubectl(
+            cluster,
+            &["delete", "-f", ADAPTER_FILE, "--wait=false"],
+            false,
+        )?;
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(servers, ADAPTER, conditions::is_deleted(&uid)),
+        )
+        .await
+        .with_context(|| format!("{ADAPTER} was not cleaned up within 60 s"))??;
+        Ok(())
+    }
+}
