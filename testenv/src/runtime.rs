@@ -723,7 +723,8 @@ async fn forward(bind: &str, port: u16, target: u16) -> Result<()> {
     }
 }
 
-/// Copies the server's log to `log` and returns once it reports that it is serving.
+/// Copies the server's log to `log` and returns once it reports that it is serving; when it
+/// exits first, the error carries the last lines it logged.
 async fn wait_serving(
     server: Server,
     stderr: tokio::process::ChildStderr,
@@ -731,25 +732,37 @@ async fn wait_serving(
 ) -> Result<()> {
     use std::io::Write;
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    const TAIL: usize = 20;
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
     tokio::spawn(async move {
         let mut log = log;
         let mut ready = Some(ready_tx);
+        let mut tail = std::collections::VecDeque::with_capacity(TAIL);
         let mut lines = BufReader::new(stderr).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             let _ = writeln!(log, "{line}");
+            if ready.is_some() {
+                if tail.len() == TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line.clone());
+            }
             if line.contains(server.serving_line())
                 && let Some(ready) = ready.take()
             {
-                let _ = ready.send(());
+                let _ = ready.send(Ok(()));
             }
+        }
+        if let Some(ready) = ready {
+            let _ = ready.send(Err(Vec::from(tail).join("\n")));
         }
     });
     let timeout = server.start_timeout();
-    tokio::time::timeout(timeout, ready_rx)
+    let outcome = tokio::time::timeout(timeout, ready_rx)
         .await
         .with_context(|| format!("{server:?} did not start serving within {timeout:?}"))?
-        .with_context(|| format!("{server:?} exited before serving; see its server.log"))
+        .with_context(|| format!("{server:?} exited before serving"))?;
+    outcome.map_err(|tail| anyhow::anyhow!("{server:?} exited before serving; it logged:\n{tail}"))
 }
 
 /// SIGTERM (the server drains its connections), then SIGKILL after 15 s.

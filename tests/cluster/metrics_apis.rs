@@ -148,8 +148,7 @@ async fn metrics_server_under_the_operator_reports_the_kwok_node_and_its_pods() 
 
     let mut objects = manifest::read(&example("metrics-server.yaml")).unwrap();
     build_for(&mut objects).await;
-    // kwok's kubelet answers at the Node's ExternalIP with a throwaway certificate; the
-    // shortest resolution gets the first metrics after two scrapes.
+    // kwok's kubelet answers at the Node's ExternalIP with a throwaway certificate.
     let args = &mut extension_server(&mut objects).data["spec"]["args"];
     for arg in args.as_array_mut().unwrap() {
         if arg
@@ -158,8 +157,6 @@ async fn metrics_server_under_the_operator_reports_the_kwok_node_and_its_pods() 
             .starts_with("--kubelet-preferred-address-types=")
         {
             *arg = "--kubelet-preferred-address-types=ExternalIP".into();
-        } else if arg.as_str().unwrap().starts_with("--metric-resolution=") {
-            *arg = "--metric-resolution=10s".into();
         }
     }
     args.as_array_mut()

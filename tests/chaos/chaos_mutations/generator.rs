@@ -43,7 +43,7 @@ const TEXT: &[char] = &[
 /// serve), `clusterRoles` (bindings the oracle does not read) and `podTemplate` (a free-form
 /// PodSpec the schema does not describe) have theirs too (`groups.rs`, `trust.rs`,
 /// `pod_template.rs`).
-const NOT_GENERATED: [&str; 4] = [
+pub const NOT_GENERATED: [&str; 4] = [
     "spec.external",
     "spec.additionalGroups",
     "spec.clusterRoles",

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use extension_server_operator::crd::schema::POD_FIELDS;
 
-use super::generator::{Generator, MISSING_SECRET, Setting, at, properties, put, version_name};
+use super::generator::{
+    Generator, MISSING_SECRET, NOT_GENERATED, Setting, at, properties, put, version_name,
+};
 
 /// One invalid change.
 #[derive(Debug, Clone)]
@@ -42,9 +44,9 @@ pub fn sites(root: &Value) -> Vec<Site> {
 }
 
 fn walk(root: &Value, path: &str, sites: &mut Vec<Site>) {
-    // The generator never sets external (see `generator`); the spec's rules about it are
-    // broken from the spec itself.
-    if path.starts_with("spec.affinity") || path.starts_with("spec.external") {
+    // The generator never sets these (see `NOT_GENERATED`); their rules are broken by their
+    // own tests, and external's from the spec itself.
+    if path.starts_with("spec.affinity") || NOT_GENERATED.iter().any(|f| path.starts_with(f)) {
         return;
     }
     let schema = at(root, path);
@@ -218,6 +220,9 @@ fn rule_breaker(g: &mut Generator<'_>, path: &str, message: &str, spec: &Value) 
     let durations = ["5s", "87601h", "90 minutes", "1d", "-1h", "0s"];
     let pick = |rng: &mut crate::support::chaos::Rng, options: &[&str]| json!(rng.pick(options));
     Some(match (path, message) {
+        ("spec", m) if m.starts_with("additionalGroups") || m.starts_with("at most") => {
+            groups_rule_breaker(spec, m)?
+        }
         ("spec", m) => external_rule_breaker(g.setting, spec, m)?,
         ("spec.group", m) if m.contains("immutable") => {
             json!(format!("other.{}", spec["group"].as_str()?))
@@ -257,6 +262,27 @@ fn rule_breaker(g: &mut Generator<'_>, path: &str, message: &str, spec: &Value) 
         }
         _ => return None,
     })
+}
+
+/// A whole spec that breaks one of the spec's rules about `additionalGroups`.
+fn groups_rule_breaker(spec: &Value, message: &str) -> Option<Value> {
+    let mut next = spec.clone();
+    let group = |name: &str, count: usize| {
+        let versions: Vec<Value> = (1..=count)
+            .map(|v| json!({"name": format!("v{v}")}))
+            .collect();
+        json!({"group": name, "versions": versions})
+    };
+    let groups = if message.contains("must not repeat") {
+        json!([group(spec["group"].as_str()?, 1)])
+    } else {
+        // One group within its own bound of 16, one version over the total.
+        let over = 17 - spec["versions"].as_array()?.len();
+        json!([group("extra.example.com", over)])
+    };
+    next.as_object_mut()?
+        .insert("additionalGroups".into(), groups);
+    Some(next)
 }
 
 /// A whole spec that breaks one of the spec's rules about `external`.
