@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use extension_server_operator::crd::ExtensionServer;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::Api;
@@ -63,8 +64,20 @@ pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningAdapter> {
         .context("the adapter's Service has no ClusterIP")?;
     let metric = format!("namespaces/{NAMESPACE}/services/{ADAPTER}/queue-depth");
     upstream::write_metric(&address, &metric, "40").await?;
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), NAMESPACE);
     for worker in ["custom-metric-worker", "external-metric-worker"] {
         upstream::wait_scaled(client, NAMESPACE, worker, 4).await?;
+        // The HPA records the new count at its next sync; print it then.
+        let recorded = |h: Option<&HorizontalPodAutoscaler>| {
+            h.and_then(|h| h.status.as_ref())
+                .is_some_and(|s| s.current_replicas == Some(4))
+        };
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(hpas.clone(), worker, recorded),
+        )
+        .await
+        .with_context(|| format!("the HPA {worker} did not record 4 replicas within 30 s"))??;
     }
     kubectl(cluster, &["get", "hpa", "-n", NAMESPACE], true)?;
     kubectl(cluster, &["get", "deployments", "-n", NAMESPACE], true)?;
