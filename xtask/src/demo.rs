@@ -4,12 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use extension_server_operator::context::{Context, Settings};
 use extension_server_operator::crd::ExtensionServer;
 use kube::api::Api;
 use kube::runtime::wait::{await_condition, conditions};
 use testenv::{Cluster, SHARED_INSTANCE};
+
+use crate::demo_show::{kubectl, ready};
 
 /// The grants the demo's operator runs under (the reserved metrics groups open only to them).
 const GRANTS: &str = "examples/grants/examples.yaml";
@@ -19,24 +21,6 @@ const EXAMPLES: [(&str, &str); 3] = [
     ("authenticated-extension-server", "examples/with-auth.yaml"),
     ("production-extension-server", "examples/production.yaml"),
 ];
-
-pub fn kubectl(cluster: &Cluster, args: &[&str], show: bool) -> Result<String> {
-    let out = testenv::kubectl(cluster, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    if show {
-        println!("$ kubectl {}", args.join(" "));
-        print!("{stdout}");
-        println!();
-    }
-    if !out.status.success() {
-        bail!(
-            "kubectl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(stdout)
-}
 
 fn registered(server: Option<&ExtensionServer>) -> bool {
     server.and_then(|s| s.status.as_ref()).is_some_and(|s| {
@@ -50,14 +34,6 @@ fn registered(server: Option<&ExtensionServer>) -> bool {
             && s.conditions
                 .iter()
                 .any(|c| c.type_ == "Available" && c.status != "Unknown")
-    })
-}
-
-pub fn ready(server: Option<&ExtensionServer>) -> bool {
-    server.and_then(|s| s.status.as_ref()).is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
     })
 }
 

@@ -15,7 +15,7 @@ use testenv::Cluster;
 use testenv::runtime::{PodRuntime, Server};
 use testenv::upstream;
 
-use crate::demo::{kubectl, ready};
+use crate::demo_show::{kubectl, ready};
 
 const ADAPTER_FILE: &str = "examples/custom-metrics-adapter.yaml";
 const HPA_FILE: &str = "examples/custom-metrics-hpa.yaml";

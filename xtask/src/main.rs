@@ -4,6 +4,7 @@ mod chaos;
 mod cmd;
 mod demo;
 mod demo_metrics;
+mod demo_show;
 mod leftovers;
 
 use anyhow::Result;
