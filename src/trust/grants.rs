@@ -6,6 +6,7 @@
 //!   - namespaces: [team-a]                 # or namespaceSelector: {matchLabels: {...}}
 //!     groups: ["*.team-a.example.com", "metrics.team-a.io"]
 //!     adoptExisting: false
+//!     keepWhenShadowed: false              # keep registrations a CRD later shadows
 //! ```
 
 use std::collections::BTreeMap;
@@ -35,6 +36,10 @@ pub struct Grant {
     /// (`spec.clusterRoles`).
     #[serde(default)]
     pub cluster_roles: Vec<String>,
+    /// Keeps the namespaces' registrations when a CRD or built-in API later serves the group
+    /// (otherwise they are removed so that the API gets the group's traffic).
+    #[serde(default)]
+    pub keep_when_shadowed: bool,
 }
 
 /// Namespaces by label (`matchLabels` only).
@@ -107,6 +112,21 @@ impl Grants {
             .iter()
             .filter(|g| g.covers_namespace(namespace, labels))
             .any(|g| g.cluster_roles.iter().any(|r| r == role))
+    }
+}
+
+impl Grants {
+    /// True when a grant for `namespace` that covers `group` sets `keepWhenShadowed`.
+    pub fn keeps_when_shadowed(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        group: &str,
+    ) -> bool {
+        self.grants
+            .iter()
+            .filter(|g| g.covers_namespace(namespace, labels))
+            .any(|g| g.keep_when_shadowed && g.groups.iter().any(|p| group_matches(p, group)))
     }
 }
 

@@ -69,15 +69,26 @@ pub fn check(
                 .any(|r| Some(r.as_str()) == a.metadata.name.as_deref())
         });
         let mut message = protection.message(group);
-        if registered && protection != Protection::KubernetesSuffix {
+        let shadowed = registered && protection != Protection::KubernetesSuffix;
+        // The aggregator leaves an APIService it did not create in place, so a registration
+        // kept here would keep the new API's traffic: only an admin may keep it.
+        let keep = shadowed
+            && facts.grants.is_none_or(|g| {
+                g.keeps_when_shadowed(&names.namespace, facts.namespace_labels, group)
+            });
+        if keep {
             message.push_str(
-                "; this server registered it first, so its APIServices stay in place until a cluster admin removes the clash (delete this ExtensionServer or that API)",
+                "; this server registered it first and a grant keeps its APIServices in place (keepWhenShadowed), until a cluster admin removes the clash (delete this ExtensionServer or that API)",
+            );
+        } else if shadowed {
+            message.push_str(
+                "; this server's APIServices were removed so that the API serves the group (a grant with keepWhenShadowed: true would keep them)",
             );
         }
         return Claim::Refused(Refusal {
             reason: Reason::ProtectedGroup,
             message,
-            keep_registered: registered,
+            keep_registered: keep,
         });
     }
     let allowance = match facts.grants {
@@ -115,7 +126,7 @@ pub fn check(
         }
     }
     let adopt = adopt_requested && adopt;
-    if reserved_open && let Some(refusal) = other_holder(names, group, requested, facts) {
+    if let Some(refusal) = other_holder(names, group, requested, facts) {
         return Claim::Refused(refusal);
     }
     Claim::Allowed { adopt }
@@ -146,8 +157,9 @@ fn holds_any(names: &ServerNames, facts: Facts<'_>, filter: impl Fn(&APIService)
     })
 }
 
-/// A reserved group has one holder: the HPA and `kubectl top` read the whole group, so every
-/// APIService in it must be this server's (or one it requests and may adopt).
+/// A group has one holder: clients read the whole group (kubectl picks its preferred version
+/// among all its APIServices; the HPA and `kubectl top` read the metrics groups), so every
+/// APIService in it must be this server's, or one it requests and may adopt.
 fn other_holder(
     names: &ServerNames,
     group: &str,
@@ -155,6 +167,11 @@ fn other_holder(
     facts: Facts<'_>,
 ) -> Option<Refusal> {
     let ours = names.owner_key();
+    let why = if protected::is_reserved(group) {
+        "because the HPA and kubectl top read the whole group"
+    } else {
+        "because clients read the whole group and prefer its highest version"
+    };
     let in_group = facts
         .api_services
         .iter()
@@ -165,12 +182,12 @@ fn other_holder(
         match crate::observe::owner_annotation(a.as_ref()) {
             Some(owner) if owner == ours => None,
             Some(owner) => Some(format!(
-                "group {group} is reserved and ExtensionServer {owner} holds it (APIService {name}); a reserved group has one holder, because the HPA and kubectl top read the whole group: remove it there first"
+                "ExtensionServer {owner} holds group {group} (APIService {name}); a group has one holder, {why}: remove it there first"
             )),
             // Requested: adopted, or reported as a conflict by the registration step.
             None if requested_here => None,
             None => Some(format!(
-                "group {group} is reserved and APIService {name}, not managed by this operator, serves part of it; a reserved group has one holder: list its version in this server's spec with registration.adoptExisting (a grant with adoptExisting: true), or delete it"
+                "APIService {name}, not managed by this operator, serves part of group {group}; a group has one holder, {why}: list its version in this server's spec with registration.adoptExisting (a grant with adoptExisting: true), or delete it"
             )),
         }
     })?;

@@ -276,3 +276,72 @@ fn a_reserved_group_has_one_holder() {
         "what this server holds stays registered"
     );
 }
+
+#[test]
+fn a_shadowed_registration_is_removed_unless_a_grant_keeps_it() {
+    let ours = [api_service(
+        "v1.late.example.com",
+        "late.example.com",
+        false,
+        Some("a/srv"),
+    )];
+    let crds = ["things.late.example.com"];
+    let keep = |grants: &str| {
+        let grants = Grants::parse(grants).expect("grants");
+        match check_with("a", "late.example.com", false, Some(&grants), &ours, &crds) {
+            Claim::Refused(refusal) => (refusal.reason, refusal.keep_registered),
+            Claim::Allowed { .. } => panic!("a CRD's group is protected"),
+        }
+    };
+    assert_eq!(
+        keep("grants: [{namespaces: [a], groups: ['*.example.com']}]"),
+        (Reason::ProtectedGroup, false),
+        "the CRD gets the group"
+    );
+    assert_eq!(
+        keep("grants: [{namespaces: [a], groups: ['*.example.com'], keepWhenShadowed: true}]"),
+        (Reason::ProtectedGroup, true),
+        "an admin keeps the registration"
+    );
+    assert_eq!(
+        keep("grants: [{namespaces: [b], groups: ['*.example.com'], keepWhenShadowed: true}]"),
+        (Reason::ProtectedGroup, false),
+        "another namespace's grant keeps nothing here"
+    );
+}
+
+#[test]
+fn any_group_has_one_holder() {
+    let group = "held.example.com";
+    let theirs = [api_service(
+        "v1.held.example.com",
+        group,
+        false,
+        Some("b/holder"),
+    )];
+    let version_two = vec![ApiServiceName::new(
+        &Version("v2".into()),
+        &Group(group.into()),
+    )];
+    let labels = BTreeMap::new();
+    let apis: Vec<std::sync::Arc<APIService>> =
+        theirs.iter().cloned().map(std::sync::Arc::new).collect();
+    let claim = check(
+        &names("a"),
+        group,
+        &version_two,
+        false,
+        Facts {
+            grants: None,
+            namespace_labels: &labels,
+            api_services: &apis,
+            crd_names: &[],
+        },
+    );
+    let Claim::Refused(refusal) = claim else {
+        panic!("another namespace holds v1 of the group");
+    };
+    assert_eq!(refusal.reason, Reason::Conflict);
+    assert!(refusal.message.contains("b/holder"), "{}", refusal.message);
+    assert!(!refusal.keep_registered);
+}

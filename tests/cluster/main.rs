@@ -21,6 +21,7 @@ mod e2e;
 mod external;
 mod failures;
 mod front_proxy;
+mod group_holding;
 mod groups;
 mod leader_election;
 mod metrics_apis;

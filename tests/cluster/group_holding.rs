@@ -1,0 +1,136 @@
+//! One holder per group, against the local control plane: a second namespace cannot add a
+//! version to a group another server holds, and a CRD installed under a registered group gets
+//! the group unless a grant keeps the registration.
+
+use extension_server_operator::apiservice::APIService;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+
+use crate::support::fixture::Server;
+use crate::support::grants::GrantsFile;
+use crate::support::{Harness, condition, wait_for};
+
+fn owner(api_service: &APIService) -> Option<String> {
+    api_service
+        .metadata
+        .annotations
+        .as_ref()?
+        .get("aggregation.dev/owner")
+        .cloned()
+}
+
+#[tokio::test]
+async fn a_second_namespace_cannot_add_a_version_to_a_held_group() {
+    let holder = Harness::start("holding-first").await;
+    let group = format!("{}.held.example.com", holder.ns.name);
+    holder
+        .create(&Server::new("holder").group(&group).versions(&["v1"]))
+        .await;
+    holder
+        .wait_condition("holder", "Registered", "True", None)
+        .await;
+
+    let claimant = Harness::start("holding-second").await;
+    claimant
+        .create(
+            &Server::new("claimant")
+                .group(&group)
+                .versions(&["v2"])
+                .priorities(1000, 1000),
+        )
+        .await;
+    let s = claimant
+        .wait_condition("claimant", "Registered", "False", Some("Conflict"))
+        .await;
+    let message = &condition(&s, "Registered").message;
+    let holder_key = format!("{}/holder", holder.ns.name);
+    assert!(message.contains(&holder_key), "{message}");
+    let apis: Api<APIService> = Api::all(holder.ns.client.clone());
+    assert!(
+        apis.get_opt(&format!("v2.{group}"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the claimant got no APIService"
+    );
+    let held = apis.get(&format!("v1.{group}")).await.unwrap();
+    assert_eq!(owner(&held), Some(holder_key));
+}
+
+fn crd(group: &str) -> CustomResourceDefinition {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("things.{group}")},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Thing", "plural": "things", "singular": "thing"},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object"}}
+            }]
+        }
+    }))
+    .unwrap()
+}
+
+/// Deletes the test's CRDs when the test ends, passed or failed.
+struct CrdsToDelete(testenv::Cluster, Vec<String>);
+
+impl Drop for CrdsToDelete {
+    fn drop(&mut self) {
+        for name in &self.1 {
+            testenv::kubectl(&self.0, &["delete", "crd", name, "--ignore-not-found"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crd_under_a_registered_group_gets_it_unless_a_grant_keeps_the_registration() {
+    let grants = GrantsFile::new("shadow", "grants: []\n");
+    let h = Harness::start_with("holding-shadow", grants.settings()).await;
+    let (given_up, kept) = (
+        format!("{}.given-up.example.com", h.ns.name),
+        format!("{}.kept.example.com", h.ns.name),
+    );
+    grants.write(&format!(
+        "grants:\n- {{namespaces: [{ns}], groups: [{given_up}]}}\n- {{namespaces: [{ns}], groups: [{kept}], keepWhenShadowed: true}}\n",
+        ns = h.ns.name
+    ));
+    h.create(&Server::new("given-up").group(&given_up)).await;
+    h.create(&Server::new("kept").group(&kept)).await;
+    h.wait_condition("given-up", "Registered", "True", None)
+        .await;
+    h.wait_condition("kept", "Registered", "True", None).await;
+
+    let crds: Api<CustomResourceDefinition> = Api::all(h.ns.client.clone());
+    let _cleanup = CrdsToDelete(
+        h.ns.cluster.clone(),
+        vec![format!("things.{given_up}"), format!("things.{kept}")],
+    );
+    for group in [&given_up, &kept] {
+        crds.create(&PostParams::default(), &crd(group))
+            .await
+            .unwrap();
+    }
+
+    // Unregistered: the aggregator's own registration for the CRD takes the name over.
+    let s = h
+        .wait_condition("given-up", "Registered", "False", Some("ProtectedGroup"))
+        .await;
+    let message = &condition(&s, "Registered").message;
+    assert!(message.contains("were removed"), "{message}");
+    let apis: Api<APIService> = Api::all(h.ns.client.clone());
+    let not_ours = |a: Option<&APIService>| a.is_none_or(|a| owner(a).is_none());
+    wait_for(apis.clone(), &format!("v1.{given_up}"), not_ours).await;
+
+    // Kept by the grant: still ours, and the status says who decides.
+    let s = h
+        .wait_condition("kept", "Registered", "False", Some("ProtectedGroup"))
+        .await;
+    let message = &condition(&s, "Registered").message;
+    assert!(message.contains("keepWhenShadowed"), "{message}");
+    let still = apis.get(&format!("v1.{kept}")).await.unwrap();
+    assert_eq!(owner(&still), Some(format!("{}/kept", h.ns.name)));
+}
