@@ -16,6 +16,8 @@ pub fn pod_disruption_budget(
         metadata: owned_meta(server, names, names.workload().to_string()),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
+            // Pods that never become ready must not block node drains.
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
             selector: Some(LabelSelector {
                 match_labels: Some(names.selector()),
                 ..LabelSelector::default()

@@ -181,7 +181,12 @@ spec:
 "#,
     );
     let desired = desired(&server, &tls());
-    assert!(desired.pdb.is_some());
+    let pdb = desired.pdb.as_ref().and_then(|p| p.spec.as_ref());
+    assert_eq!(
+        pdb.and_then(|p| p.unhealthy_pod_eviction_policy.as_deref()),
+        Some("AlwaysAllow"),
+        "pods that never become ready do not block node drains"
+    );
     let pod = desired
         .deployment
         .unwrap()

@@ -139,3 +139,48 @@ fn service_monitor_renders_only_when_its_api_exists() {
         .contains("kind: ServiceMonitor")
     );
 }
+
+#[tokio::test]
+async fn every_grant_shape_renders_a_policy_the_api_server_accepts() {
+    let ns = TestNamespace::create("chart-grants").await.unwrap();
+    let helm = &ns.cluster.tools.helm;
+    for grants in [
+        r#"[{"namespaceSelector":{},"groups":["*.custom.api"],"clusterRoles":["view"]}]"#,
+        r#"[{"namespaceSelector":{"matchLabels":{"tier":"platform"}},"groups":["a.custom.api"]}]"#,
+        r#"[{"namespaces":[],"namespaceSelector":{},"groups":["a.custom.api"],"adoptExisting":true}]"#,
+        r#"[{"namespaces":["team-a"],"groups":["*.team-a.io"],"keepWhenShadowed":true}]"#,
+    ] {
+        let rendered = template(
+            helm,
+            &ns.name,
+            &[
+                "--show-only",
+                "templates/admission-policy.yaml",
+                "--set-json",
+                &format!("grants={grants}"),
+            ],
+        );
+        let applied = kubectl_stdin(
+            &ns,
+            &["apply", "--dry-run=server", "-f", "-"],
+            rendered.as_bytes(),
+        );
+        assert!(
+            applied.status.success(),
+            "grants {grants}: {}",
+            String::from_utf8_lossy(&applied.stderr)
+        );
+    }
+
+    // A grant for no namespace at all is refused by the chart's values schema.
+    let refused = Command::new(helm)
+        .args(["template", "eso", CHART, "--set-json"])
+        .arg(r#"grants=[{"groups":["a.custom.api"]}]"#)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("namespaceSelector"),
+        "{stderr}"
+    );
+}

@@ -44,27 +44,34 @@ clusterRoles entry of the grants, and bindableClusterRoles.
 {{- $roles | uniq | toJson -}}
 {{- end -}}
 
-{{/* CEL: some grant for the request's namespace lists ClusterRole r. */}}
-{{- define "eso.roleGranted" -}}
-{{- $terms := list -}}
-{{- range .grants -}}
-{{- if .clusterRoles -}}
+{{/* CEL: the grant covers the request's namespace, by name or by labels. An empty
+     namespaceSelector ({}) matches every namespace, as in the operator. */}}
+{{- define "eso.grantNamespaces" -}}
 {{- $ns := list -}}
 {{- with .namespaces -}}
 {{- $quoted := list -}}
 {{- range . }}{{ $quoted = append $quoted (printf "'%s'" .) }}{{ end -}}
 {{- $ns = append $ns (printf "request.namespace in [%s]" (join ", " $quoted)) -}}
 {{- end -}}
-{{- with .namespaceSelector -}}
+{{- if hasKey . "namespaceSelector" -}}
 {{- $labels := list "true" -}}
-{{- range $k, $v := .matchLabels -}}
+{{- range $k, $v := (.namespaceSelector | default dict).matchLabels -}}
 {{- $labels = append $labels (printf "(has(namespaceObject.metadata.labels) && '%s' in namespaceObject.metadata.labels && namespaceObject.metadata.labels['%s'] == '%s')" $k $k $v) -}}
 {{- end -}}
 {{- $ns = append $ns (printf "(%s)" (join " && " $labels)) -}}
 {{- end -}}
+{{- if $ns }}{{ join " || " $ns }}{{ else }}false{{ end -}}
+{{- end -}}
+
+{{/* CEL: some grant for the request's namespace lists ClusterRole r. */}}
+{{- define "eso.roleGranted" -}}
+{{- $terms := list -}}
+{{- range .grants -}}
+{{- if .clusterRoles -}}
+{{- $ns := include "eso.grantNamespaces" . -}}
 {{- $quotedRoles := list -}}
 {{- range .clusterRoles }}{{ $quotedRoles = append $quotedRoles (printf "'%s'" .) }}{{ end -}}
-{{- $terms = append $terms (printf "((%s) && r in [%s])" (join " || " $ns) (join ", " $quotedRoles)) -}}
+{{- $terms = append $terms (printf "((%s) && r in [%s])" $ns (join ", " $quotedRoles)) -}}
 {{- end -}}
 {{- end -}}
 {{- if $terms }}{{ join " || " $terms }}{{ else }}false{{ end -}}
@@ -76,19 +83,7 @@ clusterRoles entry of the grants, and bindableClusterRoles.
 {{- $terms := list -}}
 {{- range .grants -}}
 {{- if or (not $.adopt) .adoptExisting -}}
-{{- $ns := list -}}
-{{- with .namespaces -}}
-{{- $quoted := list -}}
-{{- range . }}{{ $quoted = append $quoted (printf "'%s'" .) }}{{ end -}}
-{{- $ns = append $ns (printf "request.namespace in [%s]" (join ", " $quoted)) -}}
-{{- end -}}
-{{- with .namespaceSelector -}}
-{{- $labels := list "true" -}}
-{{- range $k, $v := .matchLabels -}}
-{{- $labels = append $labels (printf "(has(namespaceObject.metadata.labels) && '%s' in namespaceObject.metadata.labels && namespaceObject.metadata.labels['%s'] == '%s')" $k $k $v) -}}
-{{- end -}}
-{{- $ns = append $ns (printf "(%s)" (join " && " $labels)) -}}
-{{- end -}}
+{{- $ns := include "eso.grantNamespaces" . -}}
 {{- $groups := list -}}
 {{- range .groups -}}
 {{- if hasPrefix "*." . -}}
@@ -97,7 +92,7 @@ clusterRoles entry of the grants, and bindableClusterRoles.
 {{- $groups = append $groups (printf "%s == '%s'" $.group .) -}}
 {{- end -}}
 {{- end -}}
-{{- $terms = append $terms (printf "((%s) && (%s))" (join " || " $ns) (join " || " $groups)) -}}
+{{- $terms = append $terms (printf "((%s) && (%s))" $ns (join " || " $groups)) -}}
 {{- end -}}
 {{- end -}}
 {{- if $terms }}{{ join " || " $terms }}{{ else }}false{{ end -}}

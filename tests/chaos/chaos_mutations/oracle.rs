@@ -4,10 +4,11 @@
 //! - **Converged**: status describes the current generation; the Deployment (replicas, image,
 //!   pull policy, args, env, port, resources, nodeSelector, tolerations, affinity, service
 //!   account, TLS volumes), the Service (443 named `https` to the container's `https` port), the
-//!   PDB (only above one replica), the auth-delegator binding, and the APIServices (exactly
-//!   `<version>.<group>` per version, none at replicas 0, each with its priorities, Service, and
-//!   `caBundle` or `insecureSkipTLSVerify` by TLS mode) all match, and `Registered` is True
-//!   unless replicas is 0. `Ready`/`Available` stay False: nothing serves the API on kwok.
+//!   PDB (only above one replica, evicting unhealthy pods), the auth-delegator binding, and the
+//!   APIServices (exactly `<version>.<group>` per version, none at replicas 0, each with its
+//!   priorities, Service, and `caBundle` or `insecureSkipTLSVerify` by TLS mode) all match, and
+//!   `Registered` is True unless replicas is 0. `Ready`/`Available` stay False: nothing serves
+//!   the API on kwok.
 //! - **Reported**: the same children match, but some requested APIServices are absent, a fact
 //!   the oracle checks itself explains why (the pods cannot run on the fake node and none is
 //!   ready, under policy WhenReady; or `unregisterAfter` is set and nothing serves), and
@@ -377,6 +378,15 @@ fn children(live: &Live) -> Vec<String> {
             spec.replicas
         )
     });
+    let eviction = live
+        .pdb
+        .as_ref()
+        .and_then(|p| p.spec.as_ref()?.unhealthy_pod_eviction_policy.clone());
+    check(
+        &mut gaps,
+        live.pdb.is_none() || eviction.as_deref() == Some("AlwaysAllow"),
+        || format!("PDB unhealthyPodEvictionPolicy {eviction:?}, want AlwaysAllow"),
+    );
     let subject = live
         .binding
         .as_ref()
