@@ -44,6 +44,8 @@ fn render_rbac(ns: &TestNamespace) -> String {
             "templates/leader-election-role.yaml",
             "--show-only",
             "templates/authentication-reader-binding.yaml",
+            "--show-only",
+            "templates/kube-system-role.yaml",
         ],
     )
 }
@@ -273,6 +275,18 @@ async fn every_chart_rule_is_needed_and_enough() {
     let seen = seen.borrow().clone();
     let mut table = Vec::new();
     let mut unused = Vec::new();
+    // RoleBindings are written in kube-system only: a Role there, never the ClusterRole.
+    assert!(
+        !rules(&rendered)
+            .iter()
+            .any(|(kind, rule)| kind == "ClusterRole"
+                && rule
+                    .resources
+                    .iter()
+                    .flatten()
+                    .any(|r| r == "rolebindings" || r == "roles")),
+        "the ClusterRole grants RoleBinding writes in every namespace"
+    );
     for (kind, rule) in rules(&rendered) {
         let groups = rule.api_groups.clone().unwrap_or_default();
         let resources = rule.resources.clone().unwrap_or_default();
