@@ -117,8 +117,9 @@ pub struct ExtensionServerSpec {
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
 
-    /// Container arguments.
+    /// Container arguments (at most 128, each at most 4096 characters).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::args_schema")]
     pub args: Vec<String>,
 
     /// Container environment; secrets come in through `valueFrom.secretKeyRef`.
@@ -147,8 +148,9 @@ pub struct ExtensionServerSpec {
     #[x_kube(validation = schema::node_selector_rule())]
     pub node_selector: BTreeMap<String, String>,
 
-    /// Pod tolerations.
+    /// Pod tolerations (at most 32).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "schema::tolerations_schema")]
     pub tolerations: Vec<Toleration>,
 
     /// Pod affinity. Without it, pods of a multi-replica server prefer distinct nodes.

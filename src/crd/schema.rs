@@ -2,7 +2,7 @@
 //! the Kubernetes types the spec embeds (the API server refuses a CRD whose rules' estimated
 //! cost is too high, and unbounded strings and lists make it so).
 
-use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements};
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
 use kube::core::{Message, Rule};
 use schemars::{Schema, SchemaGenerator};
 use serde_json::json;
@@ -54,6 +54,10 @@ const ENV_NAME_PATTERN: &str = r"^[ -<>-~]+$";
 
 const MAX_ENV: u32 = 256;
 const MAX_ENV_NAME_LEN: u32 = 256;
+const MAX_ENV_VALUE_LEN: u32 = 32 * 1024;
+const MAX_ARGS: u32 = 128;
+const MAX_ARG_LEN: u32 = 4096;
+const MAX_TOLERATIONS: u32 = 32;
 const MAX_NODE_SELECTOR: u32 = 64;
 const MAX_RESOURCES: u32 = 6;
 const MAX_QUANTITY_LEN: u32 = 64;
@@ -382,6 +386,26 @@ pub fn env_schema(generator: &mut SchemaGenerator) -> Schema {
         "maxLength",
         MAX_ENV_NAME_LEN,
     );
+    bound(
+        &mut schema,
+        "/items/properties/value",
+        "maxLength",
+        MAX_ENV_VALUE_LEN,
+    );
+    schema
+}
+
+/// Container arguments, bounded: the spec is cached whole by the operator and the API server.
+pub fn args_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<String>>();
+    bound(&mut schema, "", "maxItems", MAX_ARGS);
+    bound(&mut schema, "/items", "maxLength", MAX_ARG_LEN);
+    schema
+}
+
+pub fn tolerations_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<Toleration>>();
+    bound(&mut schema, "", "maxItems", MAX_TOLERATIONS);
     schema
 }
 

@@ -2,7 +2,7 @@
 //! label), the CustomResourceDefinitions (whose groups are protected; metadata only, CRD names
 //! are `<plural>.<group>`) and the front-proxy settings kube-apiserver publishes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -29,7 +29,8 @@ pub struct Facts {
 
 impl Facts {
     /// Starts both caches. A namespace's label change re-reconciles the ExtensionServers in
-    /// it; any CRD change re-reconciles every ExtensionServer (a new CRD may protect a group).
+    /// it; a CRD that appears or goes re-reconciles every ExtensionServer (a new CRD may protect
+    /// a group).
     pub fn watch(
         controller: Controller<ExtensionServer>,
         client: &Client,
@@ -52,7 +53,21 @@ impl Facts {
             Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()),
             watcher::Config::default(),
         );
-        let controller = controller.reconcile_all_on(changes.map(|_| ()));
+        // Only a CRD that appears or goes changes which groups are protected; its status
+        // updates do not, so they wake nothing.
+        let names = crds.clone();
+        let mut known = BTreeSet::new();
+        let added_or_removed = changes.filter_map(move |_| {
+            let now: BTreeSet<String> = names
+                .state()
+                .iter()
+                .filter_map(|crd| crd.metadata.name.clone())
+                .collect();
+            let changed = now != known;
+            known = now;
+            std::future::ready(changed.then_some(()))
+        });
+        let controller = controller.reconcile_all_on(added_or_removed);
         // A rotated front-proxy CA changes every server's pod template.
         let (authentication, changes) = reflect(
             Api::<ConfigMap>::namespaced(client.clone(), KUBE_SYSTEM),

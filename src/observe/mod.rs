@@ -1,6 +1,7 @@
 //! Observe: the children of one ExtensionServer as the reflector caches hold them. No API
 //! requests; a pass reads live only where freshness is required, and says why there.
 
+mod admit;
 mod facts;
 mod servers;
 mod stores;

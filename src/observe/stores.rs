@@ -5,7 +5,7 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -17,6 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+use super::admit;
 use crate::apiservice::APIService;
 use crate::crd::ExtensionServer;
 use crate::names::{
@@ -50,29 +51,35 @@ impl Stores {
         namespace: Option<&str>,
         servers: Store<ExtensionServer>,
     ) -> (Self, Controller<ExtensionServer>) {
-        let managed = || watcher::Config::default().labels(&managed_selector());
         let cluster_scoped = || match namespace {
             Some(ns) => watcher::Config::default().labels(&format!(
                 "{},{SERVER_NAMESPACE_LABEL}={ns}",
                 managed_selector()
             )),
-            None => managed(),
+            None => watcher::Config::default().labels(&managed_selector()),
         };
-        let (service_accounts, s) = reflect(scoped(client, namespace), managed());
+        let (service_accounts, s) = owned(client, namespace, slim);
         let controller = controller.owns_stream(s);
-        let (secrets, s) = reflect(scoped(client, namespace), managed());
+        let (secrets, s) = owned(client, namespace, slim_secret);
         let controller = controller.owns_stream(s);
-        let (deployments, s) = reflect(scoped(client, namespace), managed());
+        let (deployments, s) = owned(client, namespace, slim);
         let controller = controller.owns_stream(s);
-        let (services, s) = reflect(scoped(client, namespace), managed());
+        let (services, s) = owned(client, namespace, slim);
         let controller = controller.owns_stream(s);
-        let (pdbs, s) = reflect(scoped(client, namespace), managed());
+        let (pdbs, s) = owned(client, namespace, slim);
         let controller = controller.owns_stream(s);
-        let (cluster_role_bindings, s) = reflect(Api::all(client.clone()), cluster_scoped());
+        let (cluster_role_bindings, s) = reflect_admitted(
+            Api::all(client.clone()),
+            cluster_scoped(),
+            admit::annotated,
+            slim,
+        );
         let controller = controller.watches_stream(s, |b| owner_of(&b));
-        let (role_bindings, s) = reflect(
+        let (role_bindings, s) = reflect_admitted(
             Api::namespaced(client.clone(), KUBE_SYSTEM),
             cluster_scoped(),
+            admit::annotated,
+            slim,
         );
         let controller = controller.watches_stream(s, |b| owner_of(&b));
         let (api_services, s) = reflect(Api::all(client.clone()), watcher::Config::default());
@@ -159,7 +166,7 @@ where
     }
 }
 
-/// A cache of `api` and the stream of changed objects that keeps it.
+/// A cache of every object of `api`, and the stream of changed objects that keeps it.
 pub(super) fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -170,13 +177,64 @@ pub(super) fn reflect<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
+    reflect_admitted(api, config, admit::everything, slim)
+}
+
+/// A cache of the objects of `api` that `admit` lets in, each trimmed by `trim`, and the stream
+/// of changed objects that keeps it.
+fn reflect_admitted<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    admit: fn(&K) -> bool,
+    trim: fn(&mut K),
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(slim)
+        .filter_map(move |event| {
+            std::future::ready(match event {
+                Ok(event) => admit::filter(event, admit).map(Ok),
+                Err(error) => Some(Err(error)),
+            })
+        })
+        .modify(trim)
         .reflect(writer)
         .touched_objects();
     (reader, stream)
+}
+
+/// The namespaced children an ExtensionServer controls (in `namespace`, or everywhere).
+fn owned<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    trim: fn(&mut K),
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let config = watcher::Config::default().labels(&managed_selector());
+    reflect_admitted(scoped(client, namespace), config, admit::controlled, trim)
+}
+
+/// [`slim`], and only the data keys the operator reads.
+fn slim_secret(secret: &mut Secret) {
+    slim(secret);
+    admit::trim_secret(secret);
 }
 
 /// Drops what the operator never reads, to keep the caches small.

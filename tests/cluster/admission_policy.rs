@@ -3,11 +3,14 @@
 
 use std::time::Duration;
 
+use extension_server_operator::crd::ExtensionServer;
 use testenv::TestNamespace;
 
 use crate::support;
+use crate::support::Harness;
 use crate::support::chart::{kubectl_stdin, template};
 use crate::support::fixture::Server;
+use crate::support::grants::GrantsFile;
 use crate::support::policy::Installed;
 
 fn server(name: &str, group: &str) -> Server {
@@ -24,58 +27,68 @@ fn apply(ns: &TestNamespace, yaml: &str) -> Result<(), String> {
     }
 }
 
-#[tokio::test]
-async fn the_policy_refuses_what_the_grants_refuse() {
-    let granted = TestNamespace::create("vap-granted").await.unwrap();
-    let other = TestNamespace::create("vap-other").await.unwrap();
-    support::install_crd(&granted.client).await;
-    let grants = format!(
-        r#"grants=[{{"namespaces":["{}"],"groups":["*.custom.api"]}}]"#,
-        granted.name
-    );
+/// Waits until the policy (which takes effect a moment after it is written) refuses to create
+/// `yaml`. A dry run, so that an early success creates nothing a later try would only update.
+async fn wait_refused(ns: &TestNamespace, yaml: &str) {
+    support::eventually(Duration::from_secs(30), "the policy to refuse", || {
+        let out = kubectl_stdin(
+            ns,
+            &["create", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+            yaml.as_bytes(),
+        );
+        async move { !out.status.success() }
+    })
+    .await;
+}
+
+/// Renders the chart's policy for `grants` (JSON), bound to `namespaces` only so that no other
+/// test meets it, and applies it (again, for new grants); removed when dropped.
+fn install_policy<'a>(ns: &'a TestNamespace, grants: &str, namespaces: &[&str]) -> Installed<'a> {
     let rendered = template(
-        &granted.cluster.tools.helm,
-        &granted.name,
+        &ns.cluster.tools.helm,
+        &ns.name,
         &[
             "--show-only",
             "templates/admission-policy.yaml",
             "--set-json",
-            &grants,
+            &format!("grants={grants}"),
         ],
     );
-    // Bind it to this test's two namespaces only, so no other test meets it.
     let mut documents = Vec::new();
     for document in serde_yaml::Deserializer::from_str(&rendered) {
         let mut value: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
         if value["kind"] == "ValidatingAdmissionPolicyBinding" {
             value["spec"]["matchResources"] = serde_json::json!({"namespaceSelector": {
                 "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
-                                      "values": [granted.name, other.name]}]}});
+                                      "values": namespaces}]}});
         }
         documents.push(serde_json::to_string(&value).unwrap());
     }
-    let installed = Installed {
-        ns: &granted,
-        name: format!("{}-claims", granted.name),
-    };
-    let out = kubectl_stdin(
-        &granted,
-        &["apply", "-f", "-"],
-        documents.join("\n").as_bytes(),
-    );
+    let out = kubectl_stdin(ns, &["apply", "-f", "-"], documents.join("\n").as_bytes());
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Installed {
+        ns,
+        name: format!("{}-claims", ns.name),
+    }
+}
 
-    // The policy takes effect a moment after it is created.
+#[tokio::test]
+async fn the_policy_refuses_what_the_grants_refuse() {
+    let granted = TestNamespace::create("vap-granted").await.unwrap();
+    let other = TestNamespace::create("vap-other").await.unwrap();
+    support::install_crd(&granted.client).await;
+    let grants = format!(
+        r#"[{{"namespaces":["{}"],"groups":["*.custom.api"]}}]"#,
+        granted.name
+    );
+    let installed = install_policy(&granted, &grants, &[&granted.name, &other.name]);
+
     let refused = server("tenant", "x.custom.api").yaml();
-    support::eventually(Duration::from_secs(30), "the policy to refuse", || {
-        let outcome = apply(&other, &refused);
-        async move { outcome.is_err() }
-    })
-    .await;
+    wait_refused(&other, &refused).await;
     let message = apply(&other, &refused).unwrap_err();
     assert!(
         message.contains(&format!(
@@ -102,5 +115,50 @@ async fn the_policy_refuses_what_the_grants_refuse() {
             .status
             .success()
     );
+    drop(installed);
+}
+
+#[tokio::test]
+async fn a_withdrawn_grant_blocks_neither_the_operator_nor_deletion() {
+    let grants = GrantsFile::new("vap-withdrawn", "grants: []\n");
+    let h = Harness::start_with("vap-withdrawn", grants.settings()).await;
+    let group = format!("{}.custom.api", h.ns.name);
+    let granted = format!(
+        r#"[{{"namespaces":["{}"],"groups":["*.custom.api"]}}]"#,
+        h.ns.name
+    );
+    grants.write(&format!("grants: {granted}\n"));
+    let installed = install_policy(&h.ns, &granted, &[&h.ns.name]);
+    apply(&h.ns, &server("tenant", &group).yaml()).unwrap();
+    h.wait_condition("tenant", "Registered", "True", None).await;
+
+    // Withdrawn from the operator and the policy alike; the policy refuses new claims.
+    grants.write("grants: []\n");
+    let _installed = install_policy(&h.ns, "[]", &[&h.ns.name]);
+    wait_refused(&h.ns, &server("next", &group).yaml()).await;
+    h.wait_condition("tenant", "Registered", "False", Some("NotGranted"))
+        .await;
+
+    // A spec change that leaves the claim alone is not judged again.
+    let replicas = h.ns.kubectl(&[
+        "patch",
+        "extensionserver",
+        "tenant",
+        "-n",
+        &h.ns.name,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":2}}"#,
+    ]);
+    assert!(
+        replicas.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replicas.stderr)
+    );
+
+    // Deletion: the operator's finalizer removal is an UPDATE the policy lets through.
+    let servers = h.servers();
+    servers.delete("tenant", &Default::default()).await.unwrap();
+    support::wait_for(servers, "tenant", |s: Option<&ExtensionServer>| s.is_none()).await;
     drop(installed);
 }

@@ -1,10 +1,12 @@
 //! One holder per group, against the local control plane: a second namespace cannot add a
 //! version to a group another server holds, and a CRD installed under a registered group gets
-//! the group unless a grant keeps the registration.
+//! the group unless a grant keeps the registration (on a dedicated instance: a new CRD makes
+//! every operator in the cluster reconcile all its servers).
 
 use extension_server_operator::apiservice::APIService;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
+use testenv::cluster::{self, TearDown};
 
 use crate::support::fixture::Server;
 use crate::support::grants::GrantsFile;
@@ -75,21 +77,13 @@ fn crd(group: &str) -> CustomResourceDefinition {
     .unwrap()
 }
 
-/// Deletes the test's CRDs when the test ends, passed or failed.
-struct CrdsToDelete(testenv::Cluster, Vec<String>);
-
-impl Drop for CrdsToDelete {
-    fn drop(&mut self) {
-        for name in &self.1 {
-            testenv::kubectl(&self.0, &["delete", "crd", name, "--ignore-not-found"]);
-        }
-    }
-}
-
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_crd_under_a_registered_group_gets_it_unless_a_grant_keeps_the_registration() {
+    const INSTANCE: &str = "shadowing";
+    let _instance = TearDown(INSTANCE);
+    let cluster = cluster::up(INSTANCE).await.unwrap();
     let grants = GrantsFile::new("shadow", "grants: []\n");
-    let h = Harness::start_with("holding-shadow", grants.settings()).await;
+    let h = Harness::start_on(cluster, "holding-shadow", grants.settings()).await;
     let (given_up, kept) = (
         format!("{}.given-up.example.com", h.ns.name),
         format!("{}.kept.example.com", h.ns.name),
@@ -105,10 +99,6 @@ async fn a_crd_under_a_registered_group_gets_it_unless_a_grant_keeps_the_registr
     h.wait_condition("kept", "Registered", "True", None).await;
 
     let crds: Api<CustomResourceDefinition> = Api::all(h.ns.client.clone());
-    let _cleanup = CrdsToDelete(
-        h.ns.cluster.clone(),
-        vec![format!("things.{given_up}"), format!("things.{kept}")],
-    );
     for group in [&given_up, &kept] {
         crds.create(&PostParams::default(), &crd(group))
             .await

@@ -1,7 +1,9 @@
 //! Unrelated Secrets never reach the operator: its Secret list and watch carry its label
 //! selector, so the API server filters them out (the watch that wakes servers in mode Secret
 //! asks for metadata only), and many large unrelated Secrets in the
-//! namespace it watches do not grow the resident memory of the real operator process.
+//! namespace it watches do not grow the resident memory of the real operator process. Nor do
+//! Secrets that carry the operator's labels but no ExtensionServer's ownerRef: a label alone
+//! never admits an object to the caches.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,21 +15,21 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::wait::conditions;
 use testenv::TestNamespace;
+use testenv::operator::OperatorProcess;
 
 use crate::support;
 use crate::support::fixture::Server;
 
-const UNRELATED: usize = 200;
-const SECRET_BYTES: usize = 64 * 1024;
-
-#[tokio::test]
-async fn unrelated_secrets_never_enter_the_operators_memory() {
-    let ns = TestNamespace::create("es-secrets").await.unwrap();
+/// The real operator binary on a new namespace, with ExtensionServer `name` Registered.
+async fn registered_under_the_binary(
+    prefix: &str,
+    name: &str,
+) -> (TestNamespace, OperatorProcess, Api<ExtensionServer>) {
+    let ns = TestNamespace::create(prefix).await.unwrap();
     support::install_crd(&ns.client).await;
     let operator = support::operator::start(&ns, "operator", &[]);
     operator.wait_listening().await.unwrap();
-
-    let server = Server::new("cached")
+    let server = Server::new(name)
         .namespace(&ns.name)
         .group(&format!("{}.custom.api", ns.name))
         .build();
@@ -36,30 +38,27 @@ async fn unrelated_secrets_never_enter_the_operators_memory() {
         .create(&PostParams::default(), &server)
         .await
         .unwrap();
-    support::wait_for(servers.clone(), "cached", support::is_true("Registered")).await;
+    support::wait_for(servers.clone(), name, support::is_true("Registered")).await;
+    (ns, operator, servers)
+}
+
+const UNRELATED: usize = 200;
+const SECRET_BYTES: usize = 64 * 1024;
+
+#[tokio::test]
+async fn unrelated_secrets_never_enter_the_operators_memory() {
+    let (ns, operator, servers) = registered_under_the_binary("es-secrets", "cached").await;
     let before = operator.rss_kib().unwrap();
 
     let secrets: Api<Secret> = ns.api();
-    stream::iter(0..UNRELATED)
-        .for_each_concurrent(16, |i| {
-            let secrets = secrets.clone();
-            async move {
-                let payload: Vec<u8> = (0..SECRET_BYTES).map(|b| (b * 31 + i) as u8).collect();
-                let secret = Secret {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some(format!("unrelated-{i}")),
-                        ..Default::default()
-                    },
-                    data: Some(BTreeMap::from([("blob".to_string(), ByteString(payload))])),
-                    ..Default::default()
-                };
-                secrets
-                    .create(&PostParams::default(), &secret)
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
+    create_secrets(
+        &secrets,
+        "unrelated",
+        UNRELATED,
+        SECRET_BYTES,
+        BTreeMap::new(),
+    )
+    .await;
 
     // A barrier on the same watch stream: the operator recreates its serving Secret only after
     // it has seen the deletion, which the API server sends after every creation above.
@@ -118,4 +117,78 @@ async fn unrelated_secrets_never_enter_the_operators_memory() {
         .await
         .unwrap();
     support::wait_for(servers, "cached", conditions::is_deleted(&uid)).await;
+}
+
+/// Creates `count` Secrets `<prefix>-<i>` of `bytes` bytes of data each, with `labels`.
+async fn create_secrets(
+    secrets: &Api<Secret>,
+    prefix: &str,
+    count: usize,
+    bytes: usize,
+    labels: BTreeMap<String, String>,
+) {
+    stream::iter(0..count)
+        .for_each_concurrent(8, |i| {
+            let (secrets, labels) = (secrets.clone(), labels.clone());
+            async move {
+                let payload: Vec<u8> = (0..bytes).map(|b| (b * 31 + i) as u8).collect();
+                let secret = Secret {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(format!("{prefix}-{i}")),
+                        labels: Some(labels),
+                        ..Default::default()
+                    },
+                    data: Some(BTreeMap::from([("blob".to_string(), ByteString(payload))])),
+                    ..Default::default()
+                };
+                secrets
+                    .create(&PostParams::default(), &secret)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+}
+
+const LABELLED: usize = 100;
+const LABELLED_BYTES: usize = 700 * 1024;
+
+#[tokio::test]
+async fn secrets_that_only_carry_the_operators_labels_stay_out_of_its_memory() {
+    let (ns, operator, servers) = registered_under_the_binary("es-labelled", "target").await;
+    let secrets: Api<Secret> = ns.api();
+    // Settle the first burst of allocations before the baseline.
+    support::delete_and_wait_recreated(secrets.clone(), "target-tls").await;
+    let before = operator.rss_kib().unwrap();
+
+    // The labels the operator puts on its own Secrets, even naming the server; no ownerRef.
+    let labels = secrets.get("target-tls").await.unwrap().metadata.labels;
+    let server_object = servers.get("target").await.unwrap();
+    create_secrets(
+        &secrets,
+        "labelled",
+        LABELLED,
+        LABELLED_BYTES,
+        labels.unwrap(),
+    )
+    .await;
+    support::delete_and_wait_recreated(secrets.clone(), "target-tls").await;
+    let after = operator.rss_kib().unwrap();
+    let data_kib = (LABELLED * LABELLED_BYTES / 1024) as u64;
+    println!(
+        "operator RSS: {before} KiB before, {after} KiB after {LABELLED} labelled foreign Secrets ({data_kib} KiB of data)"
+    );
+    // Cached, they would add their 70 MiB; what remains is the allocator keeping the pages of
+    // the events it decoded and dropped.
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} KiB to {after} KiB: labelled foreign Secrets were cached"
+    );
+
+    let uid = server_object.metadata.uid.unwrap();
+    servers
+        .delete("target", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::wait_for(servers, "target", conditions::is_deleted(&uid)).await;
 }

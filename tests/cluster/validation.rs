@@ -59,6 +59,26 @@ async fn invalid_specs_are_refused_with_readable_messages() {
 
     let cases: Vec<Case> = vec![
         (
+            "too many args",
+            |s| s["args"] = json!(vec!["--v=2"; 129]),
+            "spec.args: Too many: 129: must have at most 128 items",
+        ),
+        (
+            "an arg too long",
+            |s| s["args"] = json!(["x".repeat(4097)]),
+            "spec.args[0]: Too long: may not be more than 4096 bytes",
+        ),
+        (
+            "too many tolerations",
+            |s| s["tolerations"] = json!(vec![json!({"operator": "Exists"}); 33]),
+            "spec.tolerations: Too many: 33: must have at most 32 items",
+        ),
+        (
+            "an env value too long",
+            |s| s["env"] = json!([{"name": "BIG", "value": "x".repeat(32 * 1024 + 1)}]),
+            "spec.env[0].value: Too long: may not be more than 32768 bytes",
+        ),
+        (
             "group without a dot",
             |s| s["group"] = json!("myapi"),
             "group must be a DNS subdomain with at least one dot",
