@@ -1,7 +1,10 @@
 //! A refused claim gets nothing but its status: what this server had registered or bound
-//! before (a grant since withdrawn) is removed, APIServices first. The pass goes on as any
-//! other, with no children applied.
+//! before (a grant since withdrawn) is removed, APIServices first, then its workload (the
+//! Deployment and PDB; the Service and the certificate Secrets stay, so the CA is not minted
+//! again when the grant returns). The pass goes on as any other, with no children applied.
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::Api;
 
@@ -11,6 +14,7 @@ use crate::error::Result;
 use crate::names::{KUBE_SYSTEM, ServerNames};
 use crate::observe::{Observed, owner_annotation};
 use crate::outcome::{Applied, CertificateOutcome, Handshake, Workload};
+use crate::ownership::Owner;
 use crate::reconcile::registration::{self, Holder};
 use crate::reconcile::validate::{Backend, Validated};
 use crate::ssa::{self, preconditions_of};
@@ -25,9 +29,10 @@ pub async fn run(
 ) -> Result<Applied> {
     unregister(ctx, &validated.names, &observed).await?;
     let workload = match validated.backend {
-        Backend::Pods => Workload::Pods {
-            deployment: observed.deployment.as_deref().cloned(),
-        },
+        Backend::Pods => {
+            remove_workload(ctx, validated, &observed).await?;
+            Workload::Pods { deployment: None }
+        }
         Backend::External(_) => Workload::External { probe: None },
     };
     Ok(Applied {
@@ -44,6 +49,23 @@ pub async fn run(
         tls_due: None,
         rotating: false,
     })
+}
+
+/// Removes the Deployment and PDB this server controls; they come back with the grant.
+async fn remove_workload(ctx: &Context, validated: &Validated, observed: &Observed) -> Result<()> {
+    let owner = Owner::Uid(validated.object.metadata.uid.as_deref().unwrap_or_default());
+    let (client, namespace) = (ctx.client.clone(), &validated.names.namespace);
+    if let Some(deployment) = observed.deployment.as_deref().filter(|d| owner.owns(*d)) {
+        let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        let name = validated.names.workload();
+        ssa::delete(&api, name, Some(preconditions_of(deployment))).await?;
+    }
+    if let Some(pdb) = observed.pdb.as_deref().filter(|p| owner.owns(*p)) {
+        let api: Api<PodDisruptionBudget> = Api::namespaced(client, namespace);
+        let name = validated.names.workload();
+        ssa::delete(&api, name, Some(preconditions_of(pdb))).await?;
+    }
+    Ok(())
 }
 
 /// Removes this server's APIServices and delegated-auth bindings, as the caches show them.

@@ -148,6 +148,10 @@ fn judge(
     if let Some(refusal) = trust::check_roles(names, &spec.cluster_roles, facts) {
         return Verdict::Refused(refusal);
     }
+    let account = spec.service_account_name.as_deref();
+    if let Some(refusal) = trust::check_account(names, account, facts) {
+        return Verdict::Refused(refusal);
+    }
     let mut adoptable = Vec::new();
     let mut frozen = None;
     for (group, _) in spec.served_groups() {

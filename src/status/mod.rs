@@ -52,7 +52,7 @@ pub fn verdicts(applied: &Applied) -> Vec<Verdict> {
                     type_,
                     Status::Unknown,
                     refusal.reason.clone(),
-                    "nothing is created while the claim is refused; see Registered",
+                    "nothing runs while the claim is refused (a Deployment from before, when a grant was withdrawn, is removed and comes back with the grant); see Registered",
                 )
             };
             vec![

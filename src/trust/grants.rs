@@ -7,6 +7,7 @@
 //!     groups: ["*.team-a.example.com", "metrics.team-a.io"]
 //!     adoptExisting: false
 //!     keepWhenShadowed: false              # keep registrations a CRD later shadows
+//!     serviceAccountNames: []              # existing accounts servers may run as
 //! ```
 
 use std::collections::BTreeMap;
@@ -40,6 +41,10 @@ pub struct Grant {
     /// (otherwise they are removed so that the API gets the group's traffic).
     #[serde(default)]
     pub keep_when_shadowed: bool,
+    /// Existing ServiceAccounts the namespaces' servers may run as (`spec.serviceAccountName`);
+    /// each is bound to `system:auth-delegator`.
+    #[serde(default)]
+    pub service_account_names: Vec<String>,
 }
 
 /// Namespaces by label (`matchLabels` only).
@@ -116,6 +121,19 @@ impl Grants {
 }
 
 impl Grants {
+    /// True when some grant for `namespace` lists ServiceAccount `account`.
+    pub fn account_granted(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        account: &str,
+    ) -> bool {
+        self.grants
+            .iter()
+            .filter(|g| g.covers_namespace(namespace, labels))
+            .any(|g| g.service_account_names.iter().any(|a| a == account))
+    }
+
     /// True when a grant for `namespace` that covers `group` sets `keepWhenShadowed`.
     pub fn keeps_when_shadowed(
         &self,

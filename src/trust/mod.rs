@@ -149,6 +149,27 @@ pub fn check_roles(names: &ServerNames, roles: &[String], facts: Facts<'_>) -> O
     })
 }
 
+/// Refuses a `spec.serviceAccountName` that no grant for the namespace lists (without grants
+/// any existing account may be named): the account is bound to `system:auth-delegator`.
+pub fn check_account(
+    names: &ServerNames,
+    account: Option<&str>,
+    facts: Facts<'_>,
+) -> Option<Refusal> {
+    let (grants, account) = (facts.grants?, account?);
+    if grants.account_granted(&names.namespace, facts.namespace_labels, account) {
+        return None;
+    }
+    Some(Refusal {
+        reason: Reason::NotGranted,
+        message: format!(
+            "ServiceAccount {account} (spec.serviceAccountName) is not granted to namespace {}; it would be bound to system:auth-delegator, so ask a cluster admin to list it under serviceAccountNames in a grant for this namespace, or remove the field (the operator then creates one for this server)",
+            names.namespace
+        ),
+        keep_registered: false,
+    })
+}
+
 /// True when this server holds an APIService that `filter` picks.
 fn holds_any(names: &ServerNames, facts: Facts<'_>, filter: impl Fn(&APIService) -> bool) -> bool {
     facts.api_services.iter().any(|a| {

@@ -345,3 +345,33 @@ fn any_group_has_one_holder() {
     assert!(refusal.message.contains("b/holder"), "{}", refusal.message);
     assert!(!refusal.keep_registered);
 }
+
+#[test]
+fn a_named_service_account_needs_a_grant_that_lists_it() {
+    let labels = BTreeMap::new();
+    let facts = |grants| Facts {
+        grants,
+        namespace_labels: &labels,
+        api_services: &[],
+        crd_names: &[],
+    };
+    let grants = Grants::parse(
+        "grants: [{namespaces: [a], groups: ['*.example.com'], serviceAccountNames: [metrics]}]",
+    )
+    .expect("grants");
+    assert!(check_account(&names("a"), Some("metrics"), facts(Some(&grants))).is_none());
+    assert!(check_account(&names("a"), None, facts(Some(&grants))).is_none());
+    let refusal = check_account(&names("a"), Some("admin"), facts(Some(&grants)))
+        .expect("an account no grant lists");
+    assert_eq!(refusal.reason, Reason::NotGranted);
+    assert!(
+        refusal.message.contains("serviceAccountNames"),
+        "{}",
+        refusal.message
+    );
+    assert!(check_account(&names("b"), Some("metrics"), facts(Some(&grants))).is_some());
+    assert!(
+        check_account(&names("a"), Some("admin"), facts(None)).is_none(),
+        "without grants any existing account may be named"
+    );
+}

@@ -108,6 +108,17 @@ async fn the_policy_refuses_what_the_grants_refuse() {
     )
     .unwrap_err();
     assert!(adopt.contains("no grant lets namespace"), "{adopt}");
+    let account = apply(
+        &granted,
+        &server("account", "z.custom.api")
+            .extra("{serviceAccountName: admin}")
+            .yaml(),
+    )
+    .unwrap_err();
+    assert!(
+        account.contains("ServiceAccount admin (spec.serviceAccountName) is not granted"),
+        "{account}"
+    );
     apply(&granted, &server("tenant", "x.custom.api").yaml()).unwrap();
     assert!(
         granted

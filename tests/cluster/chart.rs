@@ -148,7 +148,7 @@ async fn every_grant_shape_renders_a_policy_the_api_server_accepts() {
         r#"[{"namespaceSelector":{},"groups":["*.custom.api"],"clusterRoles":["view"]}]"#,
         r#"[{"namespaceSelector":{"matchLabels":{"tier":"platform"}},"groups":["a.custom.api"]}]"#,
         r#"[{"namespaces":[],"namespaceSelector":{},"groups":["a.custom.api"],"adoptExisting":true}]"#,
-        r#"[{"namespaces":["team-a"],"groups":["*.team-a.io"],"keepWhenShadowed":true}]"#,
+        r#"[{"namespaces":["team-a"],"groups":["*.team-a.io"],"keepWhenShadowed":true,"serviceAccountNames":["metrics"]}]"#,
     ] {
         let rendered = template(
             helm,

@@ -3,6 +3,7 @@
 
 use extension_server_operator::apiservice::APIService;
 use extension_server_operator::crd::ExtensionServer;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
@@ -144,6 +145,21 @@ async fn grants_are_enforced_and_reloaded_without_a_restart() {
     let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
     let crb = format!("aggregation.dev:{}:tenant:auth-delegator", h.ns.name);
     wait_for(crbs, &crb, |b: Option<&ClusterRoleBinding>| b.is_none()).await;
+    // Nothing runs for a refused claim; the CA stays for when the grant returns.
+    let deployments: Api<Deployment> = h.ns.api();
+    wait_for(deployments, "tenant", |d: Option<&Deployment>| d.is_none()).await;
+    let s = h
+        .wait_condition(
+            "tenant",
+            "DeploymentAvailable",
+            "Unknown",
+            Some("NotGranted"),
+        )
+        .await;
+    let message = &condition(&s, "DeploymentAvailable").message;
+    assert!(message.contains("is removed"), "{message}");
+    let secrets: Api<Secret> = h.ns.api();
+    assert!(secrets.get_opt("tenant-ca").await.unwrap().is_some());
     let events = h.ns.kubectl(&[
         "get",
         "events",
@@ -354,6 +370,51 @@ async fn a_named_service_account_must_exist_and_is_never_owned() {
     let binding = crbs.get(&crb).await.unwrap();
     assert_eq!(binding.subjects.unwrap()[0].name, "mine");
 
+    deleted_leaving_account(&h, "named", &mine).await;
+}
+
+#[tokio::test]
+async fn under_grants_a_named_service_account_must_be_granted() {
+    let grants = GrantsFile::new("trust-sa-granted", "grants: []\n");
+    let h = Harness::start_with("trust-sa-granted", grants.settings()).await;
+    let group = format!("{}.custom.api", h.ns.name);
+    let grant = |accounts: &str| {
+        format!(
+            "grants: [{{namespaces: [{}], groups: ['{group}'], serviceAccountNames: [{accounts}]}}]\n",
+            h.ns.name
+        )
+    };
+    grants.write(&grant(""));
+    let accounts: Api<ServiceAccount> = h.ns.api();
+    let mine = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some("mine".into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    let mine = accounts
+        .create(&PostParams::default(), &mine)
+        .await
+        .unwrap();
+    h.create(&server("named", &group).extra("{serviceAccountName: mine}"))
+        .await;
+    let s = h
+        .wait_condition("named", "Ready", "False", Some("NotGranted"))
+        .await;
+    let message = &condition(&s, "Ready").message;
+    assert!(
+        message.contains("ServiceAccount mine (spec.serviceAccountName) is not granted"),
+        "{message}"
+    );
+    let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
+    let crb = format!("aggregation.dev:{}:named:auth-delegator", h.ns.name);
+    assert!(crbs.get_opt(&crb).await.unwrap().is_none(), "no binding");
+
+    grants.write(&grant("mine"));
+    h.wait_condition("named", "Registered", "True", None).await;
+    let binding = crbs.get(&crb).await.unwrap();
+    assert_eq!(binding.subjects.unwrap()[0].name, "mine");
     deleted_leaving_account(&h, "named", &mine).await;
 }
 

@@ -63,15 +63,17 @@ clusterRoles entry of the grants, and bindableClusterRoles.
 {{- if $ns }}{{ join " || " $ns }}{{ else }}false{{ end -}}
 {{- end -}}
 
-{{/* CEL: some grant for the request's namespace lists ClusterRole r. */}}
-{{- define "eso.roleGranted" -}}
+{{/* CEL: some grant for the request's namespace lists the CEL value .value under its list
+     .field (clusterRoles, serviceAccountNames). */}}
+{{- define "eso.listGranted" -}}
 {{- $terms := list -}}
 {{- range .grants -}}
-{{- if .clusterRoles -}}
+{{- $listed := get . $.field -}}
+{{- if $listed -}}
 {{- $ns := include "eso.grantNamespaces" . -}}
-{{- $quotedRoles := list -}}
-{{- range .clusterRoles }}{{ $quotedRoles = append $quotedRoles (printf "'%s'" .) }}{{ end -}}
-{{- $terms = append $terms (printf "((%s) && r in [%s])" $ns (join ", " $quotedRoles)) -}}
+{{- $quoted := list -}}
+{{- range $listed }}{{ $quoted = append $quoted (printf "'%s'" .) }}{{ end -}}
+{{- $terms = append $terms (printf "((%s) && %s in [%s])" $ns $.value (join ", " $quoted)) -}}
 {{- end -}}
 {{- end -}}
 {{- if $terms }}{{ join " || " $terms }}{{ else }}false{{ end -}}
