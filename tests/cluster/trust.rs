@@ -333,6 +333,29 @@ async fn foreign_objects_in_the_way_stay_untouched() {
     assert!(pdbs.get_opt("p").await.unwrap().is_some());
 }
 
+/// Creates ServiceAccount `name` in the test's namespace.
+async fn create_account(h: &Harness, name: &str) -> ServiceAccount {
+    let account = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    h.ns.api::<ServiceAccount>()
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap()
+}
+
+/// Waits until server `named` is Registered, then checks its auth-delegator binding `crb`
+/// names `account`.
+async fn bound_to(h: &Harness, crbs: &Api<ClusterRoleBinding>, crb: &str, account: &str) {
+    h.wait_condition("named", "Registered", "True", None).await;
+    let binding = crbs.get(crb).await.unwrap();
+    assert_eq!(binding.subjects.unwrap()[0].name, account);
+}
+
 #[tokio::test]
 async fn a_named_service_account_must_exist_and_is_never_owned() {
     let h = Harness::start("trust-sa").await;
@@ -354,21 +377,8 @@ async fn a_named_service_account_must_exist_and_is_never_owned() {
     let crb = format!("aggregation.dev:{}:named:auth-delegator", h.ns.name);
     assert!(crbs.get_opt(&crb).await.unwrap().is_none());
 
-    let accounts: Api<ServiceAccount> = h.ns.api();
-    let mine = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some("mine".into()),
-            ..ObjectMeta::default()
-        },
-        ..ServiceAccount::default()
-    };
-    let mine = accounts
-        .create(&PostParams::default(), &mine)
-        .await
-        .unwrap();
-    h.wait_condition("named", "Registered", "True", None).await;
-    let binding = crbs.get(&crb).await.unwrap();
-    assert_eq!(binding.subjects.unwrap()[0].name, "mine");
+    let mine = create_account(&h, "mine").await;
+    bound_to(&h, &crbs, &crb, "mine").await;
 
     deleted_leaving_account(&h, "named", &mine).await;
 }
@@ -385,18 +395,7 @@ async fn under_grants_a_named_service_account_must_be_granted() {
         )
     };
     grants.write(&grant(""));
-    let accounts: Api<ServiceAccount> = h.ns.api();
-    let mine = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some("mine".into()),
-            ..ObjectMeta::default()
-        },
-        ..ServiceAccount::default()
-    };
-    let mine = accounts
-        .create(&PostParams::default(), &mine)
-        .await
-        .unwrap();
+    let mine = create_account(&h, "mine").await;
     h.create(&server("named", &group).extra("{serviceAccountName: mine}"))
         .await;
     let s = h
@@ -412,9 +411,7 @@ async fn under_grants_a_named_service_account_must_be_granted() {
     assert!(crbs.get_opt(&crb).await.unwrap().is_none(), "no binding");
 
     grants.write(&grant("mine"));
-    h.wait_condition("named", "Registered", "True", None).await;
-    let binding = crbs.get(&crb).await.unwrap();
-    assert_eq!(binding.subjects.unwrap()[0].name, "mine");
+    bound_to(&h, &crbs, &crb, "mine").await;
     deleted_leaving_account(&h, "named", &mine).await;
 }
 
