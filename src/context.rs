@@ -28,6 +28,9 @@ pub struct Settings {
     pub probe_concurrency: usize,
     /// Time between two sweeps for objects whose ExtensionServer is gone.
     pub sweep_interval: Duration,
+    /// Longest an APIService stays unavailable before it is unregistered (`--max-unavailable`);
+    /// `registration.unregisterAfter` can only shorten it.
+    pub max_unavailable: Duration,
 }
 
 impl Default for Settings {
@@ -43,6 +46,7 @@ impl Default for Settings {
             concurrency: 16,
             probe_concurrency: 8,
             sweep_interval: Duration::from_secs(300),
+            max_unavailable: Duration::from_secs(600),
         }
     }
 }

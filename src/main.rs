@@ -52,6 +52,11 @@ struct RunArgs {
     /// looked for and deleted (also once at start).
     #[arg(long, default_value = "5m")]
     sweep_interval: String,
+    /// Longest an APIService may stay unavailable before the operator unregisters it, whatever
+    /// the spec says (an unavailable APIService breaks discovery and namespace deletion for the
+    /// whole cluster); `registration.unregisterAfter` can only shorten it.
+    #[arg(long, default_value = "10m")]
+    max_unavailable: String,
     /// Most ExtensionServers reconciled at once.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
@@ -115,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         concurrency: args.concurrency,
         probe_concurrency: usize::try_from(args.probe_concurrency)?,
         sweep_interval: duration::parse(&args.sweep_interval)?.max(Duration::from_secs(1)),
+        max_unavailable: duration::parse(&args.max_unavailable)?.max(Duration::from_secs(1)),
     };
     tls::lifetimes(None, None, settings.default_lifetimes)
         .context("--default-certificate-duration and --default-ca-duration")?;

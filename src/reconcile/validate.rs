@@ -59,7 +59,8 @@ pub struct Validated {
     pub replicas: i32,
     pub port: i32,
     pub policy: RegistrationPolicy,
-    /// `registration.unregisterAfter`, if set.
+    /// How long an APIService may stay unavailable: `--max-unavailable`, or a shorter
+    /// `registration.unregisterAfter` (`None` only where no limit applies, in unit tests).
     pub unregister_after: Option<Duration>,
     /// Whether a change of the cluster's front-proxy CA rolls the pods.
     pub rollout_on_front_proxy_change: bool,
@@ -97,13 +98,15 @@ pub fn validate(
         spec.tls.ca_duration.as_deref(),
         settings.default_lifetimes,
     )?;
+    // The admin's cap applies whatever the spec says; the spec can only shorten it.
     let unregister_after = match spec.registration.unregister_after.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(duration::parse_field(
+        None | Some("") => settings.max_unavailable,
+        Some(text) => duration::parse_field(
             "registration.unregisterAfter",
             text,
             duration::MIN_UNREGISTER_AFTER,
-        )?),
+        )?
+        .min(settings.max_unavailable),
     };
     if let Some(template) = &spec.pod_template {
         let mut pod = k8s_openapi::api::core::v1::PodTemplateSpec::default();
@@ -130,7 +133,7 @@ pub fn validate(
         replicas: spec.replicas,
         port: spec.port,
         policy: spec.registration.policy,
-        unregister_after,
+        unregister_after: Some(unregister_after),
         rollout_on_front_proxy_change: spec.rollout_on_front_proxy_change,
         object: server,
     })
@@ -150,6 +153,10 @@ fn judge(
     }
     let account = spec.service_account_name.as_deref();
     if let Some(refusal) = trust::check_account(names, account, facts) {
+        return Verdict::Refused(refusal);
+    }
+    let always = spec.registration.policy == RegistrationPolicy::Always;
+    if let Some(refusal) = trust::check_policy(names, always, facts) {
         return Verdict::Refused(refusal);
     }
     let mut adoptable = Vec::new();

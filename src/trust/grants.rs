@@ -8,6 +8,7 @@
 //!     adoptExisting: false
 //!     keepWhenShadowed: false              # keep registrations a CRD later shadows
 //!     serviceAccountNames: []              # existing accounts servers may run as
+//!     allowRegistrationAlways: false       # registration.policy: Always
 //! ```
 
 use std::collections::BTreeMap;
@@ -45,6 +46,10 @@ pub struct Grant {
     /// each is bound to `system:auth-delegator`.
     #[serde(default)]
     pub service_account_names: Vec<String>,
+    /// Lets the namespaces' servers use `registration.policy: Always` (register before any
+    /// replica is ready, so an APIService may be unavailable from the start).
+    #[serde(default)]
+    pub allow_registration_always: bool,
 }
 
 /// Namespaces by label (`matchLabels` only).
@@ -121,6 +126,18 @@ impl Grants {
 }
 
 impl Grants {
+    /// True when some grant for `namespace` allows `registration.policy: Always`.
+    pub fn registration_always_granted(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        self.grants
+            .iter()
+            .filter(|g| g.covers_namespace(namespace, labels))
+            .any(|g| g.allow_registration_always)
+    }
+
     /// True when some grant for `namespace` lists ServiceAccount `account`.
     pub fn account_granted(
         &self,

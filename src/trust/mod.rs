@@ -170,6 +170,24 @@ pub fn check_account(
     })
 }
 
+/// Refuses `registration.policy: Always` unless a grant for the namespace allows it (without
+/// grants it is allowed): it registers before any replica is ready, so the APIService may be
+/// unavailable from the start.
+pub fn check_policy(names: &ServerNames, always: bool, facts: Facts<'_>) -> Option<Refusal> {
+    let grants = facts.grants.filter(|_| always)?;
+    if grants.registration_always_granted(&names.namespace, facts.namespace_labels) {
+        return None;
+    }
+    Some(Refusal {
+        reason: Reason::NotGranted,
+        message: format!(
+            "registration.policy Always is not granted to namespace {}: it registers before any replica is ready, and an unavailable APIService breaks discovery for the whole cluster; use WhenReady, or ask a cluster admin for a grant with allowRegistrationAlways: true",
+            names.namespace
+        ),
+        keep_registered: false,
+    })
+}
+
 /// True when this server holds an APIService that `filter` picks.
 fn holds_any(names: &ServerNames, facts: Facts<'_>, filter: impl Fn(&APIService) -> bool) -> bool {
     facts.api_services.iter().any(|a| {

@@ -1,5 +1,7 @@
 //! Failures reach the user and stay contained: a refused apply shows in status with one Warning
-//! Event and backs off; a panicking pass marks only its own server.
+//! Event and backs off; a panicking pass marks only its own server; an APIService that stays
+//! unavailable is unregistered after the operator's cap, so the rest of the cluster keeps
+//! working.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +12,7 @@ use crate::support;
 use crate::support::chart::kubectl_stdin;
 use crate::support::faults::{Faults, PanicOn, Plan};
 use crate::support::fixture::Server;
+use crate::support::grants::GrantsFile;
 use crate::support::policy::Installed;
 use crate::support::{Harness, condition};
 
@@ -154,4 +157,42 @@ async fn a_panicking_pass_marks_only_its_server_and_the_operator_carries_on() {
     // The operator still serves the others, created after the panic.
     h.create(&server("calm", &group)).await;
     h.wait_condition("calm", "Registered", "True", None).await;
+}
+
+#[tokio::test]
+async fn an_unavailable_apiservice_is_unregistered_after_the_operators_cap() {
+    let grants = GrantsFile::new("cap", "grants: []\n");
+    let settings = Settings {
+        max_unavailable: Duration::from_secs(5),
+        ..grants.settings()
+    };
+    let h = Harness::start_with("es-cap", settings).await;
+    let group = format!("{}.custom.api", h.ns.name);
+    let grant = |always: bool| {
+        format!(
+            "grants: [{{namespaces: [{}], groups: ['{group}'], allowRegistrationAlways: {always}}}]\n",
+            h.ns.name
+        )
+    };
+    grants.write(&grant(false));
+    // Registered at once with nothing serving it, and no unregisterAfter of its own.
+    h.create(&server("never", &group).extra("{registration: {policy: Always}}"))
+        .await;
+    let s = h
+        .wait_condition("never", "Registered", "False", Some("NotGranted"))
+        .await;
+    let message = &condition(&s, "Registered").message;
+    assert!(message.contains("allowRegistrationAlways"), "{message}");
+
+    grants.write(&grant(true));
+    h.wait_condition("never", "Registered", "True", None).await;
+    h.wait_condition("never", "Registered", "False", Some("Unregistered"))
+        .await;
+
+    // Discovery works again, so another namespace's deletion completes.
+    let other = TestNamespace::create("es-cap-other").await.unwrap();
+    other
+        .delete_and_wait(Duration::from_secs(60))
+        .await
+        .unwrap();
 }

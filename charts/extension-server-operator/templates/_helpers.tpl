@@ -63,6 +63,17 @@ clusterRoles entry of the grants, and bindableClusterRoles.
 {{- if $ns }}{{ join " || " $ns }}{{ else }}false{{ end -}}
 {{- end -}}
 
+{{/* CEL: some grant for the request's namespace sets the boolean .field. */}}
+{{- define "eso.grantAllows" -}}
+{{- $terms := list -}}
+{{- range .grants -}}
+{{- if get . $.field -}}
+{{- $terms = append $terms (printf "(%s)" (include "eso.grantNamespaces" .)) -}}
+{{- end -}}
+{{- end -}}
+{{- if $terms }}{{ join " || " $terms }}{{ else }}false{{ end -}}
+{{- end -}}
+
 {{/* CEL: some grant for the request's namespace lists the CEL value .value under its list
      .field (clusterRoles, serviceAccountNames). */}}
 {{- define "eso.listGranted" -}}
