@@ -7,7 +7,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
 use kube::runtime::watcher::Event;
 
-use crate::names::{OWNER_ANNOTATION, SERVER_LABEL, SERVER_NAMESPACE_LABEL};
+use super::owner_annotation;
+use crate::names::{SERVER_LABEL, SERVER_NAMESPACE_LABEL};
 use crate::tls::ca_keys;
 
 /// Secret keys the operator reads (serving certificate and CA Secrets); others are not cached.
@@ -37,14 +38,13 @@ pub fn controlled<K: Resource>(object: &K) -> bool {
 
 /// Carries our owner annotation and the labels of the same server.
 pub fn annotated<K: Resource>(object: &K) -> bool {
-    let meta = object.meta();
-    let label = |key: &str| meta.labels.as_ref()?.get(key).cloned();
-    let owner = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(OWNER_ANNOTATION));
-    match (owner, label(SERVER_NAMESPACE_LABEL), label(SERVER_LABEL)) {
-        (Some(owner), Some(namespace), Some(name)) => *owner == format!("{namespace}/{name}"),
+    let label = |key: &str| object.meta().labels.as_ref()?.get(key);
+    match (
+        owner_annotation(object),
+        label(SERVER_NAMESPACE_LABEL),
+        label(SERVER_LABEL),
+    ) {
+        (Some(owner), Some(namespace), Some(name)) => owner == format!("{namespace}/{name}"),
         _ => false,
     }
 }
@@ -75,6 +75,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
     use super::*;
+    use crate::names::OWNER_ANNOTATION;
 
     fn secret(owner: Option<(&str, bool)>, labels: &[(&str, &str)]) -> Secret {
         Secret {

@@ -186,7 +186,7 @@ fn due(validated: &Validated, applied: &Applied) -> requeue::Due {
             .api_services
             .iter()
             .filter_map(|(_, live)| {
-                registration::unavailable_until(live.as_ref()?, validated.unregister_after)
+                registration::unavailable_until(live.as_ref()?, Some(validated.unregister_after))
             })
             .collect(),
     }

@@ -53,17 +53,15 @@ pub async fn run(
 
 /// Removes the Deployment and PDB this server controls; they come back with the grant.
 async fn remove_workload(ctx: &Context, validated: &Validated, observed: &Observed) -> Result<()> {
-    let owner = Owner::Uid(validated.object.metadata.uid.as_deref().unwrap_or_default());
-    let (client, namespace) = (ctx.client.clone(), &validated.names.namespace);
+    let owner = Owner::Uid(&validated.uid);
+    let (client, names) = (&ctx.client, &validated.names);
     if let Some(deployment) = observed.deployment.as_deref().filter(|d| owner.owns(*d)) {
-        let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-        let name = validated.names.workload();
-        ssa::delete(&api, name, Some(preconditions_of(deployment))).await?;
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &names.namespace);
+        ssa::delete(&api, names.workload(), Some(preconditions_of(deployment))).await?;
     }
     if let Some(pdb) = observed.pdb.as_deref().filter(|p| owner.owns(*p)) {
-        let api: Api<PodDisruptionBudget> = Api::namespaced(client, namespace);
-        let name = validated.names.workload();
-        ssa::delete(&api, name, Some(preconditions_of(pdb))).await?;
+        let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &names.namespace);
+        ssa::delete(&api, names.workload(), Some(preconditions_of(pdb))).await?;
     }
     Ok(())
 }

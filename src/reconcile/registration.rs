@@ -146,7 +146,7 @@ pub async fn register_all(
     for (desired, (name, live)) in desired.iter().zip(observed) {
         let live = live.as_deref();
         let expired =
-            live.is_some_and(|a| unavailable_too_long(a, validated.unregister_after, now));
+            live.is_some_and(|a| unavailable_too_long(a, Some(validated.unregister_after), now));
         let names = &validated.names;
         let adopt = adoptable.contains(name);
         let decide =

@@ -60,8 +60,8 @@ pub struct Validated {
     pub port: i32,
     pub policy: RegistrationPolicy,
     /// How long an APIService may stay unavailable: `--max-unavailable`, or a shorter
-    /// `registration.unregisterAfter` (`None` only where no limit applies, in unit tests).
-    pub unregister_after: Option<Duration>,
+    /// `registration.unregisterAfter`.
+    pub unregister_after: Duration,
     /// Whether a change of the cluster's front-proxy CA rolls the pods.
     pub rollout_on_front_proxy_change: bool,
 }
@@ -133,7 +133,7 @@ pub fn validate(
         replicas: spec.replicas,
         port: spec.port,
         policy: spec.registration.policy,
-        unregister_after: Some(unregister_after),
+        unregister_after,
         rollout_on_front_proxy_change: spec.rollout_on_front_proxy_change,
         object: server,
     })

@@ -96,10 +96,8 @@ impl Grants {
         group: &str,
     ) -> Allowance {
         let matching = self
-            .grants
-            .iter()
-            .filter(|g| g.covers_namespace(namespace, labels))
-            .filter(|g| g.groups.iter().any(|p| group_matches(p, group)));
+            .covering(namespace, labels)
+            .filter(|g| g.covers_group(group));
         let mut allowance = Allowance::NotGranted;
         for grant in matching {
             allowance = Allowance::Granted {
@@ -108,9 +106,7 @@ impl Grants {
         }
         allowance
     }
-}
 
-impl Grants {
     /// True when some grant for `namespace` lists ClusterRole `role`.
     pub fn role_granted(
         &self,
@@ -118,24 +114,8 @@ impl Grants {
         labels: &BTreeMap<String, String>,
         role: &str,
     ) -> bool {
-        self.grants
-            .iter()
-            .filter(|g| g.covers_namespace(namespace, labels))
+        self.covering(namespace, labels)
             .any(|g| g.cluster_roles.iter().any(|r| r == role))
-    }
-}
-
-impl Grants {
-    /// True when some grant for `namespace` allows `registration.policy: Always`.
-    pub fn registration_always_granted(
-        &self,
-        namespace: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> bool {
-        self.grants
-            .iter()
-            .filter(|g| g.covers_namespace(namespace, labels))
-            .any(|g| g.allow_registration_always)
     }
 
     /// True when some grant for `namespace` lists ServiceAccount `account`.
@@ -145,10 +125,18 @@ impl Grants {
         labels: &BTreeMap<String, String>,
         account: &str,
     ) -> bool {
-        self.grants
-            .iter()
-            .filter(|g| g.covers_namespace(namespace, labels))
+        self.covering(namespace, labels)
             .any(|g| g.service_account_names.iter().any(|a| a == account))
+    }
+
+    /// True when some grant for `namespace` allows `registration.policy: Always`.
+    pub fn registration_always_granted(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        self.covering(namespace, labels)
+            .any(|g| g.allow_registration_always)
     }
 
     /// True when a grant for `namespace` that covers `group` sets `keepWhenShadowed`.
@@ -158,14 +146,27 @@ impl Grants {
         labels: &BTreeMap<String, String>,
         group: &str,
     ) -> bool {
+        self.covering(namespace, labels)
+            .any(|g| g.keep_when_shadowed && g.covers_group(group))
+    }
+
+    /// The grants for `namespace` (with `labels`).
+    fn covering<'a>(
+        &'a self,
+        namespace: &'a str,
+        labels: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'a Grant> {
         self.grants
             .iter()
-            .filter(|g| g.covers_namespace(namespace, labels))
-            .any(|g| g.keep_when_shadowed && g.groups.iter().any(|p| group_matches(p, group)))
+            .filter(move |g| g.covers_namespace(namespace, labels))
     }
 }
 
 impl Grant {
+    fn covers_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|p| group_matches(p, group))
+    }
+
     fn covers_namespace(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
         self.namespaces.iter().any(|n| n == namespace)
             || self

@@ -96,14 +96,10 @@ pub fn check(
         Some(grants) => grants.allowance(&names.namespace, facts.namespace_labels, group),
     };
     let Allowance::Granted { adopt } = allowance else {
-        return Claim::Refused(Refusal {
-            reason: Reason::NotGranted,
-            message: format!(
-                "namespace {} has no grant for group {group}; ask a cluster admin to add one to the operator's grants (until then this server gets no APIService and no delegated-auth binding)",
-                names.namespace
-            ),
-            keep_registered: false,
-        });
+        return Claim::Refused(not_granted(format!(
+            "namespace {} has no grant for group {group}; ask a cluster admin to add one to the operator's grants (until then this server gets no APIService and no delegated-auth binding)",
+            names.namespace
+        )));
     };
     if adopt_requested && !adopt {
         let unmanaged: Vec<&str> = facts
@@ -139,14 +135,10 @@ pub fn check_roles(names: &ServerNames, roles: &[String], facts: Facts<'_>) -> O
     let role = roles
         .iter()
         .find(|r| !grants.role_granted(&names.namespace, facts.namespace_labels, r))?;
-    Some(Refusal {
-        reason: Reason::NotGranted,
-        message: format!(
-            "ClusterRole {role} (spec.clusterRoles) is not granted to namespace {}; ask a cluster admin to list it under clusterRoles in a grant for this namespace (until then this server gets no APIService and no binding)",
-            names.namespace
-        ),
-        keep_registered: false,
-    })
+    Some(not_granted(format!(
+        "ClusterRole {role} (spec.clusterRoles) is not granted to namespace {}; ask a cluster admin to list it under clusterRoles in a grant for this namespace (until then this server gets no APIService and no binding)",
+        names.namespace
+    )))
 }
 
 /// Refuses a `spec.serviceAccountName` that no grant for the namespace lists (without grants
@@ -160,14 +152,10 @@ pub fn check_account(
     if grants.account_granted(&names.namespace, facts.namespace_labels, account) {
         return None;
     }
-    Some(Refusal {
-        reason: Reason::NotGranted,
-        message: format!(
-            "ServiceAccount {account} (spec.serviceAccountName) is not granted to namespace {}; it would be bound to system:auth-delegator, so ask a cluster admin to list it under serviceAccountNames in a grant for this namespace, or remove the field (the operator then creates one for this server)",
-            names.namespace
-        ),
-        keep_registered: false,
-    })
+    Some(not_granted(format!(
+        "ServiceAccount {account} (spec.serviceAccountName) is not granted to namespace {}; it would be bound to system:auth-delegator, so ask a cluster admin to list it under serviceAccountNames in a grant for this namespace, or remove the field (the operator then creates one for this server)",
+        names.namespace
+    )))
 }
 
 /// Refuses `registration.policy: Always` unless a grant for the namespace allows it (without
@@ -178,14 +166,19 @@ pub fn check_policy(names: &ServerNames, always: bool, facts: Facts<'_>) -> Opti
     if grants.registration_always_granted(&names.namespace, facts.namespace_labels) {
         return None;
     }
-    Some(Refusal {
+    Some(not_granted(format!(
+        "registration.policy Always is not granted to namespace {}: it registers before any replica is ready, and an unavailable APIService breaks discovery for the whole cluster; use WhenReady, or ask a cluster admin for a grant with allowRegistrationAlways: true",
+        names.namespace
+    )))
+}
+
+/// A refusal for something the grants do not allow; nothing stays registered.
+fn not_granted(message: String) -> Refusal {
+    Refusal {
         reason: Reason::NotGranted,
-        message: format!(
-            "registration.policy Always is not granted to namespace {}: it registers before any replica is ready, and an unavailable APIService breaks discovery for the whole cluster; use WhenReady, or ask a cluster admin for a grant with allowRegistrationAlways: true",
-            names.namespace
-        ),
+        message,
         keep_registered: false,
-    })
+    }
 }
 
 /// True when this server holds an APIService that `filter` picks.

@@ -148,13 +148,3 @@ pub fn generate(dir: &Path, service_ip: Ipv4Addr) -> Result<()> {
     std::fs::write(dir.join("sa.pub"), sa_key.public_key_pem())?;
     Ok(())
 }
-
-/// A self-signed serving certificate for `dns_names`, for a hand-written pod whose APIService
-/// skips TLS verification.
-pub fn self_signed_serving(dns_names: &[String]) -> Result<Pem> {
-    let certified = rcgen::generate_simple_self_signed(dns_names.to_vec())?;
-    Ok(Pem {
-        cert: certified.cert.pem(),
-        key: certified.signing_key.serialize_pem(),
-    })
-}

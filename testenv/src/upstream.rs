@@ -1,14 +1,3 @@
-//! Real upstream aggregated API servers, installed by hand as their own manifests would install
-//! them and run by the pod-runtime stand-in ([`crate::runtime`]): the reference custom and
-//! external metrics adapter of sigs.k8s.io/custom-metrics-apiserver, and metrics-server.
-//!
-//! Each check installs a Deployment, a Service, a ServiceAccount with the delegated
-//! authentication and authorization bindings, and the APIServices (skipping TLS verification:
-//! the serving certificate is self-signed), starts the stand-in, and waits until the aggregator
-//! reports the APIServices Available and a request through it answers. The APIServices are
-//! cluster-wide: run a check on a dedicated instance, or on a cluster where nothing else serves
-//! those groups. [`Installed::remove`] deletes what the namespace's deletion does not.
-
 //! Checks against real upstream aggregated API servers run by the pod-runtime stand-in
 //! ([`crate::runtime`]): the reference custom and external metrics adapter of
 //! sigs.k8s.io/custom-metrics-apiserver, and metrics-server. Their APIServices are cluster-wide:
@@ -19,49 +8,19 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+use k8s_openapi::api::core::v1::Service;
 use kube::api::Api;
-use kube::runtime::wait::{Condition, await_condition};
+use kube::runtime::wait::await_condition;
 use kube::{Client, ResourceExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cluster::NODE_NAME;
 
-/// The external metric the reference adapter always serves: 42 with label `foo=bar`, 43 with
-/// `foo=baz`.
-pub const ADAPTER_EXTERNAL_METRIC: &str = "my-external-metric";
 /// The port of the reference adapter's `POST /write-metrics/...` endpoint (hard-coded upstream).
 pub const ADAPTER_WRITE_PORT: u16 = 8080;
 /// How long the HPA controller may take to act on a metric (it syncs every 5 s here).
 const SCALE_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Waits until APIService `name` is Available, or fails with its last condition.
-pub async fn wait_available(client: &Client, name: &str, timeout: Duration) -> Result<()> {
-    let apis: Api<APIService> = Api::all(client.clone());
-    if tokio::time::timeout(timeout, await_condition(apis.clone(), name, is_available()))
-        .await
-        .is_ok()
-    {
-        return Ok(());
-    }
-    let last = apis.get_opt(name).await?;
-    bail!(
-        "APIService {name} is not Available after {timeout:?}: {:?}",
-        available_condition(last.as_ref())
-    )
-}
-
-/// The Available condition's status and message.
-fn available_condition(api: Option<&APIService>) -> Option<(String, String)> {
-    api?.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Available")
-        .map(|c| (c.status.clone(), c.message.clone().unwrap_or_default()))
-}
 
 /// `GET path` through the API server (and so through the aggregator), as JSON.
 pub async fn get_raw(client: &Client, path: &str) -> Result<Value> {
@@ -72,10 +31,31 @@ pub async fn get_raw(client: &Client, path: &str) -> Result<Value> {
         .with_context(|| format!("GET {path}"))
 }
 
-/// Sets custom metric `path` (such as `namespaces/ns/services/name/metric`) to `value` with the
-/// reference adapter's `POST /write-metrics/<path>` on its pod's port 8080 (the stand-in binds
-/// the pod on its Service's ClusterIP).
-pub async fn write_metric(pod_address: &str, path: &str, value: &str) -> Result<()> {
+/// Sets the reference adapter's custom metric `metric` of its own Service `adapter` in
+/// `namespace` to `value`; returns the metric's path (`namespaces/<ns>/services/<adapter>/<metric>`).
+pub async fn write_adapter_metric(
+    client: &Client,
+    namespace: &str,
+    adapter: &str,
+    metric: &str,
+    value: &str,
+) -> Result<String> {
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let address = services
+        .get(adapter)
+        .await?
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .with_context(|| format!("Service {namespace}/{adapter} has no ClusterIP"))?;
+    let path = format!("namespaces/{namespace}/services/{adapter}/{metric}");
+    write_metric(&address, &path, value).await?;
+    Ok(path)
+}
+
+/// Sets custom metric `path` to `value` with the reference adapter's
+/// `POST /write-metrics/<path>` on its pod's port 8080 (the stand-in binds the pod on its
+/// Service's ClusterIP).
+async fn write_metric(pod_address: &str, path: &str, value: &str) -> Result<()> {
     let mut stream = tokio::net::TcpStream::connect((pod_address, ADAPTER_WRITE_PORT))
         .await
         .context("connecting to the adapter's write port")?;
@@ -157,9 +137,4 @@ pub async fn node_serves_resource_metrics(client: &Client) -> Result<bool> {
     Ok(node
         .annotations()
         .contains_key("metrics.k8s.io/resource-metrics-path"))
-}
-
-/// The APIService is Available.
-pub fn is_available() -> impl Condition<APIService> {
-    |api: Option<&APIService>| available_condition(api).is_some_and(|(s, _)| s == "True")
 }

@@ -6,7 +6,6 @@
 use extension_server_operator::apiservice::APIService;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
-use testenv::cluster::{self, TearDown};
 
 use crate::support::fixture::Server;
 use crate::support::grants::GrantsFile;
@@ -79,11 +78,9 @@ fn crd(group: &str) -> CustomResourceDefinition {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crd_under_a_registered_group_gets_it_unless_a_grant_keeps_the_registration() {
-    const INSTANCE: &str = "shadowing";
-    let _instance = TearDown(INSTANCE);
-    let cluster = cluster::up(INSTANCE).await.unwrap();
     let grants = GrantsFile::new("shadow", "grants: []\n");
-    let h = Harness::start_on(cluster, "holding-shadow", grants.settings()).await;
+    let (_instance, h) =
+        Harness::on_instance("shadowing", "holding-shadow", grants.settings()).await;
     let (given_up, kept) = (
         format!("{}.given-up.example.com", h.ns.name),
         format!("{}.kept.example.com", h.ns.name),

@@ -6,9 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DynamicObject};
-use testenv::cluster::{self, TearDown};
+use kube::api::DynamicObject;
 use testenv::runtime::Server as Binary;
 use testenv::{manifest, upstream};
 
@@ -61,11 +59,8 @@ async fn build_for(objects: &mut [DynamicObject]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reference_adapter_drives_the_hpa_on_a_custom_and_an_external_metric() {
-    const INSTANCE: &str = "custom-metrics";
-    let _instance = TearDown(INSTANCE);
-    let cluster = cluster::up(INSTANCE).await.unwrap();
     let grants = GrantsFile::new("custom-metrics", "grants: []\n");
-    let h = Harness::start_on(cluster, "adapter", grants.settings()).await;
+    let (_instance, h) = Harness::on_instance("custom-metrics", "adapter", grants.settings()).await;
     let (ns, client) = (h.ns.name.clone(), h.ns.client.clone());
     grants.write(&grants_moved("custom-metrics", &ns));
 
@@ -105,17 +100,7 @@ async fn the_reference_adapter_drives_the_hpa_on_a_custom_and_an_external_metric
         .unwrap();
 
     // The custom metric exists once written: 40 against 10 per pod.
-    let services: Api<Service> = h.ns.api();
-    let address = services
-        .get(ADAPTER)
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .cluster_ip
-        .unwrap();
-    let metric = format!("namespaces/{ns}/services/{ADAPTER}/queue-depth");
-    upstream::write_metric(&address, &metric, "40")
+    let metric = upstream::write_adapter_metric(&client, &ns, ADAPTER, "queue-depth", "40")
         .await
         .unwrap();
     upstream::wait_scaled(&client, &ns, "custom-metric-worker", 4)
@@ -132,11 +117,8 @@ async fn the_reference_adapter_drives_the_hpa_on_a_custom_and_an_external_metric
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_server_under_the_operator_reports_the_kwok_node_and_its_pods() {
-    const INSTANCE: &str = "metrics-server";
-    let _instance = TearDown(INSTANCE);
-    let cluster = cluster::up(INSTANCE).await.unwrap();
     let grants = GrantsFile::new("metrics-server", "grants: []\n");
-    let h = Harness::start_on(cluster, "metrics", grants.settings()).await;
+    let (_instance, h) = Harness::on_instance("metrics-server", "metrics", grants.settings()).await;
     let (ns, client) = (h.ns.name.clone(), h.ns.client.clone());
     assert!(
         upstream::node_serves_resource_metrics(&client)

@@ -123,10 +123,18 @@ impl Harness {
         Self::start_in(ns, settings, make_client).await
     }
 
-    /// Like [`Harness::start_with`], on `cluster` (a dedicated instance).
-    pub async fn start_on(cluster: testenv::Cluster, prefix: &str, settings: Settings) -> Self {
+    /// Like [`Harness::start_with`], on dedicated instance `instance` (for tests whose objects
+    /// are cluster-wide), with the guard that tears the instance down. Bind the guard first,
+    /// `let (_instance, h) = ...`, so that it drops after the Harness.
+    pub async fn on_instance(
+        instance: &'static str,
+        prefix: &str,
+        settings: Settings,
+    ) -> (testenv::cluster::TearDown, Self) {
+        let guard = testenv::cluster::TearDown(instance);
+        let cluster = testenv::cluster::up(instance).await.unwrap();
         let ns = TestNamespace::create_on(cluster, prefix).await.unwrap();
-        Self::start_in(ns, settings, None).await
+        (guard, Self::start_in(ns, settings, None).await)
     }
 
     async fn start_in(

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use extension_server_operator::crd::ExtensionServer;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::wait::{await_condition, conditions};
@@ -55,15 +54,7 @@ pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningAdapter> {
 
     eprintln!("==> applying {HPA_FILE}; setting queue-depth to 40 through the adapter's port 8080");
     kubectl(cluster, &["apply", "-f", HPA_FILE], true)?;
-    let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
-    let address = services
-        .get(ADAPTER)
-        .await?
-        .spec
-        .and_then(|s| s.cluster_ip)
-        .context("the adapter's Service has no ClusterIP")?;
-    let metric = format!("namespaces/{NAMESPACE}/services/{ADAPTER}/queue-depth");
-    upstream::write_metric(&address, &metric, "40").await?;
+    upstream::write_adapter_metric(client, NAMESPACE, ADAPTER, "queue-depth", "40").await?;
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), NAMESPACE);
     for worker in ["custom-metric-worker", "external-metric-worker"] {
         upstream::wait_scaled(client, NAMESPACE, worker, 4).await?;
