@@ -108,6 +108,9 @@ fn stale_finalizers(error: &kube::runtime::finalizer::Error<Error>) -> bool {
 /// One pass of the pipeline.
 async fn run(server: Arc<ExtensionServer>, reconciler: &Reconciler) -> Result<Action> {
     let ctx = reconciler.ctx.as_ref();
+    if server.spec.external.is_some() {
+        ctx.learn_kubernetes_service_ip().await?;
+    }
     let snapshot = snapshot::TrustSnapshot::take(reconciler, &server);
     let validated = validate::validate(server, &ctx.settings, snapshot.facts())?;
     let observed = observe::observe(&reconciler.stores, &validated.names, &validated.requested);

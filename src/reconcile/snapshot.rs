@@ -16,6 +16,7 @@ pub struct TrustSnapshot {
     namespace_labels: BTreeMap<String, String>,
     api_services: Vec<Arc<APIService>>,
     crd_names: Vec<String>,
+    kubernetes_service_ip: Option<String>,
 }
 
 impl TrustSnapshot {
@@ -26,6 +27,7 @@ impl TrustSnapshot {
             namespace_labels: reconciler.facts.namespace_labels(&namespace),
             api_services: reconciler.stores.api_services.state(),
             crd_names: reconciler.facts.crd_names(),
+            kubernetes_service_ip: reconciler.ctx.kubernetes_service_ip.get().cloned(),
         }
     }
 
@@ -35,6 +37,7 @@ impl TrustSnapshot {
             namespace_labels: &self.namespace_labels,
             api_services: &self.api_services,
             crd_names: &self.crd_names,
+            kubernetes_service_ip: self.kubernetes_service_ip.as_deref(),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::names::{self, ApiServiceName, ServerNames};
 use crate::outcome::Subject;
 use crate::tls::{self, Lifetimes, duration};
+use crate::trust::backend::{self, ExternalTarget};
 use crate::trust::{self, Claim, Facts, Refusal};
 
 /// What serves the API.
@@ -159,6 +160,19 @@ fn judge(
     if let Some(refusal) = trust::check_policy(names, always, facts) {
         return Verdict::Refused(refusal);
     }
+    let insecure = spec.tls.mode == TlsMode::Insecure;
+    if let Some(refusal) = backend::check_insecure(names, insecure, facts) {
+        return Verdict::Refused(refusal);
+    }
+    if let Some(external) = &spec.external {
+        let target = ExternalTarget {
+            host: &external.host,
+            port: external.port,
+        };
+        if let Some(refusal) = backend::check_external(names, target, facts) {
+            return Verdict::Refused(refusal);
+        }
+    }
     let mut adoptable = Vec::new();
     let mut frozen = None;
     for (group, _) in spec.served_groups() {
@@ -222,6 +236,7 @@ spec:
             namespace_labels: &labels,
             api_services: &[],
             crd_names: &[],
+            kubernetes_service_ip: None,
         };
         validate(server, &Settings::default(), facts)
             .expect("valid")

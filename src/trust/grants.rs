@@ -9,6 +9,10 @@
 //!     keepWhenShadowed: false              # keep registrations a CRD later shadows
 //!     serviceAccountNames: []              # existing accounts servers may run as
 //!     allowRegistrationAlways: false       # registration.policy: Always
+//!     external:                            # spec.external backends
+//!       hosts: [api.example.com, "*.corp.example.com", 10.20.0.0/16]
+//!       ports: [443]                       # empty: any port
+//!     allowInsecure: false                 # tls.mode: Insecure
 //! ```
 
 use std::collections::BTreeMap;
@@ -50,6 +54,36 @@ pub struct Grant {
     /// replica is ready, so an APIService may be unavailable from the start).
     #[serde(default)]
     pub allow_registration_always: bool,
+    /// The hosts and ports the namespaces' external servers (`spec.external`) may name.
+    #[serde(default)]
+    pub external: Option<ExternalGrant>,
+    /// Lets the namespaces' servers use `tls.mode: Insecure` (the aggregator then skips TLS
+    /// verification of the backend).
+    #[serde(default)]
+    pub allow_insecure: bool,
+}
+
+/// External backends a grant opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalGrant {
+    /// DNS names, `*.<suffix>`, IPv4 addresses or IPv4 CIDRs. A restricted host (loopback,
+    /// link-local, `localhost`, the kubernetes Service) is opened only by its exact entry.
+    pub hosts: Vec<String>,
+    /// Ports; empty allows any port.
+    #[serde(default)]
+    pub ports: Vec<i32>,
+}
+
+/// How a grant covers an external host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostCover {
+    /// No grant for the namespace covers the host (and port).
+    None,
+    /// A name pattern or CIDR covers it.
+    Pattern,
+    /// A grant lists the host itself.
+    Exact,
 }
 
 /// Namespaces by label (`matchLabels` only).
@@ -78,6 +112,19 @@ impl Grants {
                 return Err(format!(
                     "grants[{i}]: set namespaces or namespaceSelector (an empty selector matches every namespace)"
                 ));
+            }
+            let hosts = grant.external.iter().flat_map(|e| &e.hosts);
+            if let Some(bad) = hosts
+                .into_iter()
+                .find(|h| !super::hosts::valid_host_pattern(h))
+            {
+                return Err(format!(
+                    "grants[{i}]: external host {bad:?} must be a DNS name, *.<suffix>, an IPv4 address or an IPv4 CIDR"
+                ));
+            }
+            let ports = grant.external.iter().flat_map(|e| &e.ports);
+            if let Some(bad) = ports.into_iter().find(|p| !(1..=65535).contains(*p)) {
+                return Err(format!("grants[{i}]: external port {bad} must be 1-65535"));
             }
             if let Some(bad) = grant.groups.iter().find(|g| !valid_pattern(g)) {
                 return Err(format!(
@@ -139,6 +186,39 @@ impl Grants {
             .any(|g| g.allow_registration_always)
     }
 
+    /// How the grants for `namespace` cover external `host:port`.
+    pub fn external_cover(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        host: &str,
+        port: i32,
+    ) -> HostCover {
+        let grants = self
+            .covering(namespace, labels)
+            .filter_map(|g| g.external.as_ref());
+        let port_ok = |e: &ExternalGrant| e.ports.is_empty() || e.ports.contains(&port);
+        let mut cover = HostCover::None;
+        for external in grants.filter(|e| port_ok(e)) {
+            if external.hosts.iter().any(|h| h == host) {
+                return HostCover::Exact;
+            }
+            if external
+                .hosts
+                .iter()
+                .any(|h| super::hosts::host_matches(h, host))
+            {
+                cover = HostCover::Pattern;
+            }
+        }
+        cover
+    }
+
+    /// True when some grant for `namespace` allows `tls.mode: Insecure`.
+    pub fn insecure_granted(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.covering(namespace, labels).any(|g| g.allow_insecure)
+    }
+
     /// True when a grant for `namespace` that covers `group` sets `keepWhenShadowed`.
     pub fn keeps_when_shadowed(
         &self,
@@ -190,7 +270,8 @@ pub fn group_matches(pattern: &str, group: &str) -> bool {
     }
 }
 
-fn valid_pattern(pattern: &str) -> bool {
+/// True for a DNS name or `*.<suffix>` of lowercase labels.
+pub(crate) fn valid_pattern(pattern: &str) -> bool {
     let name = pattern.strip_prefix("*.").unwrap_or(pattern);
     !name.is_empty()
         && name.split('.').all(|label| {

@@ -1,7 +1,9 @@
 //! The trust boundary (design §3.5): an ExtensionServer may claim a group only within the
 //! rules a cluster admin set. Pure: decided from the spec, the grants and the caches.
 
+pub mod backend;
 pub mod grants;
+pub mod hosts;
 pub mod protected;
 pub mod reload;
 
@@ -25,6 +27,8 @@ pub struct Facts<'a> {
     pub api_services: &'a [Arc<APIService>],
     /// Every CustomResourceDefinition's name (`<plural>.<group>`).
     pub crd_names: &'a [String],
+    /// The ClusterIP of the `kubernetes` Service, when known.
+    pub kubernetes_service_ip: Option<&'a str>,
 }
 
 /// The verdict on a claim.

@@ -60,6 +60,7 @@ fn check_with(
             namespace_labels: &labels,
             api_services: &apis,
             crd_names: &crds,
+            kubernetes_service_ip: None,
         },
     )
 }
@@ -336,6 +337,7 @@ fn any_group_has_one_holder() {
             namespace_labels: &labels,
             api_services: &apis,
             crd_names: &[],
+            kubernetes_service_ip: None,
         },
     );
     let Claim::Refused(refusal) = claim else {
@@ -354,6 +356,7 @@ fn a_named_service_account_needs_a_grant_that_lists_it() {
         namespace_labels: &labels,
         api_services: &[],
         crd_names: &[],
+        kubernetes_service_ip: None,
     };
     let grants = Grants::parse(
         "grants: [{namespaces: [a], groups: ['*.example.com'], serviceAccountNames: [metrics]}]",

@@ -82,7 +82,7 @@ async fn the_policy_refuses_what_the_grants_refuse() {
     let other = TestNamespace::create("vap-other").await.unwrap();
     support::install_crd(&granted.client).await;
     let grants = format!(
-        r#"[{{"namespaces":["{}"],"groups":["*.custom.api"]}}]"#,
+        r#"[{{"namespaces":["{}"],"groups":["*.custom.api"],"external":{{"hosts":["*.example.com","127.0.0.1"],"ports":[443]}}}}]"#,
         granted.name
     );
     let installed = install_policy(&granted, &grants, &[&granted.name, &other.name]);
@@ -119,13 +119,41 @@ async fn the_policy_refuses_what_the_grants_refuse() {
         account.contains("ServiceAccount admin (spec.serviceAccountName) is not granted"),
         "{account}"
     );
-    apply(&granted, &server("tenant", "x.custom.api").yaml()).unwrap();
+    let insecure = apply(
+        &granted,
+        &server("insecure", "i.custom.api")
+            .tls("{mode: Insecure}")
+            .yaml(),
+    )
+    .unwrap_err();
     assert!(
-        granted
-            .kubectl(&["delete", "extensionserver", "tenant", "-n", &granted.name])
-            .status
-            .success()
+        insecure.contains("tls.mode Insecure is not granted"),
+        "{insecure}"
     );
+    let external = |name: &str, host: &str| {
+        server(name, &format!("{name}.custom.api"))
+            .external(host, 443)
+            .tls("{mode: Secret, secretName: outside-ca}")
+            .yaml()
+    };
+    for (name, host) in [("loopback", "127.0.0.2"), ("elsewhere", "api.example.org")] {
+        let refused = apply(&granted, &external(name, host)).unwrap_err();
+        assert!(
+            refused.contains(&format!("external backend {host}:443 is not granted")),
+            "{refused}"
+        );
+    }
+    apply(&granted, &external("named", "127.0.0.1")).unwrap();
+    apply(&granted, &external("covered", "api.example.com")).unwrap();
+    apply(&granted, &server("tenant", "x.custom.api").yaml()).unwrap();
+    for name in ["tenant", "named", "covered"] {
+        assert!(
+            granted
+                .kubectl(&["delete", "extensionserver", name, "-n", &granted.name])
+                .status
+                .success()
+        );
+    }
     drop(installed);
 }
 

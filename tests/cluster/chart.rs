@@ -149,6 +149,8 @@ async fn every_grant_shape_renders_a_policy_the_api_server_accepts() {
         r#"[{"namespaceSelector":{"matchLabels":{"tier":"platform"}},"groups":["a.custom.api"]}]"#,
         r#"[{"namespaces":[],"namespaceSelector":{},"groups":["a.custom.api"],"adoptExisting":true}]"#,
         r#"[{"namespaces":["team-a"],"groups":["*.team-a.io"],"keepWhenShadowed":true,"serviceAccountNames":["metrics"]}]"#,
+        r#"[{"namespaces":["team-a"],"groups":["a.custom.api"],"allowInsecure":true,"external":{"hosts":["127.0.0.1","*.corp.example.com","10.20.0.0/16"],"ports":[443,8443]}}]"#,
+        r#"[{"namespaces":["team-a"],"groups":["a.custom.api"],"external":{"hosts":["api.example.com"]}}]"#,
     ] {
         let rendered = template(
             helm,

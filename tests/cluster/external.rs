@@ -1,6 +1,7 @@
 //! External servers: the sample server runs as a plain process at a loopback address outside
 //! the Service range, registered through `spec.external` with the user's CA. The aggregator
-//! reaches it through the operator's ExternalName Service; stopping it is reported.
+//! reaches it through the operator's ExternalName Service; stopping it is reported. A loopback
+//! host opens only to a grant that names it exactly.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use kube::runtime::wait::conditions;
 use crate::support;
 use crate::support::Harness;
 use crate::support::fixture::Server;
+use crate::support::grants::GrantsFile;
 
 /// Loopback, outside the cluster's Service range (127.64.0.0/16).
 const HOST: &str = "127.0.9.1";
@@ -55,8 +57,8 @@ async fn user_ca(h: &Harness) -> certs::KeyedCert {
     certs::issue_serving(&ca, &dns, Timestamp::now(), lifetime).unwrap()
 }
 
-async fn list_through_aggregator(h: &Harness) -> Result<usize, String> {
-    let path = format!("/apis/{GROUP}/v1/namespaces/default/myresources");
+async fn list_through_aggregator(h: &Harness, group: &str) -> Result<usize, String> {
+    let path = format!("/apis/{group}/v1/namespaces/default/myresources");
     let request = http::Request::get(path).body(Vec::new()).unwrap();
     let list: serde_json::Value =
         h.ns.client
@@ -66,28 +68,58 @@ async fn list_through_aggregator(h: &Harness) -> Result<usize, String> {
     Ok(list["items"].as_array().map_or(0, Vec::len))
 }
 
-#[tokio::test]
-async fn an_external_server_is_registered_and_its_outage_reported() {
-    let h = Harness::start("external").await;
-    let serving = user_ca(&h).await;
+/// The sample server as a process at `host:port`, serving `serving`.
+async fn spawn_outside(
+    h: &Harness,
+    host: &str,
+    port: u16,
+    serving: &certs::KeyedCert,
+    group: &str,
+) -> tokio::process::Child {
     let dir = testenv::paths::workspace_root().join("target/test-logs");
     std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("outside-tls.crt"), dir.join("outside-tls.key"));
+    let tag = format!("{}-{host}", h.ns.name);
+    let (cert, key) = (
+        dir.join(format!("{tag}-tls.crt")),
+        dir.join(format!("{tag}-tls.key")),
+    );
     std::fs::write(&cert, &serving.cert_pem).unwrap();
     std::fs::write(&key, &serving.key_pem).unwrap();
-    let port = free_port();
     let args = [
-        format!("--bind-address={HOST}"),
+        format!("--bind-address={host}"),
         format!("--secure-port={port}"),
         format!("--tls-cert-file={}", cert.display()),
         format!("--tls-private-key-file={}", key.display()),
         format!("--kubeconfig={}", h.ns.cluster.kubeconfig.display()),
-        format!("--group={GROUP}"),
+        format!("--group={group}"),
     ];
-    let log = dir.join(format!("{}-outside.log", h.ns.name));
-    let server = testenv::runtime::spawn_sample_server(&args, &log)
+    let log = dir.join(format!("{tag}-outside.log"));
+    testenv::runtime::spawn_sample_server(&args, &log)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A grant of `group` and `external` (a YAML mapping) to the harness's namespace.
+fn grant(h: &Harness, group: &str, external: &str, extra: &str) -> String {
+    format!(
+        "grants: [{{namespaces: [{}], groups: [{group}], external: {external}{extra}}}]\n",
+        h.ns.name
+    )
+}
+
+#[tokio::test]
+async fn an_external_server_is_registered_and_its_outage_reported() {
+    let grants = GrantsFile::new("external", "grants: []\n");
+    let h = Harness::start_with("external", grants.settings()).await;
+    let port = free_port();
+    grants.write(&grant(
+        &h,
+        GROUP,
+        &format!("{{hosts: [{HOST}], ports: [{port}]}}"),
+        "",
+    ));
+    let serving = user_ca(&h).await;
+    let server = spawn_outside(&h, HOST, port, &serving, GROUP).await;
 
     h.create(
         &Server::new(NAME)
@@ -132,7 +164,7 @@ async fn an_external_server_is_registered_and_its_outage_reported() {
         "myresources through the aggregator",
         || {
             let h = &h;
-            async move { list_through_aggregator(h).await == Ok(3) }
+            async move { list_through_aggregator(h, GROUP).await == Ok(3) }
         },
     )
     .await;
@@ -180,7 +212,7 @@ async fn a_refused_external_server_reports_its_backend_not_a_deployment() {
         &Server::new("refused")
             .group("aggregation.dev")
             .versions(&["v9"])
-            .external("127.0.9.2", 9443)
+            .external("192.0.2.10", 9443)
             .tls("{mode: Insecure}"),
     )
     .await;
@@ -202,4 +234,63 @@ async fn a_refused_external_server_reports_its_backend_not_a_deployment() {
         .map(|c| c.type_.as_str())
         .collect();
     assert!(!types.contains(&"DeploymentAvailable"), "{types:?}");
+}
+
+#[tokio::test]
+async fn a_loopback_backend_in_insecure_mode_opens_only_to_a_grant_that_names_it() {
+    const LOOPBACK: &str = "127.0.9.3";
+    const LOOPBACK_GROUP: &str = "loopback.custom.api";
+    let grants = GrantsFile::new("external-loopback", "grants: []\n");
+    let h = Harness::start_with("external-loopback", grants.settings()).await;
+    let port = free_port();
+    let exact = format!("{{hosts: [{LOOPBACK}], ports: [{port}]}}");
+    let lifetime = Duration::from_secs(3600);
+    let ca = certs::generate_ca("loopback ca", Timestamp::now(), lifetime).unwrap();
+    let dns = vec![format!("{NAME}.{}.svc", h.ns.name)];
+    let serving = certs::issue_serving(&ca, &dns, Timestamp::now(), lifetime).unwrap();
+    let _server = spawn_outside(&h, LOOPBACK, port, &serving, LOOPBACK_GROUP).await;
+
+    // The host is granted exactly, but skipping TLS verification is not.
+    grants.write(&grant(&h, LOOPBACK_GROUP, &exact, ""));
+    h.create(
+        &Server::new(NAME)
+            .group(LOOPBACK_GROUP)
+            .external(LOOPBACK, port)
+            .tls("{mode: Insecure}"),
+    )
+    .await;
+    let refused = h
+        .wait_message(NAME, "Ready", "tls.mode Insecure is not granted")
+        .await;
+    assert_eq!(support::condition(&refused, "Ready").reason, "NotGranted");
+
+    // Insecure is granted, and loopback only through a CIDR: still refused, and the backend is
+    // never dialled for the tenant.
+    grants.write(&grant(
+        &h,
+        LOOPBACK_GROUP,
+        "{hosts: [127.0.0.0/8]}",
+        ", allowInsecure: true",
+    ));
+    let refused = h.wait_message(NAME, "Ready", "is a loopback address").await;
+    let reachable = support::condition(&refused, "BackendReachable");
+    assert_eq!(reachable.status, "Unknown", "{reachable:?}");
+    let api_services: Api<APIService> = Api::all(h.ns.client.clone());
+    let name = format!("v1.{LOOPBACK_GROUP}");
+    assert!(api_services.get_opt(&name).await.unwrap().is_none());
+
+    // A grant that lists the address itself opens it.
+    grants.write(&grant(&h, LOOPBACK_GROUP, &exact, ", allowInsecure: true"));
+    h.wait_condition(NAME, "Ready", "True", None).await;
+    support::eventually(
+        Duration::from_secs(60),
+        "myresources through the aggregator",
+        || {
+            let h = &h;
+            async move { list_through_aggregator(h, LOOPBACK_GROUP).await == Ok(3) }
+        },
+    )
+    .await;
+    h.delete_and_wait(NAME).await;
+    assert!(api_services.get_opt(&name).await.unwrap().is_none());
 }

@@ -212,6 +212,30 @@ impl Harness {
         self.wait(name, matches).await
     }
 
+    /// Waits until the named ExtensionServer's condition `type_` has a message containing `text`.
+    pub async fn wait_message(&self, name: &str, type_: &str, text: &str) -> ExtensionServer {
+        let (type_, text) = (type_.to_string(), text.to_string());
+        self.wait(name, move |server: Option<&ExtensionServer>| {
+            server
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+                .is_some_and(|c| c.message.contains(&text))
+        })
+        .await
+    }
+
+    /// Deletes the named ExtensionServer and waits until it is gone.
+    pub async fn delete_and_wait(&self, name: &str) {
+        let uid = self.servers().get(name).await.unwrap().metadata.uid;
+        self.servers()
+            .delete(name, &Default::default())
+            .await
+            .unwrap();
+        let uid = uid.unwrap_or_default();
+        let gone = kube::runtime::wait::conditions::is_deleted(&uid);
+        wait_for(self.servers(), name, gone).await;
+    }
+
     pub async fn wait(
         &self,
         name: &str,

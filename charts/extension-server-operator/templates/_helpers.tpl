@@ -110,3 +110,41 @@ clusterRoles entry of the grants, and bindableClusterRoles.
 {{- end -}}
 {{- if $terms }}{{ join " || " $terms }}{{ else }}false{{ end -}}
 {{- end -}}
+
+{{/* CEL: the external host h is one the aggregator must never be pointed at without an exact
+     grant: loopback, link-local, unspecified, localhost, the kubernetes Service by name (the
+     operator also refuses its ClusterIP). */}}
+{{- define "eso.restrictedHost" -}}
+(isIP(h) && (ip(h).isLoopback() || ip(h).isLinkLocalUnicast() || h.startsWith('0.'))) || h == 'localhost' || h.endsWith('.localhost') || h in ['kubernetes', 'kubernetes.default', 'kubernetes.default.svc'] || h.startsWith('kubernetes.default.svc.')
+{{- end -}}
+
+{{/* CEL: some grant for the request's namespace opens external host h on port p; with
+     .exact, only by listing h itself. */}}
+{{- define "eso.externalCovers" -}}
+{{- $terms := list -}}
+{{- range .grants -}}
+{{- $grant := . -}}
+{{- with .external -}}
+{{- $hosts := list -}}
+{{- range .hosts -}}
+{{- if contains "/" . -}}
+{{- if not $.exact }}{{ $hosts = append $hosts (printf "(isIP(h) && cidr('%s').containsIP(h))" .) }}{{ end -}}
+{{- else if hasPrefix "*." . -}}
+{{- if not $.exact }}{{ $hosts = append $hosts (printf "(h.endsWith('%s') && size(h) > %d)" (trimPrefix "*" .) (len (trimPrefix "*" .))) }}{{ end -}}
+{{- else -}}
+{{- $hosts = append $hosts (printf "h == '%s'" .) -}}
+{{- end -}}
+{{- end -}}
+{{- $ports := "true" -}}
+{{- with .ports -}}
+{{- $quoted := list -}}
+{{- range . }}{{ $quoted = append $quoted (printf "%v" .) }}{{ end -}}
+{{- $ports = printf "p in [%s]" (join ", " $quoted) -}}
+{{- end -}}
+{{- if $hosts -}}
+{{- $terms = append $terms (printf "((%s) && %s && (%s))" (include "eso.grantNamespaces" $grant) $ports (join " || " $hosts)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $terms }}{{ join " || " $terms }}{{ else }}false{{ end -}}
+{{- end -}}

@@ -72,6 +72,14 @@ pub struct Scenario {
 
 impl Scenario {
     pub fn new(fake: FakeApi) -> Self {
+        fake.put(
+            "/api/v1/namespaces/default/services",
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default"},
+                "spec": {"clusterIP": "10.96.0.1"},
+            }),
+        );
         let ctx = Context::from_parts(
             fake.client(),
             Arc::new(Metrics::default()),
@@ -128,6 +136,12 @@ impl Scenario {
             reconciler: Arc::new(reconciler),
             caches,
         }
+    }
+
+    /// Puts `grants` (a grants file) in force.
+    pub fn grants(&self, grants: &str) {
+        let grants = crate::trust::grants::Grants::parse(grants).expect("grants");
+        *self.reconciler.ctx.grants.write().expect("grants") = Some(Arc::new(grants));
     }
 
     /// Creates the ExtensionServer in the fake, as `kubectl apply` would.

@@ -148,6 +148,10 @@ async fn an_external_server_gets_a_service_and_no_workload() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let s = Scenario::new(FakeApi::default());
+    // A loopback backend opens only to a grant that names it.
+    s.grants(&format!(
+        "grants: [{{namespaces: [ns], groups: [x.example.com], allowInsecure: true, external: {{hosts: [127.0.0.1], ports: [{port}]}}}}]"
+    ));
     let mut external = server("ext", "x.example.com");
     let spec = external["spec"].as_object_mut().unwrap();
     spec.remove("image");

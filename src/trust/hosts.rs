@@ -1,0 +1,112 @@
+//! External hosts: which `spec.external` hosts a grant opens, and the addresses that stay
+//! closed unless a grant names them exactly (the aggregator would otherwise dial them with its
+//! front-proxy client certificate).
+
+use std::net::Ipv4Addr;
+
+/// Why a host is closed to external servers unless a grant lists it exactly, if it is.
+pub fn restricted(host: &str, kubernetes_service_ip: Option<&str>) -> Option<&'static str> {
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return restricted_ip(ip, kubernetes_service_ip);
+    }
+    let name = host.trim_end_matches('.');
+    if name == "localhost" || name.ends_with(".localhost") {
+        return Some("localhost");
+    }
+    let kubernetes = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"];
+    if kubernetes.contains(&name) || name.starts_with("kubernetes.default.svc.") {
+        return Some("the kubernetes Service (kube-apiserver itself)");
+    }
+    None
+}
+
+/// Why an address is closed unless granted exactly, if it is.
+pub fn restricted_ip(ip: Ipv4Addr, kubernetes_service_ip: Option<&str>) -> Option<&'static str> {
+    if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_link_local() {
+        Some("a link-local address (such as a cloud metadata service)")
+    } else if ip.octets()[0] == 0 {
+        Some("an unspecified address")
+    } else if kubernetes_service_ip.is_some_and(|k| k.parse() == Ok(ip)) {
+        Some("the kubernetes Service address (kube-apiserver itself)")
+    } else {
+        None
+    }
+}
+
+/// True when `pattern` (a name, `*.<suffix>`, an IPv4 address or an IPv4 CIDR) covers `host`.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    if pattern == host {
+        return true;
+    }
+    if let Some(suffix) = pattern.strip_prefix("*.") {
+        return host
+            .strip_suffix(suffix)
+            .is_some_and(|head| head.len() > 1 && head.ends_with('.'));
+    }
+    match (parse_cidr(pattern), host.parse::<Ipv4Addr>()) {
+        (Some((network, bits)), Ok(ip)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(network) & mask
+        }
+        _ => false,
+    }
+}
+
+/// True when `pattern` is a valid host pattern.
+pub fn valid_host_pattern(pattern: &str) -> bool {
+    pattern.parse::<Ipv4Addr>().is_ok()
+        || parse_cidr(pattern).is_some()
+        || super::grants::valid_pattern(pattern)
+}
+
+fn parse_cidr(pattern: &str) -> Option<(Ipv4Addr, u8)> {
+    let (address, bits) = pattern.split_once('/')?;
+    let bits: u8 = bits.parse().ok().filter(|b| *b <= 32)?;
+    Some((address.parse().ok()?, bits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_link_local_unspecified_localhost_and_kubernetes_are_restricted() {
+        let k = Some("10.96.0.1");
+        for host in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "169.254.169.254",
+            "0.0.0.0",
+            "10.96.0.1",
+            "localhost",
+            "api.localhost",
+            "kubernetes",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ] {
+            assert!(restricted(host, k).is_some(), "{host} must be restricted");
+        }
+        for host in ["10.96.0.2", "api.example.com", "kubernetes.example.com"] {
+            assert_eq!(restricted(host, k), None, "{host} is an ordinary host");
+        }
+    }
+
+    #[test]
+    fn names_suffixes_and_cidrs_cover_hosts() {
+        assert!(host_matches("api.example.com", "api.example.com"));
+        assert!(host_matches("*.example.com", "api.example.com"));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "evilexample.com"));
+        assert!(host_matches("10.0.0.0/8", "10.1.2.3"));
+        assert!(!host_matches("10.0.0.0/8", "11.1.2.3"));
+        assert!(host_matches("0.0.0.0/0", "192.0.2.1"));
+        assert!(!host_matches("10.0.0.0/8", "ten.example.com"));
+        assert!(valid_host_pattern("10.0.0.0/8"));
+        assert!(valid_host_pattern("*.example.com"));
+        assert!(!valid_host_pattern("10.0.0.0/33"));
+        assert!(!valid_host_pattern("*"));
+        assert!(!valid_host_pattern("Api.example.com"));
+    }
+}
