@@ -65,8 +65,8 @@ pub struct Context {
     /// Servers whose APIServices `unregisterAfter` removed, with the generation it happened at.
     /// Status records the same, but the watch cache can lag behind the status write.
     pub held_back: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
-    /// Bounds the TLS probes in flight.
-    pub probes: tokio::sync::Semaphore,
+    /// Probes backends outside the reconcile pass.
+    pub prober: Arc<crate::prober::Prober>,
     /// The grants in force (reloaded when the file changes); `None` without `--grants`.
     pub grants: std::sync::RwLock<Option<Arc<Grants>>>,
     /// The ClusterIP of the `kubernetes` Service, read once before an external server is judged.
@@ -88,7 +88,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            probes: tokio::sync::Semaphore::new(settings.probe_concurrency.max(1)),
+            prober: Arc::new(crate::prober::Prober::new(settings.probe_concurrency)),
             grants: Default::default(),
             recorder: Recorder::new(client.clone(), reporter),
             client,

@@ -91,6 +91,10 @@ async fn controller(
         namespace.as_deref(),
         store.clone(),
     );
+    // A probe finding that changed wakes the servers that asked for it.
+    if let Some(wakes) = ctx.prober.wakes() {
+        controller = controller.reconcile_on(wakes);
+    }
     if let Some(path) = ctx.settings.grants_file.clone() {
         controller = controller.reconcile_all_on(crate::trust::reload::follow(ctx.clone(), path));
     }

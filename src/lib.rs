@@ -22,6 +22,7 @@ pub(crate) mod observe;
 pub mod outcome;
 pub(crate) mod ownership;
 pub(crate) mod probe;
+pub(crate) mod prober;
 pub mod quantity;
 pub(crate) mod reason;
 pub(crate) mod reconcile;

@@ -57,12 +57,16 @@ pub enum ProbeFailure {
     Untrusted(String),
     /// The TLS handshake failed for another reason.
     Handshake(String),
+    /// The first probe has not finished yet.
+    Pending(String),
 }
 
 impl fmt::Display for ProbeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Dial(why) | Self::Untrusted(why) | Self::Handshake(why) => f.write_str(why),
+            Self::Dial(why) | Self::Untrusted(why) | Self::Handshake(why) | Self::Pending(why) => {
+                f.write_str(why)
+            }
         }
     }
 }

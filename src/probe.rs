@@ -5,47 +5,40 @@
 //! fails. The operator dials the Service the same way the proxy does (ClusterIP and port, server
 //! name `<svc>.<ns>.svc`, roots from the `caBundle`) and reports a failed verification.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
 use crate::outcome::{Handshake, ProbeFailure};
+use crate::trust::hosts::restricted_ip;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Like [`handshake`], but waits for a permit of `limit` first, so probes stay bounded.
-pub async fn bounded(
-    limit: &Semaphore,
-    address: &str,
-    port: u16,
-    server_name: &str,
-    bundle_pem: &[u8],
-) -> Handshake {
-    let Ok(_permit) = limit.acquire().await else {
-        return Handshake::Inconclusive;
-    };
-    handshake(address, port, server_name, bundle_pem).await
-}
-
 /// Reaches an external server as the aggregator would: TCP to `host:port`, then (with a
 /// bundle) a TLS handshake verifying the certificate for `server_name`. The error says what
-/// failed, for status.
+/// failed, for status. With `screen`, a name that resolves only to restricted addresses
+/// (`screen` holds the kubernetes Service's ClusterIP) is not dialled.
 pub async fn reach(
-    limit: &Semaphore,
     host: &str,
     port: u16,
     server_name: &str,
     bundle_pem: Option<&[u8]>,
+    screen: Option<Option<&str>>,
 ) -> Result<(), ProbeFailure> {
-    let _permit = limit
-        .acquire()
-        .await
-        .map_err(|e| ProbeFailure::Dial(e.to_string()))?;
-    let connect = TcpStream::connect((host, port));
+    let address = match screen {
+        Some(kubernetes_ip) => Some(screened(host, port, kubernetes_ip).await?),
+        None => None,
+    };
+    let connect = async {
+        match address {
+            Some(address) => TcpStream::connect(address).await,
+            None => TcpStream::connect((host, port)).await,
+        }
+    };
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) => {
@@ -80,6 +73,32 @@ pub async fn reach(
             "TLS handshake with {host}:{port}: timed out after 3s"
         ))),
     }
+}
+
+/// The first address `host` resolves to that is not restricted.
+async fn screened(
+    host: &str,
+    port: u16,
+    kubernetes_ip: Option<&str>,
+) -> Result<SocketAddr, ProbeFailure> {
+    let addresses = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| ProbeFailure::Dial(format!("dial tcp {host}:{port}: {e}")))?;
+    let open = |address: &SocketAddr| match address.ip() {
+        IpAddr::V4(ip) => restricted_ip(ip, kubernetes_ip).is_none(),
+        IpAddr::V6(ip) => !(ip.is_loopback() || ip.is_unspecified() || ip.is_unicast_link_local()),
+    };
+    let mut addresses = addresses.peekable();
+    if addresses.peek().is_none() {
+        return Err(ProbeFailure::Dial(format!(
+            "dial tcp {host}:{port}: no address"
+        )));
+    }
+    addresses.find(open).ok_or_else(|| {
+        ProbeFailure::Dial(format!(
+            "{host} resolves only to loopback, link-local or kube-apiserver addresses, which open only to a grant that lists {host} exactly; not dialled"
+        ))
+    })
 }
 
 /// True when rustls refused the peer's certificate (it does not verify, or none was sent).

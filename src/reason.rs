@@ -46,6 +46,8 @@ pub enum Reason {
     // BackendReachable
     BackendReachable,
     BackendUnreachable,
+    /// The first probe of the backend has not answered yet.
+    Probing,
     // CertificateReady
     Valid,
     InsecureSkipVerify,
@@ -77,7 +79,7 @@ pub enum Reason {
 }
 
 /// The reasons with a fixed spelling, for parsing.
-const FIXED: [Reason; 25] = [
+const FIXED: [Reason; 26] = [
     Reason::Ready,
     Reason::MinimumReplicasAvailable,
     Reason::ScaledToZero,
@@ -85,6 +87,7 @@ const FIXED: [Reason; 25] = [
     Reason::NoReadyReplicas,
     Reason::BackendReachable,
     Reason::BackendUnreachable,
+    Reason::Probing,
     Reason::Valid,
     Reason::InsecureSkipVerify,
     Reason::SecretInvalid,
@@ -115,6 +118,7 @@ impl Reason {
             Self::NoReadyReplicas => "NoReadyReplicas",
             Self::BackendReachable => "BackendReachable",
             Self::BackendUnreachable => "BackendUnreachable",
+            Self::Probing => "Probing",
             Self::Valid => "Valid",
             Self::InsecureSkipVerify => "InsecureSkipVerify",
             Self::SecretInvalid => "SecretInvalid",

@@ -45,7 +45,7 @@ pub async fn apply(ctx: &Context, validated: &Validated, prepared: Prepared) -> 
         Workload::External { probe } => probe
             .as_ref()
             .map_or(Handshake::Inconclusive, |p| p.handshake()),
-        Workload::Pods { .. } => probe::verify(ctx, validated, &children).await,
+        Workload::Pods { .. } => probe::verify(ctx, validated, &children),
     };
     Ok(Applied {
         subject: validated.subject(),

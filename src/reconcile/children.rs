@@ -207,7 +207,7 @@ pub async fn write(
                 .as_deref()
                 .is_some_and(|a| registration::serving_unmanaged(a, &validated.names))
     });
-    let backend_answers = !adopting || answers(ctx, validated, &service, &api_services).await;
+    let backend_answers = !adopting || answers(ctx, validated, &service, &api_services);
     let (registrations, api_services) = registration::register_all(
         &apis,
         validated,
@@ -236,7 +236,7 @@ pub async fn write(
 
 /// True when the Service answers a TLS handshake as the aggregator would make it (verified
 /// against the bundle the APIServices will trust; in mode Insecure, a connection).
-async fn answers(
+fn answers(
     ctx: &Context,
     validated: &Validated,
     service: &Service,
@@ -251,14 +251,21 @@ async fn answers(
         return false;
     };
     let names = &validated.names;
-    let server_name = format!("{}.{}.svc", names.name, names.namespace);
-    let bundle = api_services
-        .first()
-        .and_then(|a| a.spec.ca_bundle.as_ref())
-        .map(|b| b.0.as_slice());
-    crate::probe::reach(&ctx.probes, &address, 443, &server_name, bundle)
-        .await
-        .is_ok()
+    let target = crate::prober::Target {
+        host: address,
+        port: 443,
+        server_name: format!("{}.{}.svc", names.name, names.namespace),
+        bundle: api_services
+            .first()
+            .and_then(|a| a.spec.ca_bundle.as_ref())
+            .map(|b| b.0.clone()),
+        kind: crate::prober::Kind::Reach,
+        screen: None,
+    };
+    let interval = ctx.settings.probe_interval;
+    ctx.prober
+        .reach(&validated.key(), target, interval, false)
+        .is_some_and(|found| found.is_ok())
 }
 
 /// Writes one child if it is ours to write.

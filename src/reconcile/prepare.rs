@@ -34,15 +34,12 @@ pub async fn prepare(
             let deployment = observed.deployment.as_deref().cloned();
             (tls, Workload::Pods { deployment })
         }
-        Backend::External(backend) => {
+        Backend::External { backend, listed } => {
             let tls = external::tls(ctx, validated).await?;
-            let probe = match &tls.input {
-                Some(input) => {
-                    let bundle = input.ca_bundle.as_deref();
-                    Some(external::probe(ctx, backend, &validated.names, bundle).await)
-                }
-                None => None,
-            };
+            let probe = tls.input.as_ref().map(|input| {
+                let bundle = input.ca_bundle.as_deref();
+                external::probe(ctx, validated, backend, *listed, bundle, &observed)
+            });
             (tls, Workload::External { probe })
         }
     };

@@ -4,12 +4,13 @@
 use crate::context::Context;
 use crate::crd::TlsMode;
 use crate::outcome::Handshake;
-use crate::probe;
+use crate::prober::{Kind, Target};
 use crate::reconcile::children::Children;
 use crate::reconcile::validate::Validated;
 
-/// Probes only servers whose APIServices the aggregator reports Available.
-pub async fn verify(ctx: &Context, validated: &Validated, children: &Children) -> Handshake {
+/// Probes only servers whose APIServices the aggregator reports Available; the probe runs
+/// outside the pass, which reads its latest finding.
+pub fn verify(ctx: &Context, validated: &Validated, children: &Children) -> Handshake {
     if validated.tls_mode == TlsMode::Insecure {
         return Handshake::Inconclusive;
     }
@@ -17,8 +18,16 @@ pub async fn verify(ctx: &Context, validated: &Validated, children: &Children) -
         return Handshake::Inconclusive;
     };
     let names = &validated.names;
-    let server_name = format!("{}.{}.svc", names.name, names.namespace);
-    probe::bounded(&ctx.probes, &address, 443, &server_name, &bundle).await
+    let target = Target {
+        host: address,
+        port: 443,
+        server_name: format!("{}.{}.svc", names.name, names.namespace),
+        bundle: Some(bundle),
+        kind: Kind::Verify,
+        screen: None,
+    };
+    let interval = ctx.settings.probe_interval;
+    ctx.prober.verify(&validated.key(), target, interval)
 }
 
 /// The Service's ClusterIP and the trusted bundle, when there is something to verify.

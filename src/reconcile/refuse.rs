@@ -33,7 +33,7 @@ pub async fn run(
             remove_workload(ctx, validated, &observed).await?;
             Workload::Pods { deployment: None }
         }
-        Backend::External(_) => Workload::External { probe: None },
+        Backend::External { .. } => Workload::External { probe: None },
     };
     Ok(Applied {
         subject: validated.subject(),

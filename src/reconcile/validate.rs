@@ -17,6 +17,7 @@ use crate::names::{self, ApiServiceName, ServerNames};
 use crate::outcome::Subject;
 use crate::tls::{self, Lifetimes, duration};
 use crate::trust::backend::{self, ExternalTarget};
+use crate::trust::grants::HostCover;
 use crate::trust::{self, Claim, Facts, Refusal};
 
 /// What serves the API.
@@ -24,8 +25,12 @@ use crate::trust::{self, Claim, Facts, Refusal};
 pub enum Backend {
     /// Pods of a Deployment the operator runs.
     Pods,
-    /// A server outside the cluster (`spec.external`).
-    External(ExternalBackend),
+    /// A server outside the cluster (`spec.external`); `listed` when a grant lists its host
+    /// exactly (then a name that resolves to a restricted address may be dialled).
+    External {
+        backend: ExternalBackend,
+        listed: bool,
+    },
 }
 
 /// The claim's verdict as the pipeline acts on it, over every served group.
@@ -73,6 +78,11 @@ impl Validated {
         self.object.status.as_ref()
     }
 
+    /// The server's key, as the controller queues it.
+    pub fn key(&self) -> kube::runtime::reflector::ObjectRef<ExtensionServer> {
+        kube::runtime::reflector::ObjectRef::new(&self.names.name).within(&self.names.namespace)
+    }
+
     /// The object Events are about.
     pub fn reference(&self) -> ObjectReference {
         self.object.object_ref(&())
@@ -118,7 +128,17 @@ pub fn validate(
     let requested = names::requested_api_services(&server);
     let verdict = judge(&server, &names, &requested, facts);
     let backend = match &spec.external {
-        Some(external) => Backend::External(external.clone()),
+        Some(external) => Backend::External {
+            backend: external.clone(),
+            listed: facts.grants.is_some_and(|g| {
+                g.external_cover(
+                    &names.namespace,
+                    facts.namespace_labels,
+                    &external.host,
+                    external.port,
+                ) == HostCover::Exact
+            }),
+        },
         None => Backend::Pods,
     };
     Ok(Validated {

@@ -16,7 +16,9 @@ pub use diagnosis::{diagnose_external, diagnose_unavailable};
 pub use failure::failed;
 
 use crate::crd::{ApiServiceState, CertificateState, ExtensionServerStatus};
-use crate::outcome::{Applied, BackendProbe, CertificateOutcome, Handshake, Registration};
+use crate::outcome::{
+    Applied, BackendProbe, CertificateOutcome, Handshake, ProbeFailure, Registration,
+};
 use crate::trust::Refusal;
 use ConditionType::{
     Available, BackendReachable, CertificateReady, DeploymentAvailable, Registered,
@@ -107,6 +109,12 @@ fn backend_verdict(o: &Applied, probe: &BackendProbe) -> Verdict {
                 "{} answered a TLS handshake as {}",
                 probe.target, probe.server_name
             ),
+        ),
+        Err(ProbeFailure::Pending(why)) => Verdict::new(
+            BackendReachable,
+            Status::Unknown,
+            Reason::Probing,
+            why.clone(),
         ),
         Err(why) => Verdict::new(
             BackendReachable,

@@ -178,7 +178,11 @@ async fn an_external_server_is_registered_and_its_outage_reported() {
 
     // The server stops: status says so, and what to do.
     drop(server);
-    let down = h.wait_condition(NAME, "Available", "False", None).await;
+    // The aggregator's verdict prompts a probe at once (the probe runs outside the pass).
+    h.wait_condition(NAME, "Available", "False", None).await;
+    let down = h
+        .wait_condition(NAME, "BackendReachable", "False", None)
+        .await;
     let available = support::condition(&down, "Available");
     let target = format!("{HOST}:{port}");
     assert!(

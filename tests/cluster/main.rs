@@ -26,6 +26,7 @@ mod groups;
 mod leader_election;
 mod metrics_apis;
 mod pod_template;
+mod probe_isolation;
 mod rotation;
 mod runtime_endpoints;
 mod secret_cache;

@@ -138,6 +138,14 @@ impl Scenario {
         }
     }
 
+    /// The servers the prober wakes.
+    pub fn wakes(
+        &self,
+    ) -> impl futures::Stream<Item = kube::runtime::reflector::ObjectRef<ExtensionServer>> + use<>
+    {
+        self.reconciler.ctx.prober.wakes().expect("wakes")
+    }
+
     /// Puts `grants` (a grants file) in force.
     pub fn grants(&self, grants: &str) {
         let grants = crate::trust::grants::Grants::parse(grants).expect("grants");

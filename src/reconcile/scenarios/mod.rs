@@ -161,6 +161,17 @@ async fn an_external_server_gets_a_service_and_no_workload() {
     );
     spec.insert("tls".into(), json!({"mode": "Insecure"}));
     s.create(external);
+    let mut wakes = Box::pin(s.wakes());
+    // The pass does not wait for the probe: it reports it pending, and its finding wakes the
+    // server for another pass.
+    s.pass("ext").await;
+    let probing = condition(&s.fake, "ext", "BackendReachable");
+    assert_eq!(
+        (&probing["status"], &probing["reason"]),
+        (&json!("Unknown"), &json!("Probing"))
+    );
+    let woken = futures::StreamExt::next(&mut wakes).await.expect("a wake");
+    assert_eq!(woken.name, "ext");
     s.pass("ext").await;
     let writes = children_only(&s.fake.take_writes()).join(" ");
     assert!(writes.contains("PATCH services/ext"), "{writes}");

@@ -1,0 +1,261 @@
+//! Probes outside the reconcile pass. A pass reads the latest finding for its target and, when a
+//! probe is due, starts one in the background; a finding that changes wakes every server that
+//! asked. Failures back off per target, so unreachable hosts never hold a reconcile slot and
+//! are not dialled at every pass.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::Stream;
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+use crate::crd::ExtensionServer;
+use crate::outcome::{Handshake, ProbeFailure};
+use crate::probe;
+
+/// The first retry after a failed probe; it doubles up to the probe interval.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// What to dial and how.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    /// The name the certificate must carry.
+    pub server_name: String,
+    /// The trusted CAs (PEM); none: a TCP connection is enough.
+    pub bundle: Option<Vec<u8>>,
+    pub kind: Kind,
+    /// Refuse to dial a name that resolves only to a restricted address (loopback, link-local,
+    /// the kubernetes Service); off when a grant lists the host exactly.
+    pub screen: Option<Screen>,
+}
+
+/// Addresses a screened name may not resolve to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Screen {
+    pub kubernetes_service_ip: Option<String>,
+}
+
+/// Which probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// TCP, then a verified handshake when there is a bundle; every failure is reported.
+    Reach,
+    /// A verified handshake whose only conclusive failure is an untrusted certificate.
+    Verify,
+}
+
+/// What a probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    Reach(Result<(), ProbeFailure>),
+    Verify(Handshake),
+}
+
+impl Finding {
+    fn ok(&self) -> bool {
+        matches!(self, Self::Reach(Ok(())) | Self::Verify(Handshake::Trusted))
+    }
+}
+
+struct Entry {
+    latest: Option<Finding>,
+    /// When the latest finding came in.
+    found_at: Option<Instant>,
+    in_flight: bool,
+    failures: u32,
+    due: Instant,
+    last_asked: Instant,
+    waiters: HashSet<ObjectRef<ExtensionServer>>,
+}
+
+/// The board of targets, their latest findings and who asked.
+pub struct Prober {
+    limit: Arc<Semaphore>,
+    board: Mutex<HashMap<Target, Entry>>,
+    wake: mpsc::UnboundedSender<ObjectRef<ExtensionServer>>,
+    woken: Mutex<Option<mpsc::UnboundedReceiver<ObjectRef<ExtensionServer>>>>,
+}
+
+impl Prober {
+    /// At most `concurrency` probes in flight.
+    pub fn new(concurrency: usize) -> Self {
+        let (wake, woken) = mpsc::unbounded_channel();
+        Self {
+            limit: Arc::new(Semaphore::new(concurrency.max(1))),
+            board: Mutex::default(),
+            wake,
+            woken: Mutex::new(Some(woken)),
+        }
+    }
+
+    /// The servers to reconcile because a finding they asked for changed (once).
+    pub fn wakes(&self) -> Option<impl Stream<Item = ObjectRef<ExtensionServer>> + use<>> {
+        let receiver = self.woken.lock().ok()?.take()?;
+        Some(futures::stream::unfold(receiver, |mut receiver| async {
+            receiver.recv().await.map(|server| (server, receiver))
+        }))
+    }
+
+    /// The latest reach finding for `target`; `None` while the first probe runs. With `doubt`
+    /// (the aggregator reports the backend down), a good finding is checked again at once.
+    pub fn reach(
+        self: &Arc<Self>,
+        asker: &ObjectRef<ExtensionServer>,
+        target: Target,
+        interval: Duration,
+        doubt: bool,
+    ) -> Option<Result<(), ProbeFailure>> {
+        match self.look(asker, target, interval, doubt)? {
+            Finding::Reach(result) => Some(result),
+            Finding::Verify(_) => None,
+        }
+    }
+
+    /// The latest handshake finding for `target`; inconclusive while the first probe runs.
+    pub fn verify(
+        self: &Arc<Self>,
+        asker: &ObjectRef<ExtensionServer>,
+        target: Target,
+        interval: Duration,
+    ) -> Handshake {
+        match self.look(asker, target, interval, false) {
+            Some(Finding::Verify(handshake)) => handshake,
+            _ => Handshake::Inconclusive,
+        }
+    }
+
+    /// Records `asker`, starts a probe when one is due, and returns the latest finding.
+    fn look(
+        self: &Arc<Self>,
+        asker: &ObjectRef<ExtensionServer>,
+        target: Target,
+        interval: Duration,
+        doubt: bool,
+    ) -> Option<Finding> {
+        let now = Instant::now();
+        let mut board = self.board.lock().ok()?;
+        // Targets nobody asked about for long are forgotten.
+        board.retain(|_, e| e.in_flight || now.duration_since(e.last_asked) < interval * 10);
+        let entry = board.entry(target.clone()).or_insert_with(|| Entry {
+            latest: None,
+            found_at: None,
+            in_flight: false,
+            failures: 0,
+            due: now,
+            last_asked: now,
+            waiters: HashSet::new(),
+        });
+        entry.last_asked = now;
+        entry.waiters.insert(asker.clone());
+        let doubted = doubt
+            && entry.latest.as_ref().is_some_and(Finding::ok)
+            && entry
+                .found_at
+                .is_some_and(|at| now.duration_since(at) >= FIRST_RETRY);
+        if !entry.in_flight && (now >= entry.due || doubted) {
+            entry.in_flight = true;
+            let prober = self.clone();
+            tokio::spawn(async move {
+                let finding = prober.probe(&target).await;
+                prober.record(target, finding, interval);
+            });
+        }
+        entry.latest.clone()
+    }
+
+    async fn probe(&self, target: &Target) -> Finding {
+        let Ok(_permit) = self.limit.acquire().await else {
+            return Finding::Verify(Handshake::Inconclusive);
+        };
+        let bundle = target.bundle.as_deref();
+        match target.kind {
+            Kind::Reach => {
+                let screen = target.screen.as_ref();
+                let kubernetes_ip = screen.map(|s| s.kubernetes_service_ip.as_deref());
+                Finding::Reach(
+                    probe::reach(
+                        &target.host,
+                        target.port,
+                        &target.server_name,
+                        bundle,
+                        kubernetes_ip,
+                    )
+                    .await,
+                )
+            }
+            Kind::Verify => Finding::Verify(
+                probe::handshake(
+                    &target.host,
+                    target.port,
+                    &target.server_name,
+                    bundle.unwrap_or_default(),
+                )
+                .await,
+            ),
+        }
+    }
+
+    /// Stores a finding, schedules the next probe, and wakes the askers when it changed.
+    fn record(&self, target: Target, finding: Finding, interval: Duration) {
+        let Ok(mut board) = self.board.lock() else {
+            return;
+        };
+        let Some(entry) = board.get_mut(&target) else {
+            return;
+        };
+        entry.in_flight = false;
+        entry.failures = if finding.ok() { 0 } else { entry.failures + 1 };
+        let wait = match entry.failures {
+            0 => interval,
+            n => FIRST_RETRY
+                .saturating_mul(1 << (n - 1).min(16))
+                .min(interval),
+        };
+        entry.due = Instant::now() + wait;
+        entry.found_at = Some(Instant::now());
+        if entry.latest.as_ref() != Some(&finding) {
+            entry.latest = Some(finding);
+            for asker in std::mem::take(&mut entry.waiters) {
+                let _ = self.wake.send(asker);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    }
+
+    #[tokio::test]
+    async fn a_pass_never_waits_and_a_changed_finding_wakes_it() {
+        let prober = Arc::new(Prober::new(1));
+        let mut wakes = Box::pin(prober.wakes().expect("wakes"));
+        let asker = ObjectRef::new("ext").within("ns");
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port: closed_port(),
+            server_name: "ext.ns.svc".into(),
+            bundle: None,
+            kind: Kind::Reach,
+            screen: None,
+        };
+        let interval = Duration::from_secs(30);
+        assert_eq!(prober.reach(&asker, target.clone(), interval, false), None);
+        let woken = futures::StreamExt::next(&mut wakes).await;
+        assert_eq!(woken, Some(asker.clone()));
+        let found = prober
+            .reach(&asker, target, interval, false)
+            .expect("a finding");
+        assert!(matches!(found, Err(ProbeFailure::Dial(_))), "{found:?}");
+    }
+}
