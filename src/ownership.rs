@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::names::{MANAGED_BY, MANAGED_BY_LABEL, ServerNames};
-use crate::observe::owner_annotation;
+use crate::names::ServerNames;
+use crate::observe::owning_server;
 use crate::ssa;
 
 /// Who may write an object: the server it must belong to.
@@ -32,13 +32,7 @@ impl Owner<'_> {
                 .iter()
                 .flatten()
                 .any(|r| r.controller == Some(true) && r.uid == *uid),
-            Owner::Annotated(names) => {
-                meta.labels
-                    .as_ref()
-                    .and_then(|l| l.get(MANAGED_BY_LABEL))
-                    .is_some_and(|v| v == MANAGED_BY)
-                    && owner_annotation(object) == Some(names.owner_key().as_str())
-            }
+            Owner::Annotated(names) => owning_server(object) == Some(names.owner_key().as_str()),
         }
     }
 }

@@ -16,8 +16,9 @@ use crate::apiservice::APIService;
 use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::{Error, Result};
-use crate::names::{KUBE_SYSTEM, MANAGED_BY, MANAGED_BY_LABEL};
-use crate::observe::{Stores, owner_of};
+use crate::names::KUBE_SYSTEM;
+use crate::observe::Stores;
+use crate::observe::owning_server;
 use crate::ssa::preconditions_of;
 
 /// Sweeps now and then every interval, forever; the controller's end drops it.
@@ -50,13 +51,8 @@ pub fn managed_owner<K: Resource>(
     object: &K,
     namespace: Option<&str>,
 ) -> Option<ObjectRef<ExtensionServer>> {
-    let managed = object
-        .meta()
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .is_some_and(|v| v == MANAGED_BY);
-    let owner = owner_of(object).filter(|_| managed)?;
+    let (namespace_of, name) = owning_server(object)?.split_once('/')?;
+    let owner = ObjectRef::new(name).within(namespace_of);
     let in_scope = namespace.is_none_or(|ns| owner.namespace.as_deref() == Some(ns));
     in_scope.then_some(owner)
 }
@@ -163,12 +159,17 @@ impl Sweep<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::names::ServerNames;
+    use crate::names::{MANAGED_BY_LABEL, ServerNames};
     use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 
     fn binding(labels: std::collections::BTreeMap<String, String>) -> ClusterRoleBinding {
         let mut binding = ClusterRoleBinding::default();
+        let owner = ServerNames {
+            name: "srv".into(),
+            namespace: "team".into(),
+        };
         binding.metadata.labels = Some(labels);
+        binding.metadata.annotations = Some(owner.owner_annotations());
         binding
     }
 

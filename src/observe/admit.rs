@@ -7,8 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
 use kube::runtime::watcher::Event;
 
-use super::owner_annotation;
-use crate::names::{SERVER_LABEL, SERVER_NAMESPACE_LABEL};
+use super::owning_server;
 use crate::tls::ca_keys;
 
 /// Secret keys the operator reads (serving certificate and CA Secrets); others are not cached.
@@ -38,15 +37,7 @@ pub fn controlled<K: Resource>(object: &K) -> bool {
 
 /// Carries our owner annotation and the labels of the same server.
 pub fn annotated<K: Resource>(object: &K) -> bool {
-    let label = |key: &str| object.meta().labels.as_ref()?.get(key);
-    match (
-        owner_annotation(object),
-        label(SERVER_NAMESPACE_LABEL),
-        label(SERVER_LABEL),
-    ) {
-        (Some(owner), Some(namespace), Some(name)) => owner == format!("{namespace}/{name}"),
-        _ => false,
-    }
+    owning_server(object).is_some()
 }
 
 /// Drops the data a Secret holds under keys the operator never reads.
@@ -118,13 +109,22 @@ mod tests {
 
     #[test]
     fn cluster_scoped_children_need_annotation_and_labels_of_one_server() {
+        use crate::names::{MANAGED_BY, MANAGED_BY_LABEL, SERVER_LABEL, SERVER_NAMESPACE_LABEL};
+        let server_labels = [(SERVER_NAMESPACE_LABEL, "a"), (SERVER_LABEL, "srv")];
+        let annotation = Some(BTreeMap::from([(OWNER_ANNOTATION.into(), "a/srv".into())]));
+        let mut unmanaged = secret(None, &server_labels);
+        unmanaged.metadata.annotations = annotation.clone();
+        assert!(!annotated(&unmanaged), "without the managed-by label");
         let mut binding = secret(
             None,
-            &[(SERVER_NAMESPACE_LABEL, "a"), (SERVER_LABEL, "srv")],
+            &[
+                server_labels[0],
+                server_labels[1],
+                (MANAGED_BY_LABEL, MANAGED_BY),
+            ],
         );
         assert!(!annotated(&binding), "labels alone");
-        binding.metadata.annotations =
-            Some(BTreeMap::from([(OWNER_ANNOTATION.into(), "a/srv".into())]));
+        binding.metadata.annotations = annotation;
         assert!(annotated(&binding));
         binding.metadata.annotations =
             Some(BTreeMap::from([(OWNER_ANNOTATION.into(), "b/srv".into())]));

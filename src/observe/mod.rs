@@ -21,7 +21,10 @@ pub use servers::Servers;
 pub use stores::{Stores, owner_of};
 
 use crate::apiservice::APIService;
-use crate::names::{ApiServiceName, KUBE_SYSTEM, OWNER_ANNOTATION, ServerNames};
+use crate::names::{
+    ApiServiceName, KUBE_SYSTEM, MANAGED_BY, MANAGED_BY_LABEL, OWNER_ANNOTATION, SERVER_LABEL,
+    SERVER_NAMESPACE_LABEL, ServerNames,
+};
 
 /// What the caches hold of one ExtensionServer's children.
 #[derive(Debug, Clone, Default)]
@@ -51,14 +54,14 @@ pub fn observe(stores: &Stores, names: &ServerNames, requested: &[ApiServiceName
         .collect();
     let owner = names.owner_key();
     let stale_api_services = stores.api_services.state_filter(|a| {
-        owner_annotation(a) == Some(owner.as_str())
+        owning_server(a) == Some(owner.as_str())
             && requested
                 .iter()
                 .all(|r| Some(r.as_str()) != a.meta().name.as_deref())
     });
     let prefix = names.granted_role_binding_prefix();
     let role_bindings = stores.cluster_role_bindings.state_filter(|b| {
-        owner_annotation(b) == Some(owner.as_str())
+        owning_server(b) == Some(owner.as_str())
             && b.meta()
                 .name
                 .as_deref()
@@ -83,8 +86,22 @@ pub fn observe(stores: &Stores, names: &ServerNames, requested: &[ApiServiceName
     }
 }
 
-/// The `aggregation.dev/owner` annotation of an object, if any.
-pub fn owner_annotation<K: Resource>(object: &K) -> Option<&str> {
+/// The ExtensionServer (`<namespace>/<name>`) a cluster-scoped or kube-system object belongs to:
+/// the owner annotation, our managed-by label and the server's name and namespace labels must
+/// all agree. An annotation alone (say, copied onto a hand-made object) claims nothing.
+pub fn owning_server<K: Resource>(object: &K) -> Option<&str> {
+    let labels = object.meta().labels.as_ref()?;
+    let owner = owner_annotation(object)?;
+    let (namespace, name) = owner.split_once('/')?;
+    let label_is = |key: &str, value: &str| labels.get(key).is_some_and(|v| v == value);
+    let agree = label_is(MANAGED_BY_LABEL, MANAGED_BY)
+        && label_is(SERVER_NAMESPACE_LABEL, namespace)
+        && label_is(SERVER_LABEL, name);
+    agree.then_some(owner)
+}
+
+/// The owner annotation alone (see [`owning_server`]).
+fn owner_annotation<K: Resource>(object: &K) -> Option<&str> {
     object
         .meta()
         .annotations

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::names::{
     KUBE_SYSTEM, SERVER_LABEL, SERVER_NAMESPACE_LABEL, ServerNames, is_label_value,
 };
-use crate::observe::owner_annotation;
+use crate::observe::owning_server;
 use crate::ssa::{self, preconditions_of};
 
 /// How long deletion waits for one APIService to be gone before retrying.
@@ -97,6 +97,6 @@ where
     Ok(list
         .items
         .into_iter()
-        .filter(|o| owner_annotation(o) == Some(owner.as_str()))
+        .filter(|o| owning_server(o) == Some(owner.as_str()))
         .collect())
 }

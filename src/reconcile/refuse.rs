@@ -12,7 +12,7 @@ use crate::apiservice::APIService;
 use crate::context::Context;
 use crate::error::Result;
 use crate::names::{KUBE_SYSTEM, ServerNames};
-use crate::observe::{Observed, owner_annotation};
+use crate::observe::{Observed, owning_server};
 use crate::outcome::{Applied, CertificateOutcome, Handshake, Workload};
 use crate::ownership::Owner;
 use crate::reconcile::registration::{self, Holder};
@@ -96,7 +96,7 @@ pub async fn unregister(ctx: &Context, names: &ServerNames, observed: &Observed)
     if let Some(binding) = observed
         .auth_delegator
         .as_deref()
-        .filter(|b| owner_annotation(*b) == Some(owner.as_str()))
+        .filter(|b| owning_server(*b) == Some(owner.as_str()))
     {
         let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
         ssa::delete(
@@ -110,7 +110,7 @@ pub async fn unregister(ctx: &Context, names: &ServerNames, observed: &Observed)
     if let Some(binding) = observed
         .auth_reader
         .as_deref()
-        .filter(|b| owner_annotation(*b) == Some(owner.as_str()))
+        .filter(|b| owning_server(*b) == Some(owner.as_str()))
     {
         let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), KUBE_SYSTEM);
         ssa::delete(

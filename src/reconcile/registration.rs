@@ -11,7 +11,7 @@ use crate::apiservice::APIService;
 use crate::crd::RegistrationPolicy;
 use crate::error::{Error, Result};
 use crate::names::{ApiServiceName, FIELD_MANAGER, ServerNames};
-use crate::observe::owner_annotation;
+use crate::observe::owning_server;
 use crate::outcome::Registration;
 use crate::reconcile::validate::Validated;
 use crate::ssa;
@@ -66,7 +66,7 @@ pub fn holder(existing: &APIService, names: &ServerNames) -> Holder {
     if existing.is_local() {
         return Holder::BuiltIn;
     }
-    match owner_annotation(existing) {
+    match owning_server(existing) {
         Some(owner) if owner == names.owner_key() => Holder::Us,
         Some(owner) => Holder::OtherServer(owner.to_string()),
         None => Holder::Unmanaged,

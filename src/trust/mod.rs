@@ -109,7 +109,7 @@ pub fn check(
         let unmanaged: Vec<&str> = facts
             .api_services
             .iter()
-            .filter(|a| !a.is_local() && crate::observe::owner_annotation(a.as_ref()).is_none())
+            .filter(|a| !a.is_local() && crate::observe::owning_server(a.as_ref()).is_none())
             .filter_map(|a| a.metadata.name.as_deref())
             .filter(|name| requested.iter().any(|r| r.as_str() == *name))
             .collect();
@@ -188,8 +188,7 @@ fn not_granted(message: String) -> Refusal {
 /// True when this server holds an APIService that `filter` picks.
 fn holds_any(names: &ServerNames, facts: Facts<'_>, filter: impl Fn(&APIService) -> bool) -> bool {
     facts.api_services.iter().any(|a| {
-        crate::observe::owner_annotation(a.as_ref()) == Some(names.owner_key().as_str())
-            && filter(a)
+        crate::observe::owning_server(a.as_ref()) == Some(names.owner_key().as_str()) && filter(a)
     })
 }
 
@@ -215,7 +214,7 @@ fn other_holder(
     let message = in_group.into_iter().find_map(|a| {
         let name = a.metadata.name.as_deref().unwrap_or_default();
         let requested_here = requested.iter().any(|r| r.as_str() == name);
-        match crate::observe::owner_annotation(a.as_ref()) {
+        match crate::observe::owning_server(a.as_ref()) {
             Some(owner) if owner == ours => None,
             Some(owner) => Some(format!(
                 "ExtensionServer {owner} holds group {group} (APIService {name}); a group has one holder, {why}: remove it there first"

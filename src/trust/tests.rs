@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
 use crate::apiservice::{APIServiceSpec, ServiceReference};
-use crate::names::{Group, OWNER_ANNOTATION, Version};
+use crate::names::{Group, OWNER_ANNOTATION, ServerNames, Version};
 
 fn names(namespace: &str) -> ServerNames {
     ServerNames {
@@ -27,6 +27,15 @@ fn api_service(name: &str, group: &str, local: bool, owner: Option<&str>) -> API
         metadata: ObjectMeta {
             name: Some(name.into()),
             annotations: owner.map(|o| BTreeMap::from([(OWNER_ANNOTATION.into(), o.into())])),
+            labels: owner
+                .and_then(|o| o.split_once('/'))
+                .map(|(namespace, name)| {
+                    ServerNames {
+                        name: name.into(),
+                        namespace: namespace.into(),
+                    }
+                    .cluster_labels()
+                }),
             ..ObjectMeta::default()
         },
         spec: APIServiceSpec {

@@ -245,14 +245,16 @@ async fn conflicts_leave_foreign_api_services_alone() {
         builtin_after.metadata.resource_version
     );
 
-    // An APIService somebody else created.
+    // An APIService somebody else created, with the claimer's owner annotation copied onto it
+    // but not our labels: ownership takes both.
     let group = group_of(&h);
     let name = format!("v1.{group}");
     let foreign: APIService = serde_json::from_value(serde_json::json!({
         "apiVersion": "apiregistration.k8s.io/v1",
         "kind": "APIService",
         "metadata": {"name": name, "labels": {
-            "aggregation.dev/extension-server-namespace": h.ns.name}},
+            "aggregation.dev/extension-server-namespace": h.ns.name},
+            "annotations": {"aggregation.dev/owner": format!("{}/claimer", h.ns.name)}},
         "spec": {"group": group, "version": "v1", "groupPriorityMinimum": 100,
                  "versionPriority": 1, "insecureSkipTLSVerify": true,
                  "service": {"namespace": h.ns.name, "name": "someone-elses"}}

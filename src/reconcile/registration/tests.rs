@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use super::*;
 use crate::apiservice::{APIServiceCondition, APIServiceSpec, APIServiceStatus, ServiceReference};
 use crate::crd::ExtensionServer;
-use crate::names::{Group, OWNER_ANNOTATION, Version};
+use crate::names::{Group, OWNER_ANNOTATION, ServerNames, Version};
 
 fn names() -> ServerNames {
     ServerNames {
@@ -30,6 +30,15 @@ fn external(owner: Option<&str>) -> APIService {
         metadata: ObjectMeta {
             name: Some(v1().to_string()),
             annotations: owner.map(|o| BTreeMap::from([(OWNER_ANNOTATION.into(), o.into())])),
+            labels: owner
+                .and_then(|o| o.split_once('/'))
+                .map(|(namespace, name)| {
+                    ServerNames {
+                        name: name.into(),
+                        namespace: namespace.into(),
+                    }
+                    .cluster_labels()
+                }),
             ..ObjectMeta::default()
         },
         spec: APIServiceSpec {
@@ -64,9 +73,13 @@ const GATES: [Gate; 6] = [
 ];
 
 #[test]
-fn holders_are_told_apart_by_locality_and_owner_annotation() {
+fn holders_are_told_apart_by_locality_owner_annotation_and_labels() {
     assert_eq!(holder(&local(), &names()), Holder::BuiltIn);
     assert_eq!(holder(&external(Some("ns/srv")), &names()), Holder::Us);
+    // Our annotation copied onto a hand-made APIService claims nothing without our labels.
+    let mut copied = external(Some("ns/srv"));
+    copied.metadata.labels = None;
+    assert_eq!(holder(&copied, &names()), Holder::Unmanaged);
     assert_eq!(
         holder(&external(Some("other/srv")), &names()),
         Holder::OtherServer("other/srv".into())
