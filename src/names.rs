@@ -190,6 +190,14 @@ impl ServerNames {
             (SERVER_LABEL.to_string(), self.name.clone()),
         ])
     }
+    /// The server an owner key (`<namespace>/<name>`) names.
+    pub fn from_owner_key(key: &str) -> Option<Self> {
+        let (namespace, name) = key.split_once('/')?;
+        Some(Self {
+            name: name.into(),
+            namespace: namespace.into(),
+        })
+    }
     /// Labels on cluster-scoped and kube-system children.
     pub fn cluster_labels(&self) -> BTreeMap<String, String> {
         let mut labels = self.labels();

@@ -18,7 +18,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 pub use facts::Facts;
 pub use servers::Servers;
-pub use stores::{Stores, owner_of};
+pub use stores::Stores;
 
 use crate::apiservice::APIService;
 use crate::names::{

@@ -28,14 +28,8 @@ fn api_service(name: &str, group: &str, local: bool, owner: Option<&str>) -> API
             name: Some(name.into()),
             annotations: owner.map(|o| BTreeMap::from([(OWNER_ANNOTATION.into(), o.into())])),
             labels: owner
-                .and_then(|o| o.split_once('/'))
-                .map(|(namespace, name)| {
-                    ServerNames {
-                        name: name.into(),
-                        namespace: namespace.into(),
-                    }
-                    .cluster_labels()
-                }),
+                .and_then(ServerNames::from_owner_key)
+                .map(|n| n.cluster_labels()),
             ..ObjectMeta::default()
         },
         spec: APIServiceSpec {

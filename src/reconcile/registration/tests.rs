@@ -31,14 +31,8 @@ fn external(owner: Option<&str>) -> APIService {
             name: Some(v1().to_string()),
             annotations: owner.map(|o| BTreeMap::from([(OWNER_ANNOTATION.into(), o.into())])),
             labels: owner
-                .and_then(|o| o.split_once('/'))
-                .map(|(namespace, name)| {
-                    ServerNames {
-                        name: name.into(),
-                        namespace: namespace.into(),
-                    }
-                    .cluster_labels()
-                }),
+                .and_then(ServerNames::from_owner_key)
+                .map(|n| n.cluster_labels()),
             ..ObjectMeta::default()
         },
         spec: APIServiceSpec {
