@@ -66,9 +66,17 @@ struct RunArgs {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
-    /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "0.0.0.0:8080", env = "METRICS_ADDRESS")]
+    /// Address of /metrics, /healthz and /readyz (HTTPS; /metrics needs a bearer token whose
+    /// user may get the non-resource URL /metrics).
+    #[arg(long, default_value = "0.0.0.0:8443", env = "METRICS_ADDRESS")]
     metrics_address: std::net::SocketAddr,
+    /// Directory with tls.crt and tls.key for the metrics endpoint (default: a self-signed
+    /// certificate made at start).
+    #[arg(long, env = "METRICS_CERT_DIR")]
+    metrics_cert_dir: Option<std::path::PathBuf>,
+    /// Serve the endpoints over plain HTTP, and /metrics to anyone.
+    #[arg(long, env = "METRICS_INSECURE")]
+    metrics_insecure: bool,
     /// Run the controller only while holding a Lease, so replicas can stand by.
     #[arg(long, env = "LEADER_ELECT")]
     leader_elect: bool,
@@ -141,7 +149,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = http::bind(args.metrics_address)
         .await
         .with_context(|| format!("binding {}", args.metrics_address))?;
-    tokio::spawn(http::serve(listener, ctx.clone()));
+    if args.metrics_insecure {
+        tokio::spawn(http::serve(listener, ctx.clone()));
+    } else {
+        let acceptor = http::secure::acceptor(args.metrics_cert_dir.as_deref())
+            .context("--metrics-cert-dir")?;
+        tokio::spawn(http::serve_secure(listener, ctx.clone(), acceptor));
+    }
     match lease {
         None => {
             ctx.metrics.set_leader(true);

@@ -56,6 +56,7 @@ impl OperatorProcess {
         let child = Command::new(binary)
             .arg(format!("--namespace={namespace}"))
             .arg(format!("--metrics-address=127.0.0.1:{port}"))
+            .arg("--metrics-insecure")
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")

@@ -129,6 +129,26 @@ fn service_monitor_renders_only_when_its_api_exists() {
     assert!(!render(&[]).contains("kind: ServiceMonitor"));
     let with_api = render(&["--api-versions", "monitoring.coreos.com/v1"]);
     assert!(with_api.contains("kind: ServiceMonitor"));
+    // /metrics is HTTPS and answers only a token: the ServiceMonitor sends Prometheus's, and a
+    // ClusterRole to bind it to exists; plain HTTP is an explicit choice.
+    for secure in [
+        "scheme: https",
+        "bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token",
+        "name: eso-metrics-reader",
+        r#"nonResourceURLs: ["/metrics"]"#,
+        "scheme: HTTPS",
+    ] {
+        assert!(with_api.contains(secure), "{secure} missing:\n{with_api}");
+    }
+    assert!(!with_api.contains("--metrics-insecure"));
+    let insecure = render(&[
+        "--api-versions",
+        "monitoring.coreos.com/v1",
+        "--set",
+        "metricsInsecure=true",
+    ]);
+    assert!(insecure.contains("--metrics-insecure"));
+    assert!(!insecure.contains("scheme: https") && !insecure.contains("metrics-reader"));
     assert!(
         !render(&[
             "--api-versions",

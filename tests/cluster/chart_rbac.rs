@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use extension_server_operator::context::{Context, Settings};
 use extension_server_operator::crd::ExtensionServer;
+use extension_server_operator::http::reviews::{Reviews, Verdict};
 use extension_server_operator::leader::{LeaderElector, LeaseSettings};
 use extension_server_operator::metrics::Metrics;
 use k8s_openapi::api::rbac::v1::PolicyRule;
@@ -46,6 +47,8 @@ fn render_rbac(ns: &TestNamespace) -> String {
             "templates/authentication-reader-binding.yaml",
             "--show-only",
             "templates/kube-system-role.yaml",
+            "--show-only",
+            "templates/kubernetes-service-role.yaml",
         ],
     )
 }
@@ -259,6 +262,17 @@ async fn every_chart_rule_is_needed_and_enough() {
     wait_seen(&mut seen, "policy", "poddisruptionbudgets", "delete").await;
     // Deletion: the finalizer removes the APIService and the bindings.
     delete_and_wait(&servers, LIFECYCLE).await;
+    // Judging an external host reads the kubernetes Service's ClusterIP.
+    ctx.learn_kubernetes_service_ip().await.unwrap();
+    // Secure /metrics reviews a scraper's token; the operator's own may not read /metrics.
+    let token = ns.kubectl(&["create", "token", &ns.name, "-n", &ns.name]);
+    let token = String::from_utf8(token.stdout).unwrap();
+    let reviews = Reviews::new(ctx.client.clone());
+    let bearer = format!("Bearer {}", token.trim());
+    assert_eq!(
+        reviews.judge(Some(&bearer), "/metrics").await,
+        Verdict::Forbidden
+    );
     assert_eq!(
         ctx.metrics.errors(),
         0,
@@ -331,12 +345,14 @@ async fn every_chart_rule_is_needed_and_enough() {
     }
     println!("{}", table.join("\n"));
     assert!(unused.is_empty(), "granted but never used: {unused:#?}");
-    ns.kubectl(&["delete", "clusterrolebinding,clusterrole", &ns.name]);
-    ns.kubectl(&[
-        "delete",
-        "rolebinding",
-        "-n",
-        "kube-system",
-        &format!("{}-authentication-reader", ns.name),
-    ]);
+    let deleted = support::chart::kubectl_stdin(
+        &ns,
+        &["delete", "--ignore-not-found", "-f", "-"],
+        rendered.as_bytes(),
+    );
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
 }

@@ -114,3 +114,138 @@ async fn endpoints_answer_and_metrics_show_a_reconcile() {
     operator.abort();
     server.abort();
 }
+
+/// GET over HTTPS, trusting `ca_pem` for `localhost`, with an optional bearer token.
+async fn https_get(port: u16, path: &str, token: Option<&str>, ca_pem: &str) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .unwrap();
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{authorization}Connection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    // The server may close without a TLS close_notify; what was read is the answer.
+    let _ = tls.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response)
+}
+
+#[tokio::test]
+async fn secure_metrics_answer_only_a_token_allowed_to_get_them() {
+    use extension_server_operator::tls::certs;
+    let ns = TestNamespace::create("es-secure-metrics").await.unwrap();
+    let ctx =
+        Arc::new(Context::connect(support::config_for(&ns).await, Settings::default()).unwrap());
+    let lifetime = Duration::from_secs(3600);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let ca = certs::generate_ca("metrics test ca", now, lifetime).unwrap();
+    let serving = certs::issue_serving(&ca, &["localhost".to_string()], now, lifetime).unwrap();
+    let config = extension_server_operator::http::secure::server_config(
+        serving.cert_pem.as_bytes(),
+        serving.key_pem.as_bytes(),
+    )
+    .unwrap();
+    let listener = extension_server_operator::http::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(extension_server_operator::http::serve_secure(
+        listener,
+        ctx.clone(),
+        tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    ));
+
+    // A scraper bound to a role that may get /metrics, and an account that may not.
+    let reader = format!("{}-metrics-reader", ns.name);
+    for args in [
+        vec!["create", "serviceaccount", "scraper"],
+        vec!["create", "serviceaccount", "nobody"],
+        vec![
+            "create",
+            "clusterrole",
+            &reader,
+            "--verb=get",
+            "--non-resource-url=/metrics",
+        ],
+        vec![
+            "create",
+            "clusterrolebinding",
+            &reader,
+            "--clusterrole",
+            &reader,
+            "--serviceaccount",
+        ],
+    ] {
+        let mut args: Vec<String> = args.into_iter().map(String::from).collect();
+        if args[1] == "clusterrolebinding" {
+            let last = args.len() - 1;
+            args[last] = format!("--serviceaccount={}:scraper", ns.name);
+        }
+        args.extend(["-n".to_string(), ns.name.clone()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ns.kubectl(&refs);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let token = |account: &str| {
+        let out = ns.kubectl(&["create", "token", account, "-n", &ns.name]);
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (scraper, nobody) = (token("scraper"), token("nobody"));
+
+    let ca_pem = &ca.cert_pem;
+    assert_eq!(https_get(port, "/healthz", None, ca_pem).await.0, 200);
+    assert_eq!(https_get(port, "/metrics", None, ca_pem).await.0, 401);
+    assert_eq!(
+        https_get(port, "/metrics", Some("not-a-token"), ca_pem)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        https_get(port, "/metrics", Some(&nobody), ca_pem).await.0,
+        403
+    );
+    // RBAC may take a moment to show the new binding.
+    support::eventually(
+        Duration::from_secs(30),
+        "the scraper reads /metrics",
+        || {
+            let scraper = scraper.clone();
+            async move {
+                let (status, body) = https_get(port, "/metrics", Some(&scraper), ca_pem).await;
+                status == 200 && body.contains("extension_server_operator_")
+            }
+        },
+    )
+    .await;
+    ns.kubectl(&["delete", "clusterrolebinding,clusterrole", &reader]);
+    server.abort();
+}
