@@ -66,6 +66,7 @@ pub struct Metrics {
     apiservice_available: Family<ApiServiceLabels, Gauge>,
     orphans_removed: Family<KindLabels, Counter>,
     leader: Gauge,
+    grants_valid: Gauge,
     /// The APIService series recorded per server (`namespace/name`), so they can be removed.
     apiservices_of: Mutex<HashMap<(String, String), BTreeSet<String>>>,
 }
@@ -93,9 +94,15 @@ impl Default for Metrics {
             apiservice_available: Family::default(),
             orphans_removed: Family::default(),
             leader: Gauge::default(),
+            grants_valid: Gauge::default(),
             apiservices_of: Mutex::default(),
         };
         let registry = &mut metrics.registry;
+        registry.register(
+            "grants_valid",
+            "1 while the grants file last read is valid; 0 while an invalid one leaves the previous grants in force",
+            metrics.grants_valid.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles finished",
@@ -159,6 +166,12 @@ impl Metrics {
             self.error_count.fetch_add(1, Ordering::Relaxed);
         }
         self.reconciles_seen.send_modify(|n| *n += 1);
+    }
+
+    /// Records whether the grants file last read was valid (an invalid one leaves the previous
+    /// grants in force).
+    pub fn set_grants_valid(&self, valid: bool) {
+        self.grants_valid.set(i64::from(valid));
     }
 
     /// Records whether this process is running the controller.

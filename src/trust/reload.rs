@@ -24,7 +24,9 @@ pub fn load(path: &Path) -> Result<Grants, String> {
 /// Loads the file into `ctx` now; then, in the returned stream, yields once per accepted change.
 pub fn follow(ctx: Arc<Context>, path: PathBuf) -> impl Stream<Item = ()> + Send + 'static {
     let last = std::fs::read_to_string(&path).ok();
-    if let Err(error) = load(&path).map(|grants| set(&ctx, grants)) {
+    let loaded = load(&path).map(|grants| set(&ctx, grants));
+    ctx.metrics.set_grants_valid(loaded.is_ok());
+    if let Err(error) = loaded {
         tracing::error!(%error, "the grants file is unreadable or invalid; every claim is refused until it is fixed");
         // Refuse everything rather than fall back to "no grants" (which allows any group).
         set(&ctx, Grants::default());
@@ -42,10 +44,12 @@ pub fn follow(ctx: Arc<Context>, path: PathBuf) -> impl Stream<Item = ()> + Send
             match Grants::parse(&text) {
                 Ok(grants) => {
                     tracing::info!(grants = grants.grants.len(), "grants reloaded");
+                    ctx.metrics.set_grants_valid(true);
                     set(&ctx, grants);
                     return Some(((), (ctx, path, seen)));
                 }
                 Err(error) => {
+                    ctx.metrics.set_grants_valid(false);
                     tracing::error!(%error, "the changed grants file is invalid; keeping the previous grants")
                 }
             }

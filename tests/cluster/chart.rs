@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use extension_server_operator::trust::grants::Grants;
 use testenv::TestNamespace;
 
 use crate::support::chart::{CHART, kubectl_stdin, template};
@@ -205,4 +206,48 @@ async fn every_grant_shape_renders_a_policy_the_api_server_accepts() {
         !refused.status.success() && stderr.contains("namespaceSelector"),
         "{stderr}"
     );
+}
+
+/// The chart renders the grants into both the operator's file and the admission policy, so a
+/// grants value the operator would refuse must be refused by `helm install` and `helm upgrade`
+/// too: then an invalid value changes neither, and both keep the last valid set.
+#[test]
+fn the_values_schema_refuses_every_grants_value_the_operator_refuses() {
+    let helm = testenv::tools::built().unwrap().helm;
+    let cases = [
+        r#"[{"namespaces":["a"],"groups":["x.io"]}]"#,
+        r#"[{"namespaces":[],"namespaceSelector":{},"groups":["x.io"]}]"#,
+        r#"[{"namespaces":["a"],"groups":["*.x.io"],"external":{"hosts":["10.0.0.0/8","127.0.0.1","*.corp.io"],"ports":[443]}}]"#,
+        r#"[{"namespaces":[],"groups":["x.io"]}]"#,
+        r#"[{"groups":["x.io"]}]"#,
+        r#"[{"namespaces":["a"],"groups":["*"]}]"#,
+        r#"[{"namespaces":["a"],"groups":["x.io"],"adopt":true}]"#,
+        r#"[{"namespaces":["a"],"groups":["x.io"],"external":{"hosts":["10.0.0.0/40"]}}]"#,
+        r#"[{"namespaces":["a"],"groups":["x.io"],"external":{"hosts":["300.0.0.0/8"]}}]"#,
+        r#"[{"namespaces":["a"],"groups":["x.io"],"external":{"hosts":["Api.io"]}}]"#,
+        r#"[{"namespaces":["a"],"groups":["x.io"],"external":{"hosts":["a.io"],"ports":[0]}}]"#,
+        r#"[{"namespaces":["a"],"groups":["x.io"],"external":{"ports":[443]}}]"#,
+        r#"[{"namespaces":["a"],"groups":["x.io"],"allowInsecure":"yes"}]"#,
+    ];
+    for grants in cases {
+        let operator = Grants::parse(&format!("grants: {grants}"));
+        let rendered = Command::new(&helm)
+            .args(["template", "eso", CHART, "--kube-version", "v1.35.4"])
+            .arg("--set-json")
+            .arg(format!("grants={grants}"))
+            .output()
+            .unwrap();
+        if operator.is_err() {
+            assert!(
+                !rendered.status.success(),
+                "the operator refuses {grants} ({operator:?}), but the chart renders it"
+            );
+        } else {
+            assert!(
+                rendered.status.success(),
+                "the operator accepts {grants}, but the chart refuses it: {}",
+                String::from_utf8_lossy(&rendered.stderr)
+            );
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The trust boundary against the local control plane: protected groups, grants (reloaded at
 //! runtime), adoption, and no takeover of same-named objects.
 
+use std::time::Duration;
+
 use extension_server_operator::apiservice::APIService;
 use extension_server_operator::crd::ExtensionServer;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -135,6 +137,25 @@ async fn grants_are_enforced_and_reloaded_without_a_restart() {
             .unwrap()
             .is_some()
     );
+    let grants_valid = |ctx: &extension_server_operator::context::Context| {
+        ctx.metrics
+            .encode()
+            .lines()
+            .find_map(|l| l.strip_prefix("extension_server_operator_grants_valid "))
+            .map(str::to_string)
+    };
+    assert_eq!(grants_valid(&h.ctx).as_deref(), Some("1"));
+
+    // An invalid file (a grant for no namespace) leaves the previous grants in force, and the
+    // metric says so.
+    grants.write("grants: [{groups: [my.custom.api]}]\n");
+    support::eventually(Duration::from_secs(30), "grants_valid 0", || {
+        let ctx = h.ctx.clone();
+        async move { grants_valid(&ctx).as_deref() == Some("0") }
+    })
+    .await;
+    let s = h.servers().get("tenant").await.unwrap();
+    assert_eq!(condition(&s, "Ready").status, "True", "{s:?}");
 
     // Withdrawn: unregistered and unbound, and the status and an Event say so.
     grants.write("grants: []\n");
