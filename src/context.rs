@@ -62,9 +62,9 @@ pub struct Context {
     pub ready: tokio::sync::watch::Sender<bool>,
     /// True once the controller's caches have synced.
     pub synced: tokio::sync::watch::Sender<bool>,
-    /// Servers whose APIServices `unregisterAfter` removed, with the generation it happened at.
+    /// Servers whose unavailable APIServices were removed, until their backend answers a probe.
     /// Status records the same, but the watch cache can lag behind the status write.
-    pub held_back: std::sync::Mutex<std::collections::HashMap<String, Option<i64>>>,
+    pub held_back: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Probes backends outside the reconcile pass.
     pub prober: Arc<crate::prober::Prober>,
     /// The grants in force (reloaded when the file changes); `None` without `--grants`.

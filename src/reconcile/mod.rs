@@ -22,6 +22,7 @@ mod cleanup;
 mod events;
 mod external;
 pub mod failure;
+mod hold;
 mod prepare;
 mod probe;
 mod refuse;
@@ -49,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::names::{FIELD_MANAGER, FINALIZER, ServerNames};
 use crate::observe::{self, Facts, Servers, Stores};
 use crate::outcome::{Applied, Registration};
-use crate::status::{self, ConditionType, Reason};
+use crate::status;
 use validate::{Validated, Verdict};
 
 /// What every reconcile shares: the context and the caches.
@@ -121,7 +122,7 @@ async fn run(server: Arc<ExtensionServer>, reconciler: &Reconciler) -> Result<Ac
             apply::apply(ctx, &validated, prepared).await?
         }
     };
-    remember_held_back(ctx, &validated, &applied.registrations);
+    hold::remember(ctx, &validated, &applied.registrations);
     report(reconciler, &validated, &applied).await?;
     let settings = &ctx.settings;
     Ok(Action::requeue(requeue::after(
@@ -172,11 +173,14 @@ fn due(validated: &Validated, applied: &Applied) -> requeue::Due {
         tls: applied.tls_due,
         rotating: applied.rotating,
         // No watch event says that an external server came up or went down: probe it always.
+        // Held back, a server is registered again once a probe of its backend answers.
         probing: applied.backend_probe().is_some()
-            || applied
-                .registrations
-                .iter()
-                .any(|r| matches!(r, Registration::Registered(_))),
+            || applied.registrations.iter().any(|r| {
+                matches!(
+                    r,
+                    Registration::Registered(_) | Registration::UnregisteredUnavailable(_)
+                )
+            }),
         adopting: applied
             .registrations
             .iter()
@@ -218,36 +222,6 @@ fn record_metrics(ctx: &Context, names: &ServerNames, status: &ExtensionServerSt
         .collect();
     ctx.metrics
         .keep_apiservices(&names.namespace, &names.name, &current);
-}
-
-/// After `unregisterAfter` removed the APIServices, they stay out until the spec changes.
-/// Status records that, but the watch cache can lag behind the status write, so the operator
-/// remembers it too.
-fn held_back(ctx: &Context, validated: &Validated) -> bool {
-    let remembered = ctx
-        .held_back
-        .lock()
-        .ok()
-        .and_then(|held| held.get(&validated.names.owner_key()).copied());
-    if remembered.is_some_and(|generation| generation == validated.generation) {
-        return true;
-    }
-    validated
-        .previous_status()
-        .and_then(|s| status::conditions::find(&s.conditions, ConditionType::Registered))
-        .is_some_and(|c| {
-            Reason::parse(&c.reason) == Reason::Unregistered
-                && c.observed_generation == validated.generation
-        })
-}
-
-fn remember_held_back(ctx: &Context, validated: &Validated, registrations: &[Registration]) {
-    let unregistered = registrations
-        .iter()
-        .any(|r| matches!(r, Registration::UnregisteredUnavailable(_)));
-    if unregistered && let Ok(mut held) = ctx.held_back.lock() {
-        held.insert(validated.names.owner_key(), validated.generation);
-    }
 }
 
 /// Writes status with server-side apply, only when it changed; returns the new

@@ -9,7 +9,7 @@ use crate::outcome::Workload;
 use crate::reconcile::registration::{self, Gate};
 use crate::reconcile::tls::TlsStep;
 use crate::reconcile::validate::{Backend, Validated, Verdict};
-use crate::reconcile::{Reconciler, external, held_back, tls};
+use crate::reconcile::{Reconciler, external, hold, tls};
 
 /// The inputs of apply.
 pub struct Prepared {
@@ -48,7 +48,7 @@ pub async fn prepare(
         _ => registration::gate(
             validated.replicas,
             &validated.policy,
-            held_back(ctx, validated),
+            hold::held_back(ctx, validated, &observed, &tls, &workload),
             tls.input.is_some(),
             ready_replicas(&workload),
         ),

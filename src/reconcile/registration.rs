@@ -23,7 +23,7 @@ pub enum Gate {
     WaitingForReadyReplicas,
     WaitingForCertificate,
     ScaledToZero,
-    /// Unregistered after `unregisterAfter`; stays out until the spec changes.
+    /// Unregistered after staying unavailable; stays out until the backend answers a probe.
     HeldBack,
     /// The group became protected after it was registered: keep what is ours, add nothing.
     Frozen,

@@ -334,7 +334,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
             Status::False,
             Reason::Unregistered,
             format!(
-                "{} unregistered after staying unavailable longer than registration.unregisterAfter, so discovery keeps working; fix the server, then change the spec (for example the image) to register again",
+                "{} unregistered after staying unavailable longer than the operator's --max-unavailable or registration.unregisterAfter, so discovery keeps working; it is registered again once the backend answers a probe (a TLS handshake as the aggregator makes it), so fix the server",
                 dropped.join(", ")
             ),
         );

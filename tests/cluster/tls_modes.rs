@@ -13,7 +13,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::conditions;
 
 use crate::support;
-use crate::support::fixture::Server;
+use crate::support::fixture::{Server, sample_args};
 use crate::support::{Harness, wait_for};
 
 fn server(name: &str, group: &str, tls: &str) -> Server {
@@ -172,47 +172,48 @@ async fn switching_between_managed_and_insecure_moves_the_api_services_trust() {
 }
 
 #[tokio::test]
-async fn unregister_after_removes_an_unavailable_api_service_until_the_spec_changes() {
+async fn unregister_after_removes_an_unavailable_api_service_until_its_backend_answers() {
     let h = Harness::start("es-unreg").await;
     let group = format!("{}.custom.api", h.ns.name);
     let name = format!("v1.{group}");
-    h.create(&server("flaky", &group, "{mode: Managed}").unregister_after("3s"))
-        .await;
+    let mut args = sample_args(443).to_vec();
+    args.push(format!("--group={group}"));
+    h.create(
+        &server("flaky", &group, "{mode: Managed}")
+            .port(443)
+            .args(&args)
+            .unregister_after("3s"),
+    )
+    .await;
     h.wait_condition("flaky", "Registered", "True", None).await;
     let api_services: Api<APIService> = Api::all(h.ns.client.clone());
     let uid = api_services.get(&name).await.unwrap().metadata.uid.unwrap();
 
     // Nothing serves it, so the aggregator marks it unavailable and the operator removes it.
-    let server = h
-        .wait_condition("flaky", "Registered", "False", Some("Unregistered"))
+    h.wait_condition("flaky", "Registered", "False", Some("Unregistered"))
         .await;
     wait_for(api_services.clone(), &name, conditions::is_deleted(&uid)).await;
-    let generation = server.metadata.generation;
 
-    // It stays out: a forced reconcile does not bring it back.
+    // It stays out while nothing answers: neither a forced reconcile nor a spec change brings
+    // it back.
     let mut reconciles = h.ctx.metrics.watch_reconciles();
-    let seen = *reconciles.borrow_and_update();
-    h.servers()
-        .patch(
-            "flaky",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"nudge": "1"}}})),
-        )
-        .await
-        .unwrap();
-    reconciles.wait_for(|n| *n > seen).await.unwrap();
-    assert!(api_services.get_opt(&name).await.unwrap().is_none());
+    for patch in [
+        serde_json::json!({"metadata": {"annotations": {"nudge": "1"}}}),
+        serde_json::json!({"spec": {"registration": {"unregisterAfter": "4s"}}}),
+    ] {
+        let seen = *reconciles.borrow_and_update();
+        h.servers()
+            .patch("flaky", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+        reconciles.wait_for(|n| *n > seen).await.unwrap();
+        assert!(api_services.get_opt(&name).await.unwrap().is_none());
+    }
 
-    // A spec change registers it again.
-    h.servers()
-        .patch(
-            "flaky",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"image": "my-extension-server-image:v2"}})),
-        )
+    // Once the backend answers a probe, it is registered again, and available.
+    let _pod = testenv::runtime::start(&h.ns.cluster, &h.ns.name, "flaky")
         .await
         .unwrap();
-    let server = h.wait_condition("flaky", "Registered", "True", None).await;
-    assert!(server.metadata.generation > generation);
-    assert!(api_services.get_opt(&name).await.unwrap().is_some());
+    h.wait_condition("flaky", "Registered", "True", None).await;
+    h.wait_condition("flaky", "Available", "True", None).await;
 }
