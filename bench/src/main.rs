@@ -6,6 +6,7 @@ mod build_time;
 mod failover;
 mod floor;
 mod floor_objects;
+mod foreign_secrets;
 mod latency;
 mod machine;
 mod report;
@@ -83,6 +84,11 @@ async fn main() -> Result<()> {
     eprintln!("==> floor: {SERVERS} servers by a bare client");
     let floor = floor::run(SERVERS).await?;
     let scale = scale::run(&binary, SERVERS, steady).await?;
+    eprintln!(
+        "==> RSS with {} labelled foreign Secrets",
+        foreign_secrets::SECRETS
+    );
+    let foreign = foreign_secrets::run(&binary).await?;
     eprintln!("==> failover after kill -9 (default lease timings)");
     let killed = failover::failover(&binary, true).await?;
     eprintln!("==> handover after SIGTERM");
@@ -120,6 +126,8 @@ async fn main() -> Result<()> {
         rss_100_mib: scale.rss_100_mib,
         rss_1000_mib: scale.rss_many_mib,
         registered_of_1000: scale.registered_of_many,
+        foreign_secrets_rss_before_mib: foreign.before_mib,
+        foreign_secrets_rss_after_mib: foreign.after_mib,
         binary_mib,
         release_build_seconds,
         lease: LeaseTimings {

@@ -45,6 +45,9 @@ pub struct Report {
     pub rss_1000_mib: f64,
     /// How many of the 1,000 were Registered when RSS was measured (all had status).
     pub registered_of_1000: usize,
+    /// RSS next to one server, before and after 100 foreign 700 KB Secrets with its labels.
+    pub foreign_secrets_rss_before_mib: f64,
+    pub foreign_secrets_rss_after_mib: f64,
     pub binary_mib: f64,
     /// Clean release builds before and after the profile change (the last measurement with
     /// `ESO_BENCH_BUILD_TIME=1`); null if never measured.
@@ -177,6 +180,17 @@ impl Report {
             format!("{:.1} MiB", r.idle_rss_mib),
             "<= 16 MiB",
             Some(r.idle_rss_mib <= 16.0),
+        );
+        let growth = r.foreign_secrets_rss_after_mib - r.foreign_secrets_rss_before_mib;
+        row(
+            &mut out,
+            "RSS growth from 100 foreign 700 KB Secrets carrying the operator's labels",
+            format!(
+                "{growth:+.1} MiB ({:.1} to {:.1} MiB)",
+                r.foreign_secrets_rss_before_mib, r.foreign_secrets_rss_after_mib
+            ),
+            "<= 5 MiB",
+            Some(growth <= 5.0),
         );
         row(
             &mut out,

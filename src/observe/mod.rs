@@ -3,6 +3,7 @@
 
 mod admit;
 mod facts;
+mod secrets;
 mod servers;
 mod stores;
 pub mod user_secrets;

@@ -60,7 +60,9 @@ impl Stores {
         };
         let (service_accounts, s) = owned(client, namespace, slim);
         let controller = controller.owns_stream(s);
-        let (secrets, s) = owned(client, namespace, slim_secret);
+        let config = watcher::Config::default().labels(&managed_selector());
+        let (secrets, s) =
+            super::secrets::controlled(client.clone(), namespace, config, slim_secret);
         let controller = controller.owns_stream(s);
         let (deployments, s) = owned(client, namespace, slim);
         let controller = controller.owns_stream(s);
