@@ -1,11 +1,17 @@
-# The operator image: built with the same `cargo build --locked` as CI, run as non-root.
-FROM docker.io/library/rust:1.95-bookworm AS build
-WORKDIR /src
-COPY . .
-RUN cargo build --release --locked --bin extension-server-operator
-
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/extension-server-operator /usr/local/bin/extension-server-operator
+# The operator image. `cargo xtask image` and the release workflow build a static binary per
+# architecture with cargo first (one cached build, no toolchain in any layer) and pass
+# `target/image` as the context; this file only places the binary in an empty base.
+FROM scratch
+ARG TARGETARCH=amd64
+ARG VERSION=unknown
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="extension-server-operator" \
+      org.opencontainers.image.description="Runs Kubernetes extension API servers and registers their APIServices" \
+      org.opencontainers.image.source="https://github.com/aggregation-dev/extension-server-operator" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
+COPY ${TARGETARCH}/extension-server-operator /extension-server-operator
 USER 65532:65532
-ENTRYPOINT ["/usr/local/bin/extension-server-operator"]
+ENTRYPOINT ["/extension-server-operator"]
 CMD ["run"]

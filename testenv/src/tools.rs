@@ -97,6 +97,17 @@ pub fn upstream_servers() -> Vec<&'static str> {
     UPSTREAM_MODULES.iter().map(|m| m.name).collect()
 }
 
+/// Tools the tests run that the control plane does not need, built on first use.
+const ON_DEMAND_TOOLS: &[GoModule] = &[
+    // Checks the GitHub workflows.
+    GoModule {
+        name: "actionlint",
+        pinned: "github.com/rhysd/actionlint",
+        packages: &["github.com/rhysd/actionlint/cmd/actionlint"],
+        stamp_kubernetes_version: false,
+    },
+];
+
 /// The binary of upstream server `name` (a directory under `testenv/go`, such as
 /// `custom-metrics-adapter`), built into the cache on first use and reused afterwards.
 /// Concurrent callers serialise on a lock file; one builds, the others wait.
@@ -110,6 +121,21 @@ pub fn upstream_server(name: &str) -> Result<PathBuf> {
                 upstream_servers().join(", ")
             )
         })?;
+    build_on_demand(module)
+}
+
+/// The binary of tool `name` (such as `actionlint`), built on first use like
+/// [`upstream_server`].
+pub fn on_demand_tool(name: &str) -> Result<PathBuf> {
+    let module = ON_DEMAND_TOOLS
+        .iter()
+        .find(|m| m.name == name)
+        .with_context(|| format!("no on-demand tool {name}"))?;
+    build_on_demand(module)
+}
+
+fn build_on_demand(module: &GoModule) -> Result<PathBuf> {
+    let name = module.name;
     let binary = module
         .packages
         .first()

@@ -35,3 +35,4 @@ mod tls_modes;
 mod tls_trust;
 mod trust;
 mod validation;
+mod workflows;

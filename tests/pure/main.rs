@@ -14,3 +14,4 @@ mod support {
 mod crd_drift;
 mod properties;
 mod properties_status;
+mod release;

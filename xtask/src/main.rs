@@ -5,6 +5,7 @@ mod cmd;
 mod demo;
 mod demo_metrics;
 mod demo_show;
+mod image;
 mod leftovers;
 
 use anyhow::Result;
@@ -44,6 +45,9 @@ enum Task {
     Bench,
     /// Run the fault suite at full size; writes target/chaos/report.json and report.md.
     Chaos,
+    /// Build the static operator binary and its image with podman (tagged with the crate's
+    /// version and the git revision), and check it: non-root user, entrypoint, labels, size.
+    Image,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +90,10 @@ async fn main() -> Result<()> {
         Task::Demo { keep } => demo::run(keep).await?,
         Task::Bench => cmd::cargo(&["run", "--locked", "-p", "eso-bench"], &[])?,
         Task::Chaos => chaos::run().await?,
+        Task::Image => {
+            let image = image::build()?;
+            println!("{} {:.1} MiB", image.reference, image.size_mib);
+        }
     }
     Ok(())
 }
