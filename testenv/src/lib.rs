@@ -5,12 +5,14 @@
 pub mod cargo;
 pub mod cluster;
 pub mod hadolint;
+pub mod image_pod;
 pub mod manifest;
 pub mod namespace;
 pub mod operator;
 pub mod paths;
 pub mod pki;
 pub mod process;
+pub mod registry;
 pub mod runtime;
 pub mod tools;
 pub mod upstream;

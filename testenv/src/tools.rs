@@ -99,6 +99,16 @@ pub fn upstream_servers() -> Vec<&'static str> {
 
 /// Tools the tests run that the control plane does not need, built on first use.
 const ON_DEMAND_TOOLS: &[GoModule] = &[
+    // The local OCI registry (`registry`, the first package) and crane, which pulls from it.
+    GoModule {
+        name: "containerregistry",
+        pinned: "github.com/google/go-containerregistry",
+        packages: &[
+            "github.com/google/go-containerregistry/cmd/registry",
+            "github.com/google/go-containerregistry/cmd/crane",
+        ],
+        stamp_kubernetes_version: false,
+    },
     // Checks the GitHub workflows.
     GoModule {
         name: "actionlint",

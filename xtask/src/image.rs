@@ -17,6 +17,7 @@ const MAX_MIB: f64 = 15.0;
 
 /// A built image.
 pub struct Image {
+    pub version: String,
     /// `<repository>:<version>`.
     pub reference: String,
     pub size_mib: f64,
@@ -54,7 +55,7 @@ pub fn build() -> Result<Image> {
     let reference = format!("{REPOSITORY}:{version}");
     eprintln!("==> podman build {reference}");
     run(Command::new("podman")
-        .args(["build", "--quiet", "--file"])
+        .args(["build", "--quiet", "--no-cache", "--file"])
         .arg(root.join("Dockerfile"))
         .args(["--build-arg", "TARGETARCH=amd64"])
         .arg(format!("--build-arg=VERSION={version}"))
@@ -65,6 +66,7 @@ pub fn build() -> Result<Image> {
     let size_mib = check(&reference, &version, &revision)?;
     eprintln!("==> {reference}: {size_mib:.1} MiB, user 65532:65532, entrypoint /{BINARY}");
     Ok(Image {
+        version,
         reference,
         size_mib,
     })

@@ -7,6 +7,7 @@ mod demo_metrics;
 mod demo_show;
 mod image;
 mod leftovers;
+mod release;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -45,6 +46,11 @@ enum Task {
     Bench,
     /// Run the fault suite at full size; writes target/chaos/report.json and report.md.
     Chaos,
+    /// Release to a local OCI registry and install from it (`--local`; the only mode here).
+    Release {
+        #[arg(long)]
+        local: bool,
+    },
     /// Build the static operator binary and its image with podman (tagged with the crate's
     /// version and the git revision), and check it: non-root user, entrypoint, labels, size.
     Image,
@@ -90,6 +96,13 @@ async fn main() -> Result<()> {
         Task::Demo { keep } => demo::run(keep).await?,
         Task::Bench => cmd::cargo(&["run", "--locked", "-p", "eso-bench"], &[])?,
         Task::Chaos => chaos::run().await?,
+        Task::Release { local } => {
+            anyhow::ensure!(
+                local,
+                "only `cargo xtask release --local` runs here; tags publish through .github/workflows/release.yml"
+            );
+            release::local().await?;
+        }
         Task::Image => {
             let image = image::build()?;
             println!("{} {:.1} MiB", image.reference, image.size_mib);
