@@ -139,8 +139,12 @@ impl Prober {
     ) -> Option<Finding> {
         let now = Instant::now();
         let mut board = self.board.lock().ok()?;
-        // Targets nobody asked about for long are forgotten.
-        board.retain(|_, e| e.in_flight || now.duration_since(e.last_asked) < interval * 10);
+        // Targets nobody asked about for long are forgotten, when a new one arrives (not at
+        // every look: a pass should not walk the whole board).
+        if !board.contains_key(&target) {
+            let forget_after = interval.saturating_mul(10);
+            board.retain(|_, e| e.in_flight || now.duration_since(e.last_asked) < forget_after);
+        }
         let entry = board.entry(target.clone()).or_insert_with(|| Entry {
             latest: None,
             found_at: None,
@@ -209,7 +213,11 @@ impl Prober {
             return;
         };
         entry.in_flight = false;
-        entry.failures = if finding.ok() { 0 } else { entry.failures + 1 };
+        entry.failures = if finding.ok() {
+            0
+        } else {
+            entry.failures.saturating_add(1)
+        };
         let wait = match entry.failures {
             0 => interval,
             n => FIRST_RETRY

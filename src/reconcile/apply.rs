@@ -45,7 +45,15 @@ pub async fn apply(ctx: &Context, validated: &Validated, prepared: Prepared) -> 
         Workload::External { probe } => probe
             .as_ref()
             .map_or(Handshake::Inconclusive, |p| p.handshake()),
-        Workload::Pods { .. } => probe::verify(ctx, validated, &children),
+        Workload::Pods { .. } => probe::verify(
+            ctx,
+            validated,
+            children.service.as_ref(),
+            children
+                .api_services
+                .iter()
+                .filter_map(|(_, live)| live.as_ref()),
+        ),
     };
     Ok(Applied {
         subject: validated.subject(),

@@ -207,7 +207,14 @@ pub async fn write(
                 .as_deref()
                 .is_some_and(|a| registration::serving_unmanaged(a, &validated.names))
     });
-    let backend_answers = !adopting || answers(ctx, validated, &service, &api_services);
+    let backend_answers = !adopting || {
+        // Verified against the bundle the APIServices will trust (none in mode Insecure).
+        let bundle = api_services
+            .first()
+            .and_then(|a| a.spec.ca_bundle.as_ref())
+            .map(|b| b.0.clone());
+        super::probe::service_answers(ctx, validated, &service, bundle)
+    };
     let (registrations, api_services) = registration::register_all(
         &apis,
         validated,
@@ -232,40 +239,6 @@ pub async fn write(
         api_services,
         restored,
     })
-}
-
-/// True when the Service answers a TLS handshake as the aggregator would make it (verified
-/// against the bundle the APIServices will trust; in mode Insecure, a connection).
-fn answers(
-    ctx: &Context,
-    validated: &Validated,
-    service: &Service,
-    api_services: &[APIService],
-) -> bool {
-    let Some(address) = service
-        .spec
-        .as_ref()
-        .and_then(|s| s.cluster_ip.clone())
-        .filter(|ip| !ip.is_empty() && ip != "None")
-    else {
-        return false;
-    };
-    let names = &validated.names;
-    let target = crate::prober::Target {
-        host: address,
-        port: 443,
-        server_name: format!("{}.{}.svc", names.name, names.namespace),
-        bundle: api_services
-            .first()
-            .and_then(|a| a.spec.ca_bundle.as_ref())
-            .map(|b| b.0.clone()),
-        kind: crate::prober::Kind::Reach,
-        screen: None,
-    };
-    let interval = ctx.settings.probe_interval;
-    ctx.prober
-        .reach(&validated.key(), target, interval, false)
-        .is_some_and(|found| found.is_ok())
 }
 
 /// Writes one child if it is ours to write.

@@ -7,7 +7,6 @@ use crate::context::Context;
 use crate::crd::TlsMode;
 use crate::observe::Observed;
 use crate::outcome::{Registration, Workload};
-use crate::prober::{Kind, Target};
 use crate::reconcile::tls::TlsStep;
 use crate::reconcile::validate::Validated;
 use crate::status::{self, ConditionType, Reason};
@@ -62,29 +61,12 @@ fn backend_answers(
     if let Workload::External { probe } = workload {
         return probe.as_ref().is_some_and(|p| p.outcome.is_ok());
     }
-    let address = observed
-        .service
-        .as_ref()
-        .and_then(|s| s.spec.as_ref()?.cluster_ip.clone())
-        .filter(|ip| !ip.is_empty() && ip != "None");
-    let (Some(address), Some(input)) = (address, tls.input.as_ref()) else {
+    let (Some(service), Some(input)) = (observed.service.as_deref(), tls.input.as_ref()) else {
         return false;
     };
     let bundle = match validated.tls_mode {
         TlsMode::Insecure => None,
         _ => input.ca_bundle.clone().map(String::into_bytes),
     };
-    let names = &validated.names;
-    let target = Target {
-        host: address,
-        port: 443,
-        server_name: format!("{}.{}.svc", names.name, names.namespace),
-        bundle,
-        kind: Kind::Reach,
-        screen: None,
-    };
-    let interval = ctx.settings.probe_interval;
-    ctx.prober
-        .reach(&validated.key(), target, interval, false)
-        .is_some_and(|found| found.is_ok())
+    super::probe::service_answers(ctx, validated, service, bundle)
 }

@@ -126,7 +126,11 @@ impl Grants {
             if let Some(bad) = ports.into_iter().find(|p| !(1..=65535).contains(*p)) {
                 return Err(format!("grants[{i}]: external port {bad} must be 1-65535"));
             }
-            if let Some(bad) = grant.groups.iter().find(|g| !valid_pattern(g)) {
+            if let Some(bad) = grant
+                .groups
+                .iter()
+                .find(|g| !super::hosts::valid_name_pattern(g))
+            {
                 return Err(format!(
                     "grants[{i}]: group pattern {bad:?} must be a group name or *.<suffix>"
                 ));
@@ -268,18 +272,6 @@ pub fn group_matches(pattern: &str, group: &str) -> bool {
         }
         None => pattern == group,
     }
-}
-
-/// True for a DNS name or `*.<suffix>` of lowercase labels.
-pub(crate) fn valid_pattern(pattern: &str) -> bool {
-    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
-    !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        })
 }
 
 #[cfg(test)]

@@ -58,7 +58,19 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
 pub fn valid_host_pattern(pattern: &str) -> bool {
     pattern.parse::<Ipv4Addr>().is_ok()
         || parse_cidr(pattern).is_some()
-        || super::grants::valid_pattern(pattern)
+        || valid_name_pattern(pattern)
+}
+
+/// True for a DNS name or `*.<suffix>` of lowercase labels.
+pub(crate) fn valid_name_pattern(pattern: &str) -> bool {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
 }
 
 fn parse_cidr(pattern: &str) -> Option<(Ipv4Addr, u8)> {

@@ -10,9 +10,8 @@ use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Container, ServiceAccount};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Container;
+use kube::api::Api;
 use serde::Deserialize;
 use tokio::process::{Child, Command};
 
@@ -178,21 +177,7 @@ async fn service_account_kubeconfig(
     account: &str,
     dir: &Path,
 ) -> Result<PathBuf> {
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request(account, &PostParams::default(), &request)
-        .await
-        .with_context(|| format!("TokenRequest for ServiceAccount {account}"))?
-        .status
-        .context("TokenRequest without status")?
-        .token;
+    let token = crate::runtime::service_account_token(client, namespace, account).await?;
     // A copy of the cluster CA where the container's user can read it.
     let ca = dir.join("ca.crt");
     std::fs::copy(cluster.dir.join("pki").join("ca.crt"), &ca)?;

@@ -662,22 +662,7 @@ impl Runner {
 
     /// A kubeconfig with a TokenRequest token of the pod's ServiceAccount.
     async fn service_account_kubeconfig(&self, account: &str) -> Result<PathBuf> {
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &self.namespace);
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                audiences: vec![],
-                expiration_seconds: Some(3600),
-                ..TokenRequestSpec::default()
-            },
-            ..TokenRequest::default()
-        };
-        let token = accounts
-            .create_token_request(account, &PostParams::default(), &request)
-            .await
-            .with_context(|| format!("TokenRequest for ServiceAccount {account}"))?
-            .status
-            .context("TokenRequest without status")?
-            .token;
+        let token = service_account_token(&self.client, &self.namespace, account).await?;
         let path = self.workdir.join("kubeconfig");
         let ca = self.cluster.dir.join("pki").join("ca.crt");
         std::fs::write(
@@ -690,6 +675,30 @@ impl Runner {
         )?;
         Ok(path)
     }
+}
+
+/// A TokenRequest token (an hour) of ServiceAccount `account` in `namespace`, as a kubelet
+/// mounts one into a pod.
+pub async fn service_account_token(
+    client: &kube::Client,
+    namespace: &str,
+    account: &str,
+) -> Result<String> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    Ok(accounts
+        .create_token_request(account, &PostParams::default(), &request)
+        .await
+        .with_context(|| format!("TokenRequest for ServiceAccount {account}"))?
+        .status
+        .context("TokenRequest without status")?
+        .token)
 }
 
 /// The container port a Service port targets (a number, or the name of a container port).

@@ -2,7 +2,9 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
 use testenv::SHARED_INSTANCE;
 
 /// Runs `cargo <args>` in the workspace root with extra environment.
@@ -76,4 +78,30 @@ pub async fn test(minor: &str) -> Result<()> {
         "==> all checks passed; the cluster is still running (stop it with `cargo xtask cluster down`)"
     );
     Ok(())
+}
+
+/// Runs `command` with its output shown (progress of long steps); fails when it fails.
+pub fn run(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Runs `command` and returns its stdout; fails with its output when it fails.
+pub fn output(command: &mut Command) -> Result<String> {
+    let out = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
+
+use crate::cmd::{output, run};
 
 /// The image the chart deploys by default (`image.repository`).
 pub const REPOSITORY: &str = "ghcr.io/aggregation-dev/extension-server-operator";
@@ -159,27 +161,4 @@ fn crate_version(root: &Path) -> Result<String> {
 
 fn git(root: &Path, args: &[&str]) -> Result<String> {
     output(Command::new("git").arg("-C").arg(root).args(args)).map(|s| s.trim().to_string())
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("running {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed: {status}");
-    }
-    Ok(())
-}
-
-fn output(command: &mut Command) -> Result<String> {
-    let out = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

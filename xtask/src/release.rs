@@ -8,6 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
+
+use crate::cmd::{output, run};
 use extension_server_operator::crd::ExtensionServer;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams};
@@ -221,22 +223,4 @@ fn kubectl(cluster: &testenv::Cluster, args: &[&str]) -> Result<String> {
             .env("KUBECONFIG", &cluster.kubeconfig)
             .args(args),
     )
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    output(command).map(|_| ())
-}
-
-fn output(command: &mut Command) -> Result<String> {
-    let out = command
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{command:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
