@@ -32,6 +32,8 @@ pub struct Settings {
     /// Longest an APIService stays unavailable before it is unregistered (`--max-unavailable`);
     /// `registration.unregisterAfter` can only shorten it.
     pub max_unavailable: Duration,
+    /// Labels added to every child (`--child-label`).
+    pub child_labels: crate::child_labels::ChildLabels,
 }
 
 impl Default for Settings {
@@ -48,6 +50,7 @@ impl Default for Settings {
             probe_concurrency: 8,
             sweep_interval: Duration::from_secs(300),
             max_unavailable: Duration::from_secs(600),
+            child_labels: Default::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! their I/O stay inside the crate.
 
 pub mod apiservice;
+pub mod child_labels;
 pub(crate) mod client;
 pub mod context;
 pub mod controller;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use extension_server_operator::child_labels::ChildLabels;
 use extension_server_operator::context::{Context, Settings};
 use extension_server_operator::crd::schema;
 use extension_server_operator::leader::{self, LeaderElector, LeaseSettings};
@@ -63,6 +64,11 @@ struct RunArgs {
     /// Most TLS probes of registered servers in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
     probe_concurrency: u64,
+    /// A label added to every object the operator creates for a server, but not to its pods
+    /// (changing it relabels without rolling them); repeatable. Keys the operator uses itself
+    /// (`app.kubernetes.io/managed-by`, the `aggregation.dev/` prefix) are refused.
+    #[arg(long = "child-label", value_name = "KEY=VALUE")]
+    child_labels: Vec<String>,
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     namespace: Option<String>,
@@ -129,6 +135,8 @@ async fn main() -> anyhow::Result<()> {
         probe_concurrency: usize::try_from(args.probe_concurrency)?,
         sweep_interval: duration::parse(&args.sweep_interval)?.max(Duration::from_secs(1)),
         max_unavailable: duration::parse(&args.max_unavailable)?.max(Duration::from_secs(1)),
+        child_labels: ChildLabels::parse(args.child_labels.iter().map(String::as_str))
+            .context("--child-label")?,
     };
     tls::lifetimes(None, None, settings.default_lifetimes)
         .context("--default-certificate-duration and --default-ca-duration")?;

@@ -28,6 +28,7 @@ pub use secret::tls_secret;
 pub use service::service;
 
 use crate::apiservice::APIService;
+use crate::child_labels::ChildLabels;
 use crate::crd::{ExtensionServer, TlsMode};
 use crate::names::ServerNames;
 use crate::tls::KeyedCert;
@@ -91,6 +92,37 @@ impl Desired {
         ]
         .into_iter()
         .collect()
+    }
+
+    /// Adds the admin's child labels (`--child-label`) to every object's metadata; the pod
+    /// template keeps its labels, so a change relabels without rolling pods.
+    pub fn with_child_labels(mut self, labels: &ChildLabels) -> Self {
+        let Desired {
+            service_account,
+            auth_delegator,
+            auth_reader,
+            role_bindings,
+            tls_secret,
+            deployment,
+            service,
+            pdb,
+            api_services,
+        } = &mut self;
+        let metas = service_account
+            .iter_mut()
+            .map(|o| &mut o.metadata)
+            .chain(auth_delegator.iter_mut().map(|o| &mut o.metadata))
+            .chain(auth_reader.iter_mut().map(|o| &mut o.metadata))
+            .chain(role_bindings.iter_mut().map(|o| &mut o.metadata))
+            .chain(tls_secret.iter_mut().map(|o| &mut o.metadata))
+            .chain(deployment.iter_mut().map(|o| &mut o.metadata))
+            .chain(std::iter::once(&mut service.metadata))
+            .chain(pdb.iter_mut().map(|o| &mut o.metadata))
+            .chain(api_services.iter_mut().map(|o| &mut o.metadata));
+        for meta in metas {
+            labels.add_to(meta.labels.get_or_insert_with(Default::default));
+        }
+        self
     }
 }
 

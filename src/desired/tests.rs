@@ -475,3 +475,48 @@ fn each_granted_cluster_role_is_bound_to_the_servers_account() {
         Some("default/my-extension-server")
     );
 }
+
+#[test]
+fn child_labels_go_on_every_object_but_not_on_the_pod_template() {
+    let labels = ChildLabels::parse(["team=platform"]).unwrap();
+    let plain = desired(&server(BASIC), &tls());
+    let labelled = plain.clone().with_child_labels(&labels);
+    let has_team = |meta: &ObjectMeta| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get("team"))
+            .map(String::as_str)
+            == Some("platform")
+    };
+    let metas: Vec<&ObjectMeta> = labelled
+        .service_account
+        .iter()
+        .map(|o| &o.metadata)
+        .chain(labelled.auth_delegator.iter().map(|o| &o.metadata))
+        .chain(labelled.auth_reader.iter().map(|o| &o.metadata))
+        .chain(labelled.tls_secret.iter().map(|o| &o.metadata))
+        .chain(labelled.deployment.iter().map(|o| &o.metadata))
+        .chain(std::iter::once(&labelled.service.metadata))
+        .chain(labelled.api_services.iter().map(|o| &o.metadata))
+        .collect();
+    assert_eq!(metas.len(), 7);
+    assert!(metas.into_iter().all(has_team));
+    let template = |d: &Desired| {
+        d.deployment
+            .as_ref()
+            .and_then(|d| d.spec.as_ref())
+            .map(|s| s.template.clone())
+    };
+    assert_eq!(template(&labelled), template(&plain));
+    assert_eq!(
+        labelled
+            .deployment
+            .as_ref()
+            .unwrap()
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()[crate::names::MANAGED_BY_LABEL],
+        crate::names::MANAGED_BY
+    );
+}

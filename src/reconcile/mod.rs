@@ -17,6 +17,7 @@
 
 mod apply;
 pub mod backoff;
+mod ca_labels;
 mod children;
 mod cleanup;
 mod events;

@@ -62,7 +62,7 @@ pub async fn prepare(
             front_proxy_hash,
             ..input.clone()
         };
-        desired::desired(&validated.object, &input)
+        desired::desired(&validated.object, &input).with_child_labels(&ctx.settings.child_labels)
     });
     Ok(Prepared {
         observed,

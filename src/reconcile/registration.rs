@@ -303,15 +303,20 @@ fn conflict_reason(holder: &Holder) -> String {
     }
 }
 
-/// Create-only: `None` if someone else created it first.
+/// Create-only: `None` if someone else created it first. The create carries only the
+/// operator's own labels; the server-side apply right after it adds the child labels, so that
+/// the apply owns them.
 async fn create(api: &Api<APIService>, desired: &APIService) -> Result<Option<APIService>> {
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    let desired = ssa::with_hash(desired).map_err(|e| Error::Serialize("APIService".into(), e))?;
-    match api.create(&params, &desired).await {
-        Ok(created) => Ok(Some(created)),
+    let mut first = desired.clone();
+    first.metadata.labels = Some(crate::child_labels::operator_labels_only(
+        kube::ResourceExt::labels(desired),
+    ));
+    match api.create(&params, &first).await {
+        Ok(created) => ssa::apply(api, desired, Some(&created)).await.map(Some),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(source) => Err(Error::Apply {
             kind: "APIService".into(),

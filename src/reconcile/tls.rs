@@ -18,6 +18,7 @@ use crate::names::{ApiServiceName, CERT_HASH_ANNOTATION, ServerNames};
 use crate::observe::Observed;
 use crate::outcome::CertificateOutcome;
 use crate::ownership::{self, Owner};
+use crate::reconcile::ca_labels;
 use crate::reconcile::registration::{Holder, holder};
 use crate::reconcile::validate::Validated;
 use crate::ssa::get_opt;
@@ -46,7 +47,8 @@ pub async fn run(ctx: &Context, validated: &Validated, observed: &Observed) -> R
         TlsMode::Secret => user_secret(&secrets, &validated.tls_secret_name, names, observed).await,
         TlsMode::Managed | TlsMode::Insecure => {
             let cached = (observed.ca_secret.clone(), observed.tls_secret.clone());
-            let step = managed(&secrets, validated, observed, cached, false).await?;
+            let labels = ca_labels::desired(names, &ctx.settings.child_labels);
+            let step = managed(&secrets, validated, observed, cached, &labels, false).await?;
             match step {
                 Managed::Done(step) => Ok(*step),
                 // Minting is a create and a CA change a replace at a resourceVersion: both
@@ -57,7 +59,7 @@ pub async fn run(ctx: &Context, validated: &Validated, observed: &Observed) -> R
                         get_opt(&secrets, &names.ca_secret()).await?.map(Arc::new),
                         get_opt(&secrets, &names.tls_secret()).await?.map(Arc::new),
                     );
-                    match managed(&secrets, validated, observed, live, true).await? {
+                    match managed(&secrets, validated, observed, live, &labels, true).await? {
                         Managed::Done(step) => Ok(*step),
                         Managed::NeedsFreshSecrets => Err(Error::ReadCertificate(
                             "the CA and serving Secrets changed while planning".into(),
@@ -188,6 +190,7 @@ async fn managed(
     validated: &Validated,
     observed: &Observed,
     (ca_secret, tls_secret): (Option<Arc<Secret>>, Option<Arc<Secret>>),
+    ca_labels: &Secret,
     fresh: bool,
 ) -> Result<Managed> {
     let names = &validated.names;
@@ -240,7 +243,10 @@ async fn managed(
         return Ok(Managed::NeedsFreshSecrets);
     }
     if plan.ca_changed {
-        write_ca(secrets, validated, ca_secret.as_deref(), &plan.ca).await?;
+        let written = write_ca(secrets, validated, ca_secret.as_deref(), &plan.ca).await?;
+        ca_labels::apply(secrets, ca_labels, &written).await?;
+    } else if let Some(live) = ca_secret.as_deref() {
+        ca_labels::apply(secrets, ca_labels, live).await?;
     }
     let rotating = plan.ca.next.is_some() || plan.ca.previous_cert.is_some();
     let next_due = [
@@ -364,22 +370,37 @@ fn rollout_complete(deployment: Option<&Deployment>, serving: Option<&tls::Keyed
 }
 
 /// Creates the CA Secret (create-only: on 409 the next pass adopts what is there) or replaces
-/// it at the observed resourceVersion, so two operator replicas never mint two CAs.
+/// it at the observed resourceVersion, so two operator replicas never mint two CAs. The
+/// labels and annotations stay as they are: [`ca_labels::apply`] owns them, so that a child
+/// label dropped later is removed.
 async fn write_ca(
     secrets: &Api<Secret>,
     validated: &Validated,
     existing: Option<&Secret>,
     ca: &CaSet,
-) -> Result<()> {
+) -> Result<Secret> {
     let names = &validated.names;
-    let mut secret = Secret {
-        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    let owner_references = validated.object.controller_owner_ref(&()).map(|r| vec![r]);
+    let metadata = match existing {
+        None => k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
             name: Some(names.ca_secret()),
             namespace: Some(names.namespace.clone()),
             labels: Some(names.labels()),
-            owner_references: validated.object.controller_owner_ref(&()).map(|r| vec![r]),
+            owner_references,
             ..Default::default()
         },
+        Some(existing) => k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(names.ca_secret()),
+            namespace: Some(names.namespace.clone()),
+            labels: existing.metadata.labels.clone(),
+            annotations: existing.metadata.annotations.clone(),
+            resource_version: existing.metadata.resource_version.clone(),
+            owner_references,
+            ..Default::default()
+        },
+    };
+    let secret = Secret {
+        metadata,
         type_: Some("Opaque".into()),
         data: Some(ca.to_secret_data()),
         ..Secret::default()
@@ -389,14 +410,8 @@ async fn write_ca(
         ..PostParams::default()
     };
     let result = match existing {
-        None => secrets.create(&params, &secret).await.map(|_| ()),
-        Some(existing) => {
-            secret.metadata.resource_version = existing.metadata.resource_version.clone();
-            secrets
-                .replace(&names.ca_secret(), &params, &secret)
-                .await
-                .map(|_| ())
-        }
+        None => secrets.create(&params, &secret).await,
+        Some(_) => secrets.replace(&names.ca_secret(), &params, &secret).await,
     };
     result.map_err(|source| Error::Apply {
         kind: "Secret".into(),

@@ -4,6 +4,8 @@
 //! as the image's user, under the pod's ServiceAccount (a kubeconfig with a TokenRequest token
 //! in `KUBECONFIG`, as no in-cluster token is mounted). Volumes are not simulated. A host
 //! process has no pod IP, so a `--metrics-address` in the args is moved to a free loopback port.
+//! Each pod is named after the Deployment's generation (`<deployment>-g<generation>`), so the
+//! pods of two rollout steps run side by side as a rolling update runs them.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -43,6 +45,8 @@ pub struct ImagePod {
     /// Where its `--metrics-address` was moved to.
     pub metrics_port: u16,
     pub log: PathBuf,
+    /// The pod's name (its `POD_NAME`): `<deployment>-g<generation>`.
+    pub pod_name: String,
 }
 
 impl ImagePod {
@@ -57,6 +61,8 @@ impl ImagePod {
         let client = cluster.client().await?;
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
         let deployment = deployments.get(name).await?;
+        let generation = deployment.metadata.generation.unwrap_or_default();
+        let pod_name = format!("{name}-g{generation}");
         let pod = deployment
             .spec
             .and_then(|s| s.template.spec)
@@ -66,7 +72,11 @@ impl ImagePod {
             .image
             .clone()
             .context("a container without an image")?;
-        let dir = cluster.dir.join("image-pods").join(namespace).join(name);
+        let dir = cluster
+            .dir
+            .join("image-pods")
+            .join(namespace)
+            .join(&pod_name);
         let _ = std::fs::remove_dir_all(&dir);
         let root = dir.join("rootfs");
         std::fs::create_dir_all(&root)?;
@@ -86,7 +96,7 @@ impl ImagePod {
         let account = pod.service_account_name.unwrap_or_else(|| "default".into());
         let kubeconfig =
             service_account_kubeconfig(cluster, &client, namespace, &account, &dir).await?;
-        let env = environment(&container, namespace, name);
+        let env = environment(&container, namespace, &pod_name);
         let log = dir.join("container.log");
         let file = std::fs::File::create(&log)?;
         let mut command = Command::new(root.join(program.trim_start_matches('/')));
@@ -111,7 +121,26 @@ impl ImagePod {
             image,
             metrics_port,
             log,
+            pod_name,
         })
+    }
+
+    /// Stops it as a kubelet stops a deleted pod: SIGTERM, then SIGKILL after `grace`.
+    /// Returns whether it exited on its own, successfully, within the grace period.
+    pub async fn terminate(&mut self, grace: std::time::Duration) -> Result<bool> {
+        if let Some(pid) = self.child.id() {
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await?;
+        }
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(status) => Ok(status?.success()),
+            Err(_) => {
+                self.child.kill().await?;
+                Ok(false)
+            }
+        }
     }
 
     /// What it has printed so far.
@@ -141,7 +170,7 @@ fn command_line(config: &ImageConfig, container: &Container, metrics_port: u16) 
 }
 
 /// Literal values and the pod's name and namespace from the downward API.
-fn environment(container: &Container, namespace: &str, name: &str) -> Vec<(String, String)> {
+fn environment(container: &Container, namespace: &str, pod_name: &str) -> Vec<(String, String)> {
     container
         .env
         .iter()
@@ -154,7 +183,7 @@ fn environment(container: &Container, namespace: &str, name: &str) -> Vec<(Strin
                 .map(|f| f.field_path.as_str());
             let value = match field {
                 Some("metadata.namespace") => Some(namespace.to_string()),
-                Some("metadata.name") => Some(format!("{name}-image-pod")),
+                Some("metadata.name") => Some(pod_name.to_string()),
                 Some(_) => None,
                 None => var.value.clone(),
             };

@@ -251,3 +251,45 @@ fn the_values_schema_refuses_every_grants_value_the_operator_refuses() {
         }
     }
 }
+
+/// `childLabels` become `--child-label` arguments, and the values schema refuses exactly what
+/// the operator's flag parser refuses.
+#[test]
+fn child_labels_render_as_flags_and_the_schema_refuses_what_the_operator_refuses() {
+    use extension_server_operator::child_labels::ChildLabels;
+    let helm = testenv::tools::built().unwrap().helm;
+    let cases: [(&str, &str); 9] = [
+        ("team", "payments"),
+        ("example.com/cost-centre", "cc-7"),
+        ("backup", ""),
+        ("Team_1.x", "A.b-c_d"),
+        ("aggregation.dev/server", "x"),
+        ("app.kubernetes.io/managed-by", "me"),
+        ("team", "two words"),
+        ("-team", "x"),
+        ("Example.com/team", "x"),
+    ];
+    for (key, value) in cases {
+        let operator = ChildLabels::parse([format!("{key}={value}").as_str()]);
+        let rendered = Command::new(&helm)
+            .args(["template", "eso", CHART, "--kube-version", "v1.35.4"])
+            .arg("--set-json")
+            .arg(format!(r#"childLabels={{"{key}":"{value}"}}"#))
+            .output()
+            .unwrap();
+        if operator.is_err() {
+            assert!(
+                !rendered.status.success(),
+                "the operator refuses {key}={value} ({operator:?}), but the chart renders it"
+            );
+        } else {
+            let stdout = String::from_utf8_lossy(&rendered.stdout);
+            assert!(
+                rendered.status.success()
+                    && stdout.contains(&format!(r#"- "--child-label={key}={value}""#)),
+                "the operator accepts {key}={value}, but the chart does not pass it: {}{stdout}",
+                String::from_utf8_lossy(&rendered.stderr)
+            );
+        }
+    }
+}

@@ -13,6 +13,7 @@ mod alerts;
 mod chart;
 mod chart_install;
 mod chart_rbac;
+mod child_labels;
 mod control_plane;
 mod controller;
 mod deletion;

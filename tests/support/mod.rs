@@ -28,7 +28,7 @@ pub struct Harness {
     pub ns: TestNamespace,
     pub ctx: Arc<Context>,
     operator: JoinHandle<()>,
-    settings: Settings,
+    pub settings: Settings,
     make_client: Option<MakeClient>,
 }
 

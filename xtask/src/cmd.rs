@@ -73,6 +73,8 @@ pub async fn test(minor: &str) -> Result<()> {
             (testenv::tools::KUBERNETES_ENV, minor.to_string()),
         ],
     )?;
+    // The release path: the image, the local OCI registry, install, upgrade under traffic.
+    crate::release::local().await?;
     crate::leftovers::assert_none_since(&cluster, &before)?;
     eprintln!(
         "==> all checks passed; the cluster is still running (stop it with `cargo xtask cluster down`)"

@@ -20,6 +20,7 @@ const MAX_MIB: f64 = 15.0;
 /// A built image.
 pub struct Image {
     pub version: String,
+    pub revision: String,
     /// `<repository>:<version>`.
     pub reference: String,
     pub size_mib: f64,
@@ -56,22 +57,47 @@ pub fn build() -> Result<Image> {
     ensure_podman()?;
     let reference = format!("{REPOSITORY}:{version}");
     eprintln!("==> podman build {reference}");
-    run(Command::new("podman")
-        .args(["build", "--quiet", "--no-cache", "--file"])
-        .arg(root.join("Dockerfile"))
-        .args(["--build-arg", "TARGETARCH=amd64"])
-        .arg(format!("--build-arg=VERSION={version}"))
-        .arg(format!("--build-arg=REVISION={revision}"))
-        .args(["--tag", &reference])
-        .args(["--tag", &format!("{REPOSITORY}:{version}-{revision}")])
-        .arg(&context))?;
+    podman_build(
+        &version,
+        &revision,
+        &[
+            reference.clone(),
+            format!("{REPOSITORY}:{version}-{revision}"),
+        ],
+    )?;
     let size_mib = check(&reference, &version, &revision)?;
     eprintln!("==> {reference}: {size_mib:.1} MiB, user 65532:65532, entrypoint /{BINARY}");
     Ok(Image {
         version,
+        revision,
         reference,
         size_mib,
     })
+}
+
+/// The same binary as `image`, labelled and tagged as `version` (the "new release" of the
+/// upgrade test). Returns its reference.
+pub fn as_version(image: &Image, version: &str) -> Result<String> {
+    let reference = format!("{REPOSITORY}:{version}");
+    eprintln!("==> podman build {reference}");
+    podman_build(version, &image.revision, std::slice::from_ref(&reference))?;
+    Ok(reference)
+}
+
+/// Builds the Dockerfile over the staged binary in `target/image` with the OCI labels.
+fn podman_build(version: &str, revision: &str, tags: &[String]) -> Result<()> {
+    let root = testenv::paths::workspace_root();
+    let mut build = Command::new("podman");
+    build
+        .args(["build", "--quiet", "--no-cache", "--file"])
+        .arg(root.join("Dockerfile"))
+        .args(["--build-arg", "TARGETARCH=amd64"])
+        .arg(format!("--build-arg=VERSION={version}"))
+        .arg(format!("--build-arg=REVISION={revision}"));
+    for tag in tags {
+        build.args(["--tag", tag]);
+    }
+    run(build.arg(root.join("target/image")))
 }
 
 /// Inspects the image: non-root numeric user, the operator as entrypoint with `run`, the OCI

@@ -8,6 +8,8 @@ mod demo_show;
 mod image;
 mod leftovers;
 mod release;
+mod traffic;
+mod upgrade;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -1,0 +1,268 @@
+//! Upgrade under traffic: with release A serving, `helm upgrade` to release B (a new image tag
+//! and a chart whose `childLabels` add a label to every child), while LIST requests run
+//! through the aggregator for every server. The new operator pod starts beside the old one and
+//! stands by; the old one gets SIGTERM, hands the Lease over, and the new one relabels every
+//! child. Checked: no aggregated request failed, the Lease changed hands, no CA was minted
+//! again, and every child carries B's label.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use extension_server_operator::apiservice::APIService;
+use extension_server_operator::names::ServerNames;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
+use kube::api::Api;
+use kube::runtime::wait::await_condition;
+use kube::{Resource, ResourceExt};
+use testenv::image_pod::ImagePod;
+
+use crate::release::{Helm, wait_log};
+use crate::traffic::Traffic;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// The kubelet's default termination grace period.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Release B: where its chart is, its version, the values the install used, and the label
+/// its chart adds to every child.
+pub struct Target<'a> {
+    pub chart: &'a str,
+    pub version: &'a str,
+    pub values: &'a [String],
+    pub label: (&'a str, &'a str),
+}
+
+/// A served ExtensionServer: its name (namespace `default`) and group.
+pub struct Served {
+    pub name: String,
+    pub group: String,
+}
+
+/// Upgrades to `target` while traffic runs; returns the new operator pod.
+pub async fn under_traffic(
+    cluster: &testenv::Cluster,
+    helm: &Helm,
+    crane: &std::path::Path,
+    (namespace, deployment): (&str, &str),
+    mut old: ImagePod,
+    servers: &[Served],
+    target: &Target<'_>,
+) -> Result<ImagePod> {
+    let client = cluster.client().await?;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let holder = lease_holder(&leases.get(deployment).await?);
+    ensure!(
+        holder.as_deref() == Some(old.pod_name.as_str()),
+        "release A's pod {} does not hold the Lease ({holder:?})",
+        old.pod_name
+    );
+    let cas = ca_material(&client, servers).await?;
+    let groups: Vec<String> = servers.iter().map(|s| s.group.clone()).collect();
+    let traffic = Traffic::start(client.clone(), "default", &groups);
+
+    eprintln!("==> helm upgrade to {} (traffic running)", target.version);
+    let mut upgrade = vec![
+        "upgrade",
+        crate::release::RELEASE,
+        target.chart,
+        "--version",
+        target.version,
+        "--plain-http",
+        "--namespace",
+        namespace,
+    ];
+    for value in target.values {
+        upgrade.extend(["--set", value.as_str()]);
+    }
+    helm.run(&upgrade)?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let tag = format!(":{}", target.version);
+    wait(
+        "the Deployment to take B's image",
+        await_condition(deployments, deployment, move |d: Option<&Deployment>| {
+            image_of(d).is_some_and(|i| i.ends_with(&tag))
+        }),
+    )
+    .await?;
+
+    // A rolling update: the new pod starts, stands by while the old one leads, then the old
+    // one is terminated.
+    let mut new = ImagePod::start(cluster, crane, namespace, deployment).await?;
+    if let Err(error) = wait_log(&mut new, "waiting to become leader").await {
+        bail!("{error:#}; B's log:\n{}", new.logs());
+    }
+    let holder = lease_holder(&leases.get(deployment).await?);
+    ensure!(
+        holder.as_deref() == Some(old.pod_name.as_str()),
+        "the standby took the Lease while A still ran ({holder:?})"
+    );
+    let terminated = Instant::now();
+    let clean = old.terminate(GRACE).await?;
+    ensure!(
+        clean,
+        "A did not exit cleanly on SIGTERM; its log:\n{}",
+        old.logs()
+    );
+    let new_name = new.pod_name.clone();
+    wait(
+        "B to take the Lease",
+        await_condition(leases, deployment, move |l: Option<&Lease>| {
+            l.and_then(lease_holder).as_deref() == Some(new_name.as_str())
+        }),
+    )
+    .await?;
+    let handover = terminated.elapsed();
+    eprintln!(
+        "==> the Lease passed from {} to {} {:.1} s after SIGTERM",
+        old.pod_name,
+        new.pod_name,
+        handover.as_secs_f64()
+    );
+
+    for server in servers {
+        if let Err(error) = converged(&client, server, target.label).await {
+            bail!("{error:#}; B's log:\n{}", new.logs());
+        }
+    }
+    eprintln!(
+        "==> every child of {} servers carries {}={}",
+        servers.len(),
+        target.label.0,
+        target.label.1
+    );
+    let tally = traffic.stop().await?;
+    ensure!(
+        tally.failed == 0,
+        "{} of {} aggregated requests failed: {:?}",
+        tally.failed,
+        tally.sent,
+        tally.failures
+    );
+    ensure!(tally.sent > 0, "no traffic was sent");
+    ensure!(
+        ca_material(&client, servers).await? == cas,
+        "a CA (or an APIService's caBundle) changed in the upgrade"
+    );
+    eprintln!(
+        "==> upgrade under traffic: {} aggregated requests, 0 failed; no CA minted again",
+        tally.sent
+    );
+    Ok(new)
+}
+
+/// Waits for a condition with the shared timeout.
+async fn wait<T, E: std::error::Error + Send + Sync + 'static>(
+    what: &str,
+    condition: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T> {
+    tokio::time::timeout(TIMEOUT, condition)
+        .await
+        .with_context(|| format!("waiting for {what}"))?
+        .with_context(|| format!("waiting for {what}"))
+}
+
+fn image_of(deployment: Option<&Deployment>) -> Option<String> {
+    deployment?
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .image
+        .clone()
+}
+
+fn lease_holder(lease: &Lease) -> Option<String> {
+    lease.spec.as_ref()?.holder_identity.clone()
+}
+
+/// Every server's CA Secret data and its APIService's caBundle.
+async fn ca_material(
+    client: &kube::Client,
+    servers: &[Served],
+) -> Result<BTreeMap<String, String>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let api_services: Api<APIService> = Api::all(client.clone());
+    let mut material = BTreeMap::new();
+    for server in servers {
+        let names = names(server);
+        let ca = secrets.get(&names.ca_secret()).await?;
+        material.insert(
+            names.ca_secret(),
+            serde_json::to_string(&ca.data).unwrap_or_default(),
+        );
+        let api_service = api_services.get(&format!("v1.{}", server.group)).await?;
+        material.insert(
+            format!("v1.{}", server.group),
+            serde_json::to_string(&api_service.spec.ca_bundle).unwrap_or_default(),
+        );
+    }
+    Ok(material)
+}
+
+fn names(server: &Served) -> ServerNames {
+    ServerNames {
+        name: server.name.clone(),
+        namespace: "default".into(),
+    }
+}
+
+/// Waits until every child of `server` carries `label`.
+async fn converged(client: &kube::Client, server: &Served, label: (&str, &str)) -> Result<()> {
+    let names = names(server);
+    let (key, value) = (label.0.to_string(), label.1.to_string());
+    macro_rules! labelled {
+        ($api:expr, $name:expr) => {{
+            let name: String = $name;
+            let (key, value) = (key.clone(), value.clone());
+            wait(
+                &format!("{name} to carry {key}={value}"),
+                await_condition($api, &name, move |o: Option<&_>| carries(o, &key, &value)),
+            )
+            .await?;
+        }};
+    }
+    labelled!(
+        Api::<ServiceAccount>::namespaced(client.clone(), "default"),
+        names.workload().to_string()
+    );
+    labelled!(
+        Api::<Deployment>::namespaced(client.clone(), "default"),
+        names.workload().to_string()
+    );
+    labelled!(
+        Api::<Service>::namespaced(client.clone(), "default"),
+        names.workload().to_string()
+    );
+    labelled!(
+        Api::<Secret>::namespaced(client.clone(), "default"),
+        names.tls_secret()
+    );
+    labelled!(
+        Api::<Secret>::namespaced(client.clone(), "default"),
+        names.ca_secret()
+    );
+    labelled!(
+        Api::<APIService>::all(client.clone()),
+        format!("v1.{}", server.group)
+    );
+    labelled!(
+        Api::<ClusterRoleBinding>::all(client.clone()),
+        names.cluster_role_binding()
+    );
+    labelled!(
+        Api::<RoleBinding>::namespaced(client.clone(), "kube-system"),
+        names.auth_reader_binding()
+    );
+    Ok(())
+}
+
+fn carries<K: Resource>(object: Option<&K>, key: &str, value: &str) -> bool {
+    object.is_some_and(|o| o.labels().get(key).map(String::as_str) == Some(value))
+}
