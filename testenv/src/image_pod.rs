@@ -125,6 +125,24 @@ impl ImagePod {
         })
     }
 
+    /// Waits until its log shows `line` (a file has no watch API: it is re-read), at most 60 s.
+    pub async fn wait_log(&mut self, line: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut ticks = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            ticks.tick().await;
+            if self.logs().contains(line) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the container exited: {status}");
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the container did not log {line:?} within 60 s");
+            }
+        }
+    }
+
     /// Stops it as a kubelet stops a deleted pod: SIGTERM, then SIGKILL after `grace`.
     /// Returns whether it exited on its own, successfully, within the grace period.
     pub async fn terminate(&mut self, grace: std::time::Duration) -> Result<bool> {

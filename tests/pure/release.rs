@@ -1,6 +1,6 @@
 //! One version and one license across the release: the crate, the chart's `version` and
-//! `appVersion` (the image tag the chart deploys by default), the changelog, and the image's
-//! license label.
+//! `appVersion` (the image tag the chart deploys by default), the install lines of the READMEs,
+//! the changelog, and the image's license label.
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -33,6 +33,18 @@ fn crate_chart_image_and_changelog_agree_on_the_version() {
     // with the crate's version.
     let values = read("charts/extension-server-operator/values.yaml");
     assert!(values.contains("  tag: \"\""), "values.yaml pins image.tag");
+    // The install lines name the current release.
+    for readme in ["README.md", "charts/extension-server-operator/README.md"] {
+        let text = read(readme);
+        let install = text
+            .lines()
+            .find(|l| l.starts_with("helm install eso oci://"))
+            .unwrap_or_else(|| panic!("{readme} has no `helm install eso oci://` line"));
+        assert!(
+            install.contains(&format!("--version {version}")),
+            "{readme}: {install}"
+        );
+    }
     let changelog = read("CHANGELOG.md");
     assert!(changelog.contains("## [Unreleased]"));
     assert!(

@@ -5,8 +5,11 @@ mod cmd;
 mod demo;
 mod demo_metrics;
 mod demo_show;
+mod gate;
+mod helm;
 mod image;
 mod leftovers;
+mod next_release;
 mod release;
 mod traffic;
 mod upgrade;
@@ -93,8 +96,8 @@ async fn main() -> Result<()> {
                 print!("{}", cluster.env_lines());
             }
         },
-        Task::Fast => cmd::fast()?,
-        Task::Test { kubernetes } => cmd::test(&kubernetes).await?,
+        Task::Fast => gate::fast()?,
+        Task::Test { kubernetes } => gate::test(&kubernetes).await?,
         Task::Demo { keep } => demo::run(keep).await?,
         Task::Bench => cmd::cargo(&["run", "--locked", "-p", "eso-bench"], &[])?,
         Task::Chaos => chaos::run().await?,

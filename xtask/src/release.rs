@@ -5,13 +5,14 @@
 //! through the aggregator, upgrades to a next release under traffic ([`crate::upgrade`]), and
 //! uninstalls, leaving nothing but the CRD.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
 
 use crate::cmd::{output, run};
+use crate::helm::Helm;
 use crate::upgrade::{Served, Target};
 use extension_server_operator::crd::ExtensionServer;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -22,33 +23,15 @@ use testenv::image_pod::ImagePod;
 use testenv::registry::Registry;
 
 const CHART: &str = "charts/extension-server-operator";
-pub const RELEASE: &str = "eso-release";
+const RELEASE: &str = "eso-release";
 const EXAMPLE: &str = "examples/basic.yaml";
 const SERVER: &str = "my-extension-server";
 const TIMEOUT: Duration = Duration::from_secs(120);
-/// The label release B's chart adds to every child (`childLabels`).
-const NEXT_LABEL: (&str, &str) = ("app.kubernetes.io/part-of", "aggregated-apis");
-
-/// The cluster's helm.
-pub struct Helm {
-    binary: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl Helm {
-    pub fn run(&self, args: &[&str]) -> Result<String> {
-        output(
-            Command::new(&self.binary)
-                .env("KUBECONFIG", &self.kubeconfig)
-                .args(args),
-        )
-    }
-}
 
 pub async fn local() -> Result<()> {
     let image = crate::image::build()?;
     let version = image.version.clone();
-    let next = next_version(&version)?;
+    let next = crate::next_release::version(&version)?;
     let next_image = crate::image::as_version(&image, &next)?;
     eprintln!("==> local OCI registry");
     let registry = Registry::start().await?;
@@ -60,14 +43,11 @@ pub async fn local() -> Result<()> {
             .arg(format!("docker://{repository}:{tag}")))?;
     }
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
-    let helm = Helm {
-        binary: cluster.tools.helm.clone(),
-        kubeconfig: cluster.kubeconfig.clone(),
-    };
+    let helm = Helm::of(&cluster);
     let root = testenv::paths::workspace_root();
     let packaged = root.join("target/release-chart");
     let _ = std::fs::remove_dir_all(&packaged);
-    let next_chart = next_chart(&packaged, &next)?;
+    let next_chart = crate::next_release::chart(Path::new(CHART), &packaged, &next)?;
     let charts = format!("oci://{host}/charts");
     for (chart, tag) in [(Path::new(CHART), &version), (next_chart.as_path(), &next)] {
         helm.run(&[
@@ -109,10 +89,11 @@ pub async fn local() -> Result<()> {
     }
     helm.run(&install)?;
     let target = Target {
+        release: RELEASE,
         chart: &chart,
         version: &next,
         values: &values,
-        label: NEXT_LABEL,
+        label: crate::next_release::LABEL,
     };
     let outcome = exercise(&cluster, &helm, &registry, &repository, &target).await;
     helm.run(&["uninstall", RELEASE, "--namespace", RELEASE, "--wait"])?;
@@ -128,55 +109,6 @@ pub async fn local() -> Result<()> {
         "==> installed {chart} {version} from the local registry, the operator ran the image's own binary, upgraded to {next} under traffic; uninstalled, only the CRD stays"
     );
     Ok(())
-}
-
-/// The next release's version: the next patch, as a pre-release (`0.1.0` gives
-/// `0.1.1-next.1`).
-fn next_version(version: &str) -> Result<String> {
-    let mut parts = version.splitn(3, '.');
-    let (Some(major), Some(minor), Some(patch)) = (parts.next(), parts.next(), parts.next()) else {
-        bail!("{version} is not MAJOR.MINOR.PATCH");
-    };
-    let patch: u64 = patch.parse().context("the patch version")?;
-    Ok(format!("{major}.{minor}.{}-next.1", patch + 1))
-}
-
-/// A copy of the chart as the next release: its version and appVersion, and `childLabels`
-/// adding [`NEXT_LABEL`] to every child.
-fn next_chart(dir: &Path, version: &str) -> Result<PathBuf> {
-    let chart = dir.join("next").join("extension-server-operator");
-    std::fs::create_dir_all(dir.join("next"))?;
-    run(Command::new("cp").args(["-r", CHART]).arg(&chart))?;
-    let manifest = chart.join("Chart.yaml");
-    let text = std::fs::read_to_string(&manifest)?;
-    let text: Vec<String> = text
-        .lines()
-        .map(|line| {
-            if line.starts_with("version:") {
-                format!("version: {version}")
-            } else if line.starts_with("appVersion:") {
-                format!("appVersion: \"{version}\"")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect();
-    std::fs::write(&manifest, text.join("\n") + "\n")?;
-    let values = chart.join("values.yaml");
-    let text = std::fs::read_to_string(&values)?;
-    let (key, value) = NEXT_LABEL;
-    ensure!(
-        text.contains("\nchildLabels: {}\n"),
-        "the chart's values.yaml has no `childLabels: {{}}`"
-    );
-    std::fs::write(
-        &values,
-        text.replace(
-            "\nchildLabels: {}\n",
-            &format!("\nchildLabels:\n  {key}: {value}\n"),
-        ),
-    )?;
-    Ok(chart)
 }
 
 /// The installed operator runs from the pulled image, serves three servers, and is upgraded
@@ -204,7 +136,7 @@ async fn exercise(
         "image {}",
         operator.image
     );
-    let synced = wait_log(&mut operator, "caches synced").await;
+    let synced = operator.wait_log("caches synced").await;
     if let Err(error) = synced {
         bail!("{error:#}; the operator's log:\n{}", operator.logs());
     }
@@ -227,17 +159,48 @@ async fn exercise(
             group: "c.upgrade.example.com".into(),
         },
     ];
-    kubectl(cluster, &["apply", "-f", EXAMPLE])?;
     let api: Api<ExtensionServer> = Api::namespaced(client.clone(), "default");
+    let mut pods = Vec::new();
+    let stage = Stage {
+        cluster,
+        helm,
+        registry,
+        deployment: &name,
+    };
+    let outcome = serve_and_upgrade(&stage, &api, &mut operator, &servers, &mut pods, target).await;
+    let removed = remove(&api, &servers, &operator).await;
+    drop(pods);
+    outcome.and(removed)
+}
+
+/// Where the release runs.
+struct Stage<'a> {
+    cluster: &'a testenv::Cluster,
+    helm: &'a Helm,
+    registry: &'a Registry,
+    deployment: &'a str,
+}
+
+/// Creates the servers, waits until they are Ready through the aggregator, and upgrades under
+/// traffic.
+async fn serve_and_upgrade(
+    stage: &Stage<'_>,
+    api: &Api<ExtensionServer>,
+    operator: &mut ImagePod,
+    servers: &[Served],
+    pods: &mut Vec<testenv::runtime::PodRuntime>,
+    target: &Target<'_>,
+) -> Result<()> {
+    let cluster = stage.cluster;
+    kubectl(cluster, &["apply", "-f", EXAMPLE])?;
     for server in &servers[1..] {
         api.create(&PostParams::default(), &sample_server(server)?)
             .await?;
     }
-    let mut pods = Vec::new();
-    for server in &servers {
+    for server in servers {
         pods.push(testenv::runtime::start(cluster, "default", &server.name).await?);
     }
-    for server in &servers {
+    for server in servers {
         let ready = tokio::time::timeout(
             TIMEOUT,
             await_condition(api.clone(), &server.name, is_ready),
@@ -260,25 +223,25 @@ async fn exercise(
         "==> {} servers are Ready and serve through the aggregator",
         servers.len()
     );
-
-    let operator = crate::upgrade::under_traffic(
+    crate::upgrade::under_traffic(
         cluster,
-        helm,
-        &registry.crane,
-        (RELEASE, &name),
+        stage.helm,
+        &stage.registry.crane,
+        (RELEASE, stage.deployment),
         operator,
-        &servers,
+        servers,
         target,
     )
-    .await?;
+    .await
+}
 
-    for server in &servers {
-        let uid = api
-            .get(&server.name)
-            .await?
-            .metadata
-            .uid
-            .unwrap_or_default();
+/// Deletes the servers (those that exist) and waits until the operator has let them go.
+async fn remove(api: &Api<ExtensionServer>, servers: &[Served], operator: &ImagePod) -> Result<()> {
+    for server in servers {
+        let Some(live) = api.get_opt(&server.name).await? else {
+            continue;
+        };
+        let uid = live.metadata.uid.unwrap_or_default();
         api.delete(&server.name, &Default::default()).await?;
         let deleted = tokio::time::timeout(
             TIMEOUT,
@@ -293,7 +256,6 @@ async fn exercise(
             );
         }
     }
-    drop(pods);
     Ok(())
 }
 
@@ -318,24 +280,6 @@ fn is_ready(server: Option<&ExtensionServer>) -> bool {
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
     })
-}
-
-/// Waits until the operator's log shows `line` (a file has no watch API: it is re-read).
-pub async fn wait_log(operator: &mut ImagePod, line: &str) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut ticks = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        ticks.tick().await;
-        if operator.logs().contains(line) {
-            return Ok(());
-        }
-        if let Some(status) = operator.child.try_wait()? {
-            bail!("the operator exited: {status}");
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("the operator did not log {line:?} within 60 s");
-        }
-    }
 }
 
 /// Nothing of the release remains but the CRD.

@@ -23,6 +23,8 @@ pub struct Tally {
 
 pub struct Traffic {
     stop: watch::Sender<bool>,
+    /// Requests sent so far.
+    sent: watch::Receiver<u64>,
     task: JoinHandle<Tally>,
 }
 
@@ -44,6 +46,7 @@ impl Traffic {
             })
             .collect();
         let (stop, mut stopped) = watch::channel(false);
+        let (sent_tx, sent) = watch::channel(0);
         let task = tokio::spawn(async move {
             let mut tally = Tally::default();
             let mut rounds = tokio::time::interval(PACE);
@@ -67,9 +70,22 @@ impl Traffic {
                         }
                     }
                 }
+                sent_tx.send_replace(tally.sent);
             }
         });
-        Self { stop, task }
+        Self { stop, sent, task }
+    }
+
+    /// Waits until `more` requests beyond those sent so far have been sent.
+    pub async fn wait_for_more(&mut self, more: u64) -> Result<()> {
+        let goal = *self.sent.borrow() + more;
+        tokio::time::timeout(
+            Duration::from_secs(120),
+            self.sent.wait_for(|sent| *sent >= goal),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("{more} requests were not sent within 120 s"))??;
+        Ok(())
     }
 
     /// Stops the traffic and returns what it saw.

@@ -20,16 +20,19 @@ use kube::runtime::wait::await_condition;
 use kube::{Resource, ResourceExt};
 use testenv::image_pod::ImagePod;
 
-use crate::release::{Helm, wait_log};
+use crate::helm::Helm;
 use crate::traffic::Traffic;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
+/// Requests sent before the upgrade starts, and again once B has converged.
+const WARM_UP: u64 = 300;
 /// The kubelet's default termination grace period.
 const GRACE: Duration = Duration::from_secs(30);
 
 /// Release B: where its chart is, its version, the values the install used, and the label
 /// its chart adds to every child.
 pub struct Target<'a> {
+    pub release: &'a str,
     pub chart: &'a str,
     pub version: &'a str,
     pub values: &'a [String],
@@ -42,32 +45,34 @@ pub struct Served {
     pub group: String,
 }
 
-/// Upgrades to `target` while traffic runs; returns the new operator pod.
+/// Upgrades to `target` while traffic runs. `operator` is A's pod, and B's once B has
+/// started (A's is stopped then, on every path), so the caller can clean up with it.
 pub async fn under_traffic(
     cluster: &testenv::Cluster,
     helm: &Helm,
     crane: &std::path::Path,
     (namespace, deployment): (&str, &str),
-    mut old: ImagePod,
+    operator: &mut ImagePod,
     servers: &[Served],
     target: &Target<'_>,
-) -> Result<ImagePod> {
+) -> Result<()> {
     let client = cluster.client().await?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let holder = lease_holder(&leases.get(deployment).await?);
     ensure!(
-        holder.as_deref() == Some(old.pod_name.as_str()),
+        holder.as_deref() == Some(operator.pod_name.as_str()),
         "release A's pod {} does not hold the Lease ({holder:?})",
-        old.pod_name
+        operator.pod_name
     );
     let cas = ca_material(&client, servers).await?;
     let groups: Vec<String> = servers.iter().map(|s| s.group.clone()).collect();
-    let traffic = Traffic::start(client.clone(), "default", &groups);
+    let mut traffic = Traffic::start(client.clone(), "default", &groups);
+    traffic.wait_for_more(WARM_UP).await?;
 
     eprintln!("==> helm upgrade to {} (traffic running)", target.version);
     let mut upgrade = vec![
         "upgrade",
-        crate::release::RELEASE,
+        target.release,
         target.chart,
         "--version",
         target.version,
@@ -91,8 +96,10 @@ pub async fn under_traffic(
 
     // A rolling update: the new pod starts, stands by while the old one leads, then the old
     // one is terminated.
-    let mut new = ImagePod::start(cluster, crane, namespace, deployment).await?;
-    if let Err(error) = wait_log(&mut new, "waiting to become leader").await {
+    let new = ImagePod::start(cluster, crane, namespace, deployment).await?;
+    let mut old = std::mem::replace(operator, new);
+    let new = operator;
+    if let Err(error) = new.wait_log("waiting to become leader").await {
         bail!("{error:#}; B's log:\n{}", new.logs());
     }
     let holder = lease_holder(&leases.get(deployment).await?);
@@ -134,6 +141,8 @@ pub async fn under_traffic(
         target.label.0,
         target.label.1
     );
+    // Traffic goes on for a while with B in charge.
+    traffic.wait_for_more(WARM_UP).await?;
     let tally = traffic.stop().await?;
     ensure!(
         tally.failed == 0,
@@ -151,7 +160,7 @@ pub async fn under_traffic(
         "==> upgrade under traffic: {} aggregated requests, 0 failed; no CA minted again",
         tally.sent
     );
-    Ok(new)
+    Ok(())
 }
 
 /// Waits for a condition with the shared timeout.
