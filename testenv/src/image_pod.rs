@@ -1,9 +1,12 @@
 //! A stand-in for the kubelet for a Deployment whose image is in the local registry
 //! ([`crate::registry`]): it pulls the image with `crane` (the registry API), unpacks its
 //! filesystem, and runs the image's own entrypoint with the container's args and environment,
-//! as the image's user, under the pod's ServiceAccount (a kubeconfig with a TokenRequest token
-//! in `KUBECONFIG`, as no in-cluster token is mounted). Volumes are not simulated. A host
-//! process has no pod IP, so a `--metrics-address` in the args is moved to a free loopback port.
+//! as the image's user, with the image's filesystem as its root (`chroot` in a mount namespace
+//! of its own), and the pod's ServiceAccount as a kubelet gives it: a TokenRequest token, the
+//! CA and the namespace at `/var/run/secrets/kubernetes.io/serviceaccount`, and
+//! `KUBERNETES_SERVICE_HOST`/`PORT`, so the binary uses its in-cluster configuration. Other
+//! volumes are not simulated. The pod shares the host's network, so a `--metrics-address` in
+//! the args is moved to a free loopback port.
 //! Each pod is named after the Deployment's generation (`<deployment>-g<generation>`), so the
 //! pods of two rollout steps run side by side as a rolling update runs them.
 
@@ -18,6 +21,29 @@ use serde::Deserialize;
 use tokio::process::{Child, Command};
 
 use crate::cluster::Cluster;
+
+/// Run in a new mount namespace: what a container runtime provides (`/proc`, the standard
+/// devices, the host's `/etc/hosts` and `/etc/resolv.conf`) and the ServiceAccount files at
+/// the in-cluster path, bound into the image's filesystem; then the entrypoint with that
+/// filesystem as root, as the image's user. `sh`, `mount` and `chroot` are the host's; the
+/// mounts vanish with the namespace. Arguments: root, ServiceAccount dir, uid:gid, argv.
+const MOUNT_AND_CHROOT: &str = r#"set -e
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+root=$1 tokens=$2 user=$3
+shift 3
+accounts="$root/var/run/secrets/kubernetes.io/serviceaccount"
+mkdir -p "$accounts" "$root/etc" "$root/dev" "$root/proc"
+mount -t proc proc "$root/proc"
+for device in null zero full random urandom; do
+  touch "$root/dev/$device"
+  mount --bind "/dev/$device" "$root/dev/$device"
+done
+touch "$root/etc/hosts" "$root/etc/resolv.conf"
+mount --bind "$tokens" "$accounts"
+mount --bind /etc/hosts "$root/etc/hosts"
+mount --bind /etc/resolv.conf "$root/etc/resolv.conf"
+exec chroot --userspec="$user" "$root" "$@"
+"#;
 
 /// The parts of an OCI image config the stand-in reads.
 #[derive(Debug, Default, Deserialize)]
@@ -94,25 +120,35 @@ impl ImagePod {
         let argv = command_line(&config.config, &container, metrics_port);
         let (program, args) = argv.split_first().context("the image has no entrypoint")?;
         let account = pod.service_account_name.unwrap_or_else(|| "default".into());
-        let kubeconfig =
-            service_account_kubeconfig(cluster, &client, namespace, &account, &dir).await?;
-        let env = environment(&container, namespace, &pod_name);
+        let tokens = service_account_files(cluster, &client, namespace, &account, &dir).await?;
+        let (uid, gid) = numeric_user(&config.config.user)
+            .with_context(|| format!("{image} has no numeric user: {:?}", config.config.user))?;
+        let mut env = environment(&container, namespace, &pod_name);
+        env.extend([
+            ("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into()),
+            (
+                "KUBERNETES_SERVICE_PORT".into(),
+                cluster.state.apiserver_port.to_string(),
+            ),
+        ]);
         let log = dir.join("container.log");
         let file = std::fs::File::create(&log)?;
-        let mut command = Command::new(root.join(program.trim_start_matches('/')));
+        let mut command = Command::new(on_path("unshare")?);
         command
+            .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+            .arg(MOUNT_AND_CHROOT)
+            .arg("sh")
+            .arg(&root)
+            .arg(&tokens)
+            .arg(format!("{uid}:{gid}"))
+            .arg(program)
             .args(args)
             .env_clear()
             .envs(env)
-            .env("KUBECONFIG", &kubeconfig)
-            .current_dir(&root)
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)
             .kill_on_drop(true);
-        if let Some((uid, gid)) = numeric_user(&config.config.user) {
-            command.uid(uid).gid(gid);
-        }
         let child = command
             .spawn()
             .with_context(|| format!("starting {program} from {image}"))?;
@@ -216,8 +252,10 @@ fn numeric_user(user: &str) -> Option<(u32, u32)> {
     Some((uid.parse().ok()?, gid.parse().ok()?))
 }
 
-/// A kubeconfig with a TokenRequest token of `account`, readable by the container's user.
-async fn service_account_kubeconfig(
+/// The files a kubelet mounts at `/var/run/secrets/kubernetes.io/serviceaccount`: a
+/// TokenRequest token of `account`, the cluster CA and the namespace, readable by the
+/// container's user.
+async fn service_account_files(
     cluster: &Cluster,
     client: &kube::Client,
     namespace: &str,
@@ -225,21 +263,25 @@ async fn service_account_kubeconfig(
     dir: &Path,
 ) -> Result<PathBuf> {
     let token = crate::runtime::service_account_token(client, namespace, account).await?;
-    // A copy of the cluster CA where the container's user can read it.
-    let ca = dir.join("ca.crt");
-    std::fs::copy(cluster.dir.join("pki").join("ca.crt"), &ca)?;
-    set_mode(&ca, 0o644)?;
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {ca}\ncontexts:\n- name: local\n  context: {{cluster: local, user: pod}}\ncurrent-context: local\nusers:\n- name: pod\n  user:\n    token: {token}\n",
-            port = cluster.state.apiserver_port,
-            ca = ca.display(),
-        ),
-    )?;
-    set_mode(&path, 0o644)?;
-    Ok(path)
+    let files = dir.join("serviceaccount");
+    std::fs::create_dir_all(&files)?;
+    set_mode(&files, 0o755)?;
+    std::fs::copy(cluster.dir.join("pki").join("ca.crt"), files.join("ca.crt"))?;
+    std::fs::write(files.join("token"), token)?;
+    std::fs::write(files.join("namespace"), namespace)?;
+    for file in ["ca.crt", "token", "namespace"] {
+        set_mode(&files.join(file), 0o644)?;
+    }
+    Ok(files)
+}
+
+/// `name` as found on this process's PATH.
+fn on_path(name: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .with_context(|| format!("{name} is not on PATH"))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
