@@ -2,8 +2,8 @@
 //! and a chart whose `childLabels` add a label to every child), while LIST requests run
 //! through the aggregator for every server. The new operator pod starts beside the old one and
 //! stands by; the old one gets SIGTERM, hands the Lease over, and the new one relabels every
-//! child. Checked: no aggregated request failed, the Lease changed hands, no CA was minted
-//! again, and every child carries B's label.
+//! child. Checked: no aggregated request failed, A released the Lease to B, no CA was minted
+//! again, no server's pods rolled, and every child carries B's label.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -64,7 +64,7 @@ pub async fn under_traffic(
         "release A's pod {} does not hold the Lease ({holder:?})",
         operator.pod_name
     );
-    let cas = ca_material(&client, servers).await?;
+    let kept = must_not_change(&client, servers).await?;
     let groups: Vec<String> = servers.iter().map(|s| s.group.clone()).collect();
     let mut traffic = Traffic::start(client.clone(), "default", &groups);
     traffic.wait_for_more(WARM_UP).await?;
@@ -115,7 +115,7 @@ pub async fn under_traffic(
         old.logs()
     );
     let new_name = new.pod_name.clone();
-    wait(
+    let taken = wait(
         "B to take the Lease",
         await_condition(leases, deployment, move |l: Option<&Lease>| {
             l.and_then(lease_holder).as_deref() == Some(new_name.as_str())
@@ -123,6 +123,13 @@ pub async fn under_traffic(
     )
     .await?;
     let handover = terminated.elapsed();
+    let duration = taken
+        .and_then(|l| l.spec?.lease_duration_seconds)
+        .unwrap_or_default();
+    ensure!(
+        handover.as_secs_f64() < f64::from(duration),
+        "B took the Lease {handover:?} after SIGTERM, not before it expired ({duration} s): A did not release it"
+    );
     eprintln!(
         "==> the Lease passed from {} to {} {:.1} s after SIGTERM",
         old.pod_name,
@@ -152,12 +159,15 @@ pub async fn under_traffic(
         tally.failures
     );
     ensure!(tally.sent > 0, "no traffic was sent");
-    ensure!(
-        ca_material(&client, servers).await? == cas,
-        "a CA (or an APIService's caBundle) changed in the upgrade"
-    );
+    let after = must_not_change(&client, servers).await?;
+    for (what, before) in &kept {
+        ensure!(
+            after.get(what) == Some(before),
+            "{what} changed in the upgrade"
+        );
+    }
     eprintln!(
-        "==> upgrade under traffic: {} aggregated requests, 0 failed; no CA minted again",
+        "==> upgrade under traffic: {} aggregated requests, 0 failed; no CA minted again, no server's pods rolled",
         tally.sent
     );
     Ok(())
@@ -191,28 +201,36 @@ fn lease_holder(lease: &Lease) -> Option<String> {
     lease.spec.as_ref()?.holder_identity.clone()
 }
 
-/// Every server's CA Secret data and its APIService's caBundle.
-async fn ca_material(
+/// What the upgrade must leave as it is, for every server: the CA Secret's data (no CA minted
+/// again), the APIService's caBundle, and the Deployment's pod template (no pods rolled).
+async fn must_not_change(
     client: &kube::Client,
     servers: &[Served],
 ) -> Result<BTreeMap<String, String>> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let api_services: Api<APIService> = Api::all(client.clone());
-    let mut material = BTreeMap::new();
+    let mut kept = BTreeMap::new();
     for server in servers {
         let names = names(server);
         let ca = secrets.get(&names.ca_secret()).await?;
-        material.insert(
-            names.ca_secret(),
-            serde_json::to_string(&ca.data).unwrap_or_default(),
+        kept.insert(
+            format!("the data of Secret {}", names.ca_secret()),
+            serde_json::to_string(&ca.data)?,
         );
-        let api_service = api_services.get(&format!("v1.{}", server.group)).await?;
-        material.insert(
-            format!("v1.{}", server.group),
-            serde_json::to_string(&api_service.spec.ca_bundle).unwrap_or_default(),
+        let api_service = format!("v1.{}", server.group);
+        let bundle = api_services.get(&api_service).await?.spec.ca_bundle;
+        kept.insert(
+            format!("the caBundle of APIService {api_service}"),
+            serde_json::to_string(&bundle)?,
+        );
+        let deployment = deployments.get(names.workload()).await?;
+        kept.insert(
+            format!("the pod template of Deployment {}", names.workload()),
+            serde_json::to_string(&deployment.spec.map(|s| s.template))?,
         );
     }
-    Ok(material)
+    Ok(kept)
 }
 
 fn names(server: &Served) -> ServerNames {
