@@ -49,10 +49,6 @@ impl ChildLabels {
         Ok(Self(labels))
     }
 
-    pub fn as_map(&self) -> &BTreeMap<String, String> {
-        &self.0
-    }
-
     /// Adds the labels to `labels`; a key already there keeps its value.
     pub fn add_to(&self, labels: &mut BTreeMap<String, String>) {
         for (key, value) in &self.0 {

@@ -4,9 +4,11 @@ use super::*;
 fn pairs_parse_into_labels() {
     let labels = ChildLabels::parse(["team=platform", "example.com/cost-centre=A_1", "empty="])
         .expect("valid");
+    let mut added = BTreeMap::new();
+    labels.add_to(&mut added);
     assert_eq!(
-        labels.as_map(),
-        &BTreeMap::from([
+        added,
+        BTreeMap::from([
             ("empty".into(), String::new()),
             ("example.com/cost-centre".into(), "A_1".into()),
             ("team".into(), "platform".into()),

@@ -24,7 +24,7 @@ pub use pod_template::merge as merge_pod_template;
 pub use rbac::{
     auth_delegator_binding, auth_reader_binding, granted_role_bindings, service_account,
 };
-pub use secret::tls_secret;
+pub use secret::{ca_secret_labels, tls_secret};
 pub use service::service;
 
 use crate::apiservice::APIService;

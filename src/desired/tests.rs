@@ -520,3 +520,23 @@ fn child_labels_go_on_every_object_but_not_on_the_pod_template() {
         crate::names::MANAGED_BY
     );
 }
+
+#[test]
+fn the_labels_carry_the_child_labels_and_nothing_of_the_key_material() {
+    let names = ServerNames {
+        name: "s".into(),
+        namespace: "ns".into(),
+    };
+    let child = ChildLabels::parse(["team=platform"]).unwrap();
+    let secret = ca_secret_labels(&names, &child);
+    let labels = secret.metadata.labels.clone().unwrap();
+    assert_eq!(labels["team"], "platform");
+    assert_eq!(labels[crate::names::SERVER_LABEL], "s");
+    assert!(secret.data.is_none() && secret.type_.is_none());
+    let hash = |s: &Secret| crate::ssa::with_hash(s).unwrap().metadata.annotations;
+    assert_ne!(
+        hash(&secret),
+        hash(&ca_secret_labels(&names, &ChildLabels::default())),
+        "a label change changes the applied hash"
+    );
+}

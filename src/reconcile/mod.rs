@@ -17,7 +17,6 @@
 
 mod apply;
 pub mod backoff;
-mod ca_labels;
 mod children;
 mod cleanup;
 mod events;

@@ -18,10 +18,9 @@ use crate::names::{ApiServiceName, CERT_HASH_ANNOTATION, ServerNames};
 use crate::observe::Observed;
 use crate::outcome::CertificateOutcome;
 use crate::ownership::{self, Owner};
-use crate::reconcile::ca_labels;
 use crate::reconcile::registration::{Holder, holder};
 use crate::reconcile::validate::Validated;
-use crate::ssa::get_opt;
+use crate::ssa::{self, get_opt};
 use crate::tls::{self, CaRead, CaSet, TlsEvent, TlsObserved, certs};
 
 type ObservedApiServices = [(ApiServiceName, Option<Arc<APIService>>)];
@@ -47,7 +46,7 @@ pub async fn run(ctx: &Context, validated: &Validated, observed: &Observed) -> R
         TlsMode::Secret => user_secret(&secrets, &validated.tls_secret_name, names, observed).await,
         TlsMode::Managed | TlsMode::Insecure => {
             let cached = (observed.ca_secret.clone(), observed.tls_secret.clone());
-            let labels = ca_labels::desired(names, &ctx.settings.child_labels);
+            let labels = crate::desired::ca_secret_labels(names, &ctx.settings.child_labels);
             let step = managed(&secrets, validated, observed, cached, &labels, false).await?;
             match step {
                 Managed::Done(step) => Ok(*step),
@@ -242,11 +241,13 @@ async fn managed(
     if plan.ca_changed && !fresh {
         return Ok(Managed::NeedsFreshSecrets);
     }
+    // The labels follow by a server-side apply of the metadata alone (no request when they
+    // match).
     if plan.ca_changed {
         let written = write_ca(secrets, validated, ca_secret.as_deref(), &plan.ca).await?;
-        ca_labels::apply(secrets, ca_labels, &written).await?;
+        ssa::apply(secrets, ca_labels, Some(&written)).await?;
     } else if let Some(live) = ca_secret.as_deref() {
-        ca_labels::apply(secrets, ca_labels, live).await?;
+        ssa::apply(secrets, ca_labels, Some(live)).await?;
     }
     let rotating = plan.ca.next.is_some() || plan.ca.previous_cert.is_some();
     let next_due = [
@@ -371,8 +372,8 @@ fn rollout_complete(deployment: Option<&Deployment>, serving: Option<&tls::Keyed
 
 /// Creates the CA Secret (create-only: on 409 the next pass adopts what is there) or replaces
 /// it at the observed resourceVersion, so two operator replicas never mint two CAs. The
-/// labels and annotations stay as they are: [`ca_labels::apply`] owns them, so that a child
-/// label dropped later is removed.
+/// labels and annotations stay as they are: the apply of [`crate::desired::ca_secret_labels`]
+/// owns them, so that a child label dropped later is removed.
 async fn write_ca(
     secrets: &Api<Secret>,
     validated: &Validated,
@@ -380,24 +381,16 @@ async fn write_ca(
     ca: &CaSet,
 ) -> Result<Secret> {
     let names = &validated.names;
-    let owner_references = validated.object.controller_owner_ref(&()).map(|r| vec![r]);
-    let metadata = match existing {
-        None => k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            name: Some(names.ca_secret()),
-            namespace: Some(names.namespace.clone()),
-            labels: Some(names.labels()),
-            owner_references,
-            ..Default::default()
-        },
-        Some(existing) => k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            name: Some(names.ca_secret()),
-            namespace: Some(names.namespace.clone()),
-            labels: existing.metadata.labels.clone(),
-            annotations: existing.metadata.annotations.clone(),
-            resource_version: existing.metadata.resource_version.clone(),
-            owner_references,
-            ..Default::default()
-        },
+    // A new CA carries the operator's own labels; a replaced one keeps its metadata.
+    let kept = existing.map(|e| &e.metadata);
+    let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(names.ca_secret()),
+        namespace: Some(names.namespace.clone()),
+        labels: kept.map_or_else(|| Some(names.labels()), |m| m.labels.clone()),
+        annotations: kept.and_then(|m| m.annotations.clone()),
+        resource_version: kept.and_then(|m| m.resource_version.clone()),
+        owner_references: validated.object.controller_owner_ref(&()).map(|r| vec![r]),
+        ..Default::default()
     };
     let secret = Secret {
         metadata,

@@ -161,8 +161,14 @@ impl ImagePod {
         })
     }
 
-    /// Waits until its log shows `line` (a file has no watch API: it is re-read), at most 60 s.
+    /// Waits until its log shows `line` (a file has no watch API: it is re-read), at most 60 s;
+    /// the error carries the log.
     pub async fn wait_log(&mut self, line: &str) -> Result<()> {
+        let seen = self.wait_for_line(line).await;
+        self.with_logs(seen)
+    }
+
+    async fn wait_for_line(&mut self, line: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         let mut ticks = tokio::time::interval(std::time::Duration::from_millis(200));
         loop {
@@ -200,6 +206,13 @@ impl ImagePod {
     /// What it has printed so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `result`, with this container's log added to an error.
+    pub fn with_logs<T>(&self, result: Result<T>) -> Result<T> {
+        result.map_err(|error| {
+            anyhow::anyhow!("{error:#}; {}'s log:\n{}", self.pod_name, self.logs())
+        })
     }
 }
 

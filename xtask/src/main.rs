@@ -13,6 +13,7 @@ mod next_release;
 mod release;
 mod traffic;
 mod upgrade;
+mod wait;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -7,13 +7,14 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 
 use crate::cmd::{output, run};
+use crate::demo_show::ready;
 use crate::helm::Helm;
 use crate::upgrade::{Served, Target};
+use crate::wait::within;
 use extension_server_operator::crd::ExtensionServer;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ListParams, PostParams};
@@ -26,7 +27,6 @@ const CHART: &str = "charts/extension-server-operator";
 const RELEASE: &str = "eso-release";
 const EXAMPLE: &str = "examples/basic.yaml";
 const SERVER: &str = "my-extension-server";
-const TIMEOUT: Duration = Duration::from_secs(120);
 
 pub async fn local() -> Result<()> {
     let image = crate::image::build()?;
@@ -136,10 +136,7 @@ async fn exercise(
         "image {}",
         operator.image
     );
-    let synced = operator.wait_log("caches synced").await;
-    if let Err(error) = synced {
-        bail!("{error:#}; the operator's log:\n{}", operator.logs());
-    }
+    operator.wait_log("caches synced").await?;
     eprintln!(
         "==> the operator pod runs {} as 65532:65532",
         operator.image
@@ -201,18 +198,12 @@ async fn serve_and_upgrade(
         pods.push(testenv::runtime::start(cluster, "default", &server.name).await?);
     }
     for server in servers {
-        let ready = tokio::time::timeout(
-            TIMEOUT,
-            await_condition(api.clone(), &server.name, is_ready),
+        let ready = within(
+            &format!("{} to become Ready", server.name),
+            await_condition(api.clone(), &server.name, ready),
         )
         .await;
-        if ready.is_err() {
-            bail!(
-                "{} did not become Ready; the operator's log:\n{}",
-                server.name,
-                operator.logs()
-            );
-        }
+        operator.with_logs(ready)?;
     }
     let listed = kubectl(
         cluster,
@@ -243,18 +234,12 @@ async fn remove(api: &Api<ExtensionServer>, servers: &[Served], operator: &Image
         };
         let uid = live.metadata.uid.unwrap_or_default();
         api.delete(&server.name, &Default::default()).await?;
-        let deleted = tokio::time::timeout(
-            TIMEOUT,
+        let deleted = within(
+            &format!("{} to be deleted", server.name),
             await_condition(api.clone(), &server.name, conditions::is_deleted(&uid)),
         )
         .await;
-        if deleted.is_err() {
-            bail!(
-                "{} was not deleted; the operator's log:\n{}",
-                server.name,
-                operator.logs()
-            );
-        }
+        operator.with_logs(deleted)?;
     }
     Ok(())
 }
@@ -272,14 +257,6 @@ fn sample_server(server: &Served) -> Result<ExtensionServer> {
             "args": [format!("--group={}", server.group)],
         },
     }))?)
-}
-
-fn is_ready(server: Option<&ExtensionServer>) -> bool {
-    server.and_then(|s| s.status.as_ref()).is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
 }
 
 /// Nothing of the release remains but the CRD.

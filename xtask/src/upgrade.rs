@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Result, ensure};
 use extension_server_operator::apiservice::APIService;
 use extension_server_operator::names::ServerNames;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -22,8 +22,8 @@ use testenv::image_pod::ImagePod;
 
 use crate::helm::Helm;
 use crate::traffic::Traffic;
+use crate::wait::within;
 
-const TIMEOUT: Duration = Duration::from_secs(120);
 /// Requests sent before the upgrade starts, and again once B has converged.
 const WARM_UP: u64 = 300;
 /// The kubelet's default termination grace period.
@@ -86,7 +86,7 @@ pub async fn under_traffic(
     helm.run(&upgrade)?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     let tag = format!(":{}", target.version);
-    wait(
+    within(
         "the Deployment to take B's image",
         await_condition(deployments, deployment, move |d: Option<&Deployment>| {
             image_of(d).is_some_and(|i| i.ends_with(&tag))
@@ -99,9 +99,7 @@ pub async fn under_traffic(
     let new = ImagePod::start(cluster, crane, namespace, deployment).await?;
     let mut old = std::mem::replace(operator, new);
     let new = operator;
-    if let Err(error) = new.wait_log("waiting to become leader").await {
-        bail!("{error:#}; B's log:\n{}", new.logs());
-    }
+    new.wait_log("waiting to become leader").await?;
     let holder = lease_holder(&leases.get(deployment).await?);
     ensure!(
         holder.as_deref() == Some(old.pod_name.as_str()),
@@ -115,7 +113,7 @@ pub async fn under_traffic(
         old.logs()
     );
     let new_name = new.pod_name.clone();
-    let taken = wait(
+    let taken = within(
         "B to take the Lease",
         await_condition(leases, deployment, move |l: Option<&Lease>| {
             l.and_then(lease_holder).as_deref() == Some(new_name.as_str())
@@ -138,9 +136,7 @@ pub async fn under_traffic(
     );
 
     for server in servers {
-        if let Err(error) = converged(&client, server, target.label).await {
-            bail!("{error:#}; B's log:\n{}", new.logs());
-        }
+        new.with_logs(converged(&client, server, target.label).await)?;
     }
     eprintln!(
         "==> every child of {} servers carries {}={}",
@@ -171,17 +167,6 @@ pub async fn under_traffic(
         tally.sent
     );
     Ok(())
-}
-
-/// Waits for a condition with the shared timeout.
-async fn wait<T, E: std::error::Error + Send + Sync + 'static>(
-    what: &str,
-    condition: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T> {
-    tokio::time::timeout(TIMEOUT, condition)
-        .await
-        .with_context(|| format!("waiting for {what}"))?
-        .with_context(|| format!("waiting for {what}"))
 }
 
 fn image_of(deployment: Option<&Deployment>) -> Option<String> {
@@ -248,7 +233,7 @@ async fn converged(client: &kube::Client, server: &Served, label: (&str, &str)) 
         ($api:expr, $name:expr) => {{
             let name: String = $name;
             let (key, value) = (key.clone(), value.clone());
-            wait(
+            within(
                 &format!("{name} to carry {key}={value}"),
                 await_condition($api, &name, move |o: Option<&_>| carries(o, &key, &value)),
             )
