@@ -79,7 +79,16 @@ impl Suite {
     /// Waits until the server is Ready at its generation, with no rollout in progress and the
     /// pods on the Secret's current certificate.
     async fn ready(&self) -> ExtensionServer {
+        // The status is current only once the operator has applied the Deployment, and the
+        // rollout it starts is only seen after that: wait for the status, the rollout, and the
+        // status the rollout leaves.
+        self.status_current().await;
         self.rolled_out().await;
+        self.status_current().await
+    }
+
+    /// Waits until the status reflects the current generation with every replica ready.
+    async fn status_current(&self) -> ExtensionServer {
         self.h
             .wait(NAME, |s: Option<&ExtensionServer>| {
                 s.is_some_and(|s| {
