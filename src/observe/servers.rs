@@ -1,13 +1,14 @@
 //! The ExtensionServer cache, and a way to wait until it has seen the operator's own write, so
 //! the next pass does not start from a status the operator has already replaced.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use tokio::sync::Notify;
 
 use crate::crd::ExtensionServer;
@@ -20,7 +21,11 @@ pub struct Servers {
 }
 
 impl Servers {
-    /// A cache of `api`, and the stream that keeps it (to drive the controller).
+    /// A cache of `api`, and the stream that keeps it (to drive the controller). A new
+    /// generation (a spec change, or deletion), labels or annotations (`kubectl annotate` to
+    /// retry at once) and finalizers (the pass after the one that added ours) start a pass; a
+    /// status write does not: the operator's own, after a failure, would otherwise run the next
+    /// pass at once and defeat the backoff.
     pub fn watch(
         api: Api<ExtensionServer>,
     ) -> (
@@ -35,7 +40,8 @@ impl Servers {
             .modify(super::stores::slim)
             .reflect(writer)
             .inspect(move |_| signal.notify_waiters())
-            .touched_objects();
+            .touched_objects()
+            .predicate_filter(starts_a_pass, PredicateConfig::default());
         (Self { store, changed }, stream)
     }
 
@@ -74,6 +80,17 @@ impl Servers {
     }
 }
 
+/// A hash of what starts a pass when it changes: the metadata a user or the finalizer
+/// changes and the generation, not the status.
+fn starts_a_pass(server: &ExtensionServer) -> Option<u64> {
+    let meta = &server.metadata;
+    let mut hasher = std::hash::DefaultHasher::new();
+    let deleting = meta.deletion_timestamp.is_some();
+    (meta.generation, deleting, &meta.labels, &meta.annotations).hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// True if `seen` is `wanted` or newer. resourceVersions are opaque, but etcd's are integers;
 /// anything else only compares equal.
 fn not_older(seen: &str, wanted: &str) -> bool {
@@ -85,7 +102,8 @@ fn not_older(seen: &str, wanted: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::not_older;
+    use super::{not_older, starts_a_pass};
+    use crate::crd::{ExtensionServer, ExtensionServerStatus};
 
     #[test]
     fn resource_versions_compare_as_integers_when_they_are() {
@@ -94,5 +112,34 @@ mod tests {
         assert!(!not_older("9", "10"));
         assert!(not_older("abc", "abc"));
         assert!(!not_older("abd", "abc"));
+    }
+
+    #[test]
+    fn a_status_write_starts_no_pass_and_user_metadata_does() {
+        let mut server: ExtensionServer = serde_json::from_value(serde_json::json!({
+            "apiVersion": "aggregation.dev/v1alpha1", "kind": "ExtensionServer",
+            "metadata": {"name": "s", "generation": 1, "resourceVersion": "5"},
+            "spec": {"group": "g.example.com", "versions": [{"name": "v1"}], "image": "i"},
+        }))
+        .expect("server");
+        let first = starts_a_pass(&server);
+        server.status = Some(ExtensionServerStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        server.metadata.resource_version = Some("6".into());
+        assert_eq!(starts_a_pass(&server), first, "status and resourceVersion");
+
+        let mut changes: Vec<fn(&mut ExtensionServer)> = vec![
+            |s| s.metadata.generation = Some(2),
+            |s| s.metadata.annotations = Some([("retry".into(), "1".into())].into()),
+            |s| s.metadata.labels = Some([("team".into(), "a".into())].into()),
+            |s| s.metadata.finalizers = Some(vec!["aggregation.dev/cleanup".into()]),
+        ];
+        for (i, change) in changes.drain(..).enumerate() {
+            let mut changed = server.clone();
+            change(&mut changed);
+            assert_ne!(starts_a_pass(&changed), first, "change {i}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Failures reach the user and stay contained: a refused apply shows in status with one Warning
-//! Event and backs off; a panicking pass marks only its own server; an APIService that stays
-//! unavailable is unregistered after the operator's cap, so the rest of the cluster keeps
-//! working.
+//! Event and backs off, even when each refusal reads differently; an annotation retries at once;
+//! a panicking pass marks only its own server; an APIService that stays unavailable is
+//! unregistered after the operator's cap, so the rest of the cluster keeps working.
 
 use std::time::{Duration, Instant};
 
@@ -127,6 +127,64 @@ async fn a_refused_apply_shows_in_status_once_backs_off_and_recovers() {
         .unwrap();
     drop(policy);
     h.wait_condition("frozen", "Ready", "True", None).await;
+}
+
+#[tokio::test]
+async fn a_failure_that_reads_differently_each_time_still_backs_off() {
+    // Every apply of the Deployment is refused with a new message, so every failed pass
+    // rewrites the status. That write of the operator's own must not start the next pass
+    // early: the retries still wait about 1, 2, 4, 8 s (with at most 20 % jitter).
+    let faults = Faults::new(Plan {
+        refuse_writes_to: Some("/deployments/shifting".into()),
+        ..Plan::default()
+    });
+    let h = Harness::start_with_client(
+        "es-shifting",
+        Settings::default(),
+        Some(faults.make_client()),
+    )
+    .await;
+    let group = format!("shifting.{}.custom.api", h.ns.name);
+    h.create(&server("shifting", &group)).await;
+    let refused = faults
+        .tally
+        .wait_refused(5, Duration::from_secs(90))
+        .await
+        .expect("five refused applies of the Deployment within 90 s");
+    let gaps: Vec<Duration> = refused.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        refused[4] - refused[0] >= Duration::from_secs(6),
+        "five attempts within {:?}; gaps {gaps:?}",
+        refused[4] - refused[0]
+    );
+    let failed = h
+        .wait_condition("shifting", "Ready", "False", Some("DeploymentApplyFailed"))
+        .await;
+    let message = &condition(&failed, "Ready").message;
+    assert!(message.contains("injected refusal"), "{message}");
+
+    // The next retry is due in about 16 s; an annotation (the documented way to retry at
+    // once) starts a pass now.
+    let annotated = Instant::now();
+    let out = std::process::Command::new("kubectl")
+        .args([
+            "annotate",
+            "extensionserver",
+            "shifting",
+            "retry=now",
+            "-n",
+            &h.ns.name,
+        ])
+        .env("KUBECONFIG", &h.ns.cluster.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let retried = faults
+        .tally
+        .wait_refused(6, Duration::from_secs(5))
+        .await
+        .expect("a pass within 5 s of the annotation");
+    assert!(retried[5] >= annotated, "{retried:?}");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -34,6 +34,9 @@ pub struct Plan {
     /// A write whose path ends in [`PanicOn::path_suffix`] panics in the task that awaits its
     /// response (the kube client polls the layer's future there): a bug on purpose.
     pub panic_on: Option<PanicOn>,
+    /// Every write whose path ends in this suffix is refused with a 500 whose message names
+    /// the attempt, so no two refusals read alike.
+    pub refuse_writes_to: Option<String>,
 }
 
 /// Where and how [`Plan::panic_on`] panics.
@@ -58,6 +61,8 @@ pub struct Tally {
     pub created: Mutex<BTreeMap<String, (u32, serde_json::Value)>>,
     /// Successful writes in order: "METHOD path status".
     pub log: Mutex<Vec<String>>,
+    /// When each write of [`Plan::refuse_writes_to`] was refused.
+    pub refused: tokio::sync::watch::Sender<Vec<Instant>>,
 }
 
 impl Default for Tally {
@@ -69,6 +74,7 @@ impl Default for Tally {
             injected: Mutex::default(),
             created: Mutex::default(),
             log: Mutex::default(),
+            refused: tokio::sync::watch::Sender::new(Vec::new()),
         }
     }
 }
@@ -80,6 +86,13 @@ impl Tally {
         tokio::time::timeout(timeout, crashed.wait_for(|c| *c))
             .await
             .is_ok()
+    }
+
+    /// Waits (at most `timeout`) until `count` writes were refused; returns when each was.
+    pub async fn wait_refused(&self, count: usize, timeout: Duration) -> Option<Vec<Instant>> {
+        let mut refused = self.refused.subscribe();
+        let seen = tokio::time::timeout(timeout, refused.wait_for(|at| at.len() >= count));
+        seen.await.ok()?.ok().map(|at| at.clone())
     }
 
     pub fn writes(&self) -> usize {
@@ -208,15 +221,19 @@ struct FaultService<S> {
     faults: Faults,
 }
 
-fn status_response(code: u16) -> http::Response<OutBody> {
-    let reason = match code {
+fn reason(code: u16) -> &'static str {
+    match code {
         409 => "Conflict",
         429 => "TooManyRequests",
         _ => "InternalError",
-    };
+    }
+}
+
+fn status_response(code: u16, message: &str) -> http::Response<OutBody> {
+    let reason = reason(code);
     let body = serde_json::json!({
         "kind": "Status", "apiVersion": "v1", "status": "Failure",
-        "message": format!("injected fault: {reason}"), "reason": reason, "code": code,
+        "message": message, "reason": reason, "code": code,
         "details": {"retryAfterSeconds": 1},
     });
     let mut response = http::Response::new(boxed(Full::new(Bytes::from(body.to_string()))));
@@ -297,6 +314,21 @@ where
             // Nothing is sent; the panic surfaces where the response is awaited.
             return Box::pin(async move { panic!("{}", panic.message) });
         }
+        if write
+            && faults
+                .plan
+                .refuse_writes_to
+                .as_ref()
+                .is_some_and(|suffix| path.ends_with(suffix))
+        {
+            let mut attempt = 0;
+            tally.refused.send_modify(|at| {
+                at.push(Instant::now());
+                attempt = at.len();
+            });
+            let message = format!("injected refusal, attempt {attempt}");
+            return Box::pin(async move { Ok(status_response(500, &message)) });
+        }
         let fault = faults.draw(write, watch);
         let forwarded = match fault {
             None | Some(Fault::ResetAfter) => Some(self.inner.call(request)),
@@ -310,7 +342,8 @@ where
                         429 => "429",
                         _ => "500",
                     });
-                    return Ok(status_response(code));
+                    let message = format!("injected fault: {}", reason(code));
+                    return Ok(status_response(code, &message));
                 }
                 Some(Fault::ResetBefore) => {
                     faults.count("reset");
