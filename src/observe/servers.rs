@@ -86,8 +86,14 @@ fn starts_a_pass(server: &ExtensionServer) -> Option<u64> {
     let meta = &server.metadata;
     let mut hasher = std::hash::DefaultHasher::new();
     let deleting = meta.deletion_timestamp.is_some();
-    (meta.generation, deleting, &meta.labels, &meta.annotations).hash(&mut hasher);
-    meta.finalizers.hash(&mut hasher);
+    let watched = (
+        meta.generation,
+        deleting,
+        &meta.labels,
+        &meta.annotations,
+        &meta.finalizers,
+    );
+    watched.hash(&mut hasher);
     Some(hasher.finish())
 }
 
@@ -130,13 +136,13 @@ mod tests {
         server.metadata.resource_version = Some("6".into());
         assert_eq!(starts_a_pass(&server), first, "status and resourceVersion");
 
-        let mut changes: Vec<fn(&mut ExtensionServer)> = vec![
+        let changes: [fn(&mut ExtensionServer); 4] = [
             |s| s.metadata.generation = Some(2),
             |s| s.metadata.annotations = Some([("retry".into(), "1".into())].into()),
             |s| s.metadata.labels = Some([("team".into(), "a".into())].into()),
             |s| s.metadata.finalizers = Some(vec!["aggregation.dev/cleanup".into()]),
         ];
-        for (i, change) in changes.drain(..).enumerate() {
+        for (i, change) in changes.into_iter().enumerate() {
             let mut changed = server.clone();
             change(&mut changed);
             assert_ne!(starts_a_pass(&changed), first, "change {i}");

@@ -166,18 +166,18 @@ async fn a_failure_that_reads_differently_each_time_still_backs_off() {
     // The next retry is due in about 16 s; an annotation (the documented way to retry at
     // once) starts a pass now.
     let annotated = Instant::now();
-    let out = std::process::Command::new("kubectl")
-        .args([
+    let out = kubectl_stdin(
+        &h.ns,
+        &[
             "annotate",
             "extensionserver",
             "shifting",
             "retry=now",
             "-n",
             &h.ns.name,
-        ])
-        .env("KUBECONFIG", &h.ns.cluster.kubeconfig)
-        .output()
-        .unwrap();
+        ],
+        b"",
+    );
     assert!(out.status.success(), "{out:?}");
     let retried = faults
         .tally
