@@ -24,7 +24,9 @@ fn error_policy(
     reconciler: Arc<Reconciler>,
 ) -> Action {
     let key = ObjectRef::from_obj(server.as_ref());
-    let retry_in = reconciler.backoffs.failed(&key, &error.category());
+    let retry_in = reconciler
+        .backoffs
+        .failed(&key, &error.category(), error.persistence());
     tracing::warn!(
         server = %key,
         category = %error.category(),

@@ -51,6 +51,23 @@ pub enum Error {
     Panicked(String),
 }
 
+/// Whether a failure is the API server's passing trouble or one that stays until something
+/// changes; retries after the first kind wait less.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    Transient,
+    Lasting,
+}
+
+/// A 5xx, a 429, a 409 (another write came first), or no answer at all.
+fn passing_trouble(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code >= 500 || matches!(status.code, 409 | 429),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
 /// The API server's own message for a refused request, without the debug dump.
 fn api_message(error: &kube::Error) -> String {
     match error {
@@ -75,6 +92,31 @@ impl Error {
             Error::Serialize(kind, _) => format!("Serialize{kind}").into(),
             Error::Finalizer(_) => "Finalizer".into(),
             Error::Panicked(_) => "Internal".into(),
+        }
+    }
+
+    /// Whether the failure is the API server's passing trouble (a 5xx, a 429, a conflict, a
+    /// timeout or a dropped connection), retried within half a minute, or one that lasts until
+    /// something changes.
+    pub fn persistence(&self) -> Persistence {
+        use kube::runtime::finalizer::Error as F;
+        let source = match self {
+            Error::Get { source, .. }
+            | Error::Apply { source, .. }
+            | Error::Delete { source, .. }
+            | Error::WriteStatus(source) => source,
+            Error::Finalizer(inner) => match inner.as_ref() {
+                F::AddFinalizer(source) | F::RemoveFinalizer(source) => source,
+                F::ApplyFailed(inner) | F::CleanupFailed(inner) => return inner.persistence(),
+                _ => return Persistence::Lasting,
+            },
+            Error::StillDeleting { .. } => return Persistence::Transient,
+            _ => return Persistence::Lasting,
+        };
+        if passing_trouble(source) {
+            Persistence::Transient
+        } else {
+            Persistence::Lasting
         }
     }
 
@@ -114,11 +156,45 @@ mod tests {
     use kube::runtime::finalizer::Error as F;
 
     fn api_error() -> kube::Error {
+        api_error_with(403)
+    }
+
+    fn api_error_with(code: u16) -> kube::Error {
         kube::Error::Api(
             kube::core::Status::failure("denied", "Forbidden")
-                .with_code(403)
+                .with_code(code)
                 .boxed(),
         )
+    }
+
+    #[test]
+    fn the_api_servers_passing_trouble_is_transient_and_refusals_last() {
+        let read = |source| Error::Get {
+            kind: "Secret".into(),
+            name: "ns/x-ca".into(),
+            source,
+        };
+        for code in [500, 503, 429, 409] {
+            assert_eq!(
+                read(api_error_with(code)).persistence(),
+                Persistence::Transient
+            );
+        }
+        let timeout =
+            kube::Error::Service(Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut)));
+        assert_eq!(read(timeout).persistence(), Persistence::Transient);
+        for code in [400, 403, 404, 422] {
+            assert_eq!(
+                read(api_error_with(code)).persistence(),
+                Persistence::Lasting
+            );
+        }
+        let add = Error::Finalizer(Box::new(F::AddFinalizer(api_error_with(500))));
+        assert_eq!(add.persistence(), Persistence::Transient);
+        assert_eq!(
+            Error::InvalidSpec("x".into()).persistence(),
+            Persistence::Lasting
+        );
     }
 
     #[test]

@@ -230,3 +230,17 @@ async fn servers_converge_under_injected_api_faults() {
         }),
     );
 }
+
+/// Every seed that ever failed this part, replayed on every run at the rate and size it failed
+/// at, with its own baseline for the write bound.
+#[tokio::test]
+async fn kept_seeds_converge_under_injected_api_faults() {
+    let kept = chaos::kept("faults");
+    assert!(!kept.is_empty(), "the kept seeds of part faults");
+    for k in kept {
+        let rate: f64 = k.scope("rate").parse().unwrap();
+        let count: usize = k.scope("servers").parse().unwrap();
+        let baseline = run_at(0.0, count, k.seed, None).await;
+        run_at(rate, count, k.seed, Some(baseline.writes)).await;
+    }
+}

@@ -36,6 +36,49 @@ pub fn seed(part: &str) -> u64 {
     seed
 }
 
+/// A seed that once failed its part, kept in `tests/chaos/kept-seeds.txt` so that every run
+/// of the part replays it besides its random seed.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub seed: u64,
+    scope: std::collections::BTreeMap<String, String>,
+}
+
+impl Kept {
+    /// The scope's `key=value` for `key`, such as the server index or the fault rate.
+    pub fn scope(&self, key: &str) -> &str {
+        self.scope
+            .get(key)
+            .unwrap_or_else(|| panic!("kept seed {} has no scope {key}", self.seed))
+    }
+}
+
+/// The kept seeds of `part`, each announced with how to replay it.
+pub fn kept(part: &str) -> Vec<Kept> {
+    let path = testenv::paths::workspace_root().join("tests/chaos/kept-seeds.txt");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<Kept> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next()? == part).then_some(())?;
+            let seed = words.next()?.parse().unwrap();
+            let scope = words
+                .next()?
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Some(Kept { seed, scope })
+        })
+        .collect();
+    for k in &kept {
+        eprintln!("chaos {part}: kept seed {} {:?}", k.seed, k.scope);
+    }
+    kept
+}
+
 /// A small, seeded random source (SplitMix64): the same seed gives the same run.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

@@ -11,8 +11,9 @@
 //!   the API on kwok.
 //! - **Reported**: the same children match, but some requested APIServices are absent, a fact
 //!   the oracle checks itself explains why (the pods cannot run on the fake node and none is
-//!   ready, under policy WhenReady; or `unregisterAfter` is set and nothing serves), and
-//!   `Registered` is False with the matching reason and a message.
+//!   ready, under policy WhenReady; or the APIServices may have been removed for staying
+//!   unavailable, see [`History`]), and `Registered` is False with the matching reason and a
+//!   message.
 //! - Anything else is **pending**; still pending at the deadline fails the test.
 
 use std::collections::BTreeMap;
@@ -103,6 +104,40 @@ impl Live {
     }
 }
 
+/// What one server's earlier steps make possible now.
+#[derive(Debug, Clone, Copy)]
+pub struct History {
+    /// Some applied spec of this server set `registration.unregisterAfter`.
+    unregister_after_set: bool,
+    created: std::time::Instant,
+}
+
+impl History {
+    pub fn new() -> Self {
+        Self {
+            unregister_after_set: false,
+            created: std::time::Instant::now(),
+        }
+    }
+
+    /// Records a spec the API server accepted.
+    pub fn applied(&mut self, spec: &Value) {
+        let set = spec["registration"]["unregisterAfter"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty());
+        self.unregister_after_set |= set;
+    }
+
+    /// Whether the APIServices may have been removed for staying unavailable: a spec set
+    /// `unregisterAfter`, or the server has lived past the operator's `--max-unavailable`.
+    /// Nothing serves them on kwok, so no probe of the backend ever answers, and such a
+    /// removal lasts whatever the spec says now (design §3.5).
+    fn may_be_held(&self) -> bool {
+        let cap = extension_server_operator::context::Settings::default().max_unavailable;
+        self.unregister_after_set || self.created.elapsed() >= cap
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Converged,
@@ -110,7 +145,7 @@ pub enum Verdict {
     Pending(Vec<String>),
 }
 
-pub fn judge(live: &Live, facts: &Facts) -> Verdict {
+pub fn judge(live: &Live, facts: &Facts, history: &History) -> Verdict {
     if !live.is_current() {
         return Verdict::Pending(vec![
             "status does not describe the current generation".into(),
@@ -144,7 +179,7 @@ pub fn judge(live: &Live, facts: &Facts) -> Verdict {
             )]),
         };
     }
-    let expected = why_not_registered(live, facts);
+    let expected = why_not_registered(live, facts, history);
     match registered {
         Some(("False", reason, message)) if expected.contains(&reason) && !message.is_empty() => {
             Verdict::Reported(format!("Registered False {reason}: {message}"))
@@ -188,7 +223,7 @@ fn missing_account(live: &Live) -> Option<String> {
 }
 
 /// The reasons independent facts give for requested APIServices being absent.
-fn why_not_registered(live: &Live, facts: &Facts) -> Vec<&'static str> {
+fn why_not_registered(live: &Live, facts: &Facts, history: &History) -> Vec<&'static str> {
     let spec = &live.server.spec;
     let mut reasons = Vec::new();
     let ready = live
@@ -201,7 +236,7 @@ fn why_not_registered(live: &Live, facts: &Facts) -> Vec<&'static str> {
         reasons.push("WaitingForReadyReplicas");
     }
     let unregister_after = spec.registration.unregister_after.as_deref();
-    if unregister_after.is_some_and(|u| !u.is_empty()) {
+    if unregister_after.is_some_and(|u| !u.is_empty()) || history.may_be_held() {
         reasons.push("Unregistered");
     }
     reasons
