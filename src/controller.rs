@@ -98,7 +98,7 @@ async fn controller(
         controller = controller.reconcile_on(wakes);
     }
     if let Some(path) = ctx.settings.grants_file.clone() {
-        controller = controller.reconcile_all_on(crate::trust::reload::follow(ctx.clone(), path));
+        controller = controller.reconcile_all_on(crate::grants_reload::follow(ctx.clone(), path));
     }
     let readiness = (ctx.clone(), stores.clone(), facts.clone());
     tokio::spawn(async move {

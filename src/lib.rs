@@ -15,6 +15,9 @@ pub mod controller;
 pub mod crd;
 pub mod desired;
 pub(crate) mod error;
+#[cfg(test)]
+mod fixtures;
+pub(crate) mod grants_reload;
 pub mod http;
 pub mod leader;
 pub mod metrics;
@@ -33,3 +36,8 @@ pub mod status;
 pub(crate) mod sweep;
 pub mod tls;
 pub mod trust;
+pub mod validated;
+
+/// Step 1 of the pipeline, pure: the builders' input for a server (the bench and the property
+/// tests build children with it).
+pub use reconcile::validate::validate;

@@ -141,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
     tls::lifetimes(None, None, settings.default_lifetimes)
         .context("--default-certificate-duration and --default-ca-duration")?;
     if let Some(path) = &args.grants {
-        extension_server_operator::trust::reload::load(path)
+        extension_server_operator::trust::grants::load(path)
             .map_err(|e| anyhow::anyhow!("--grants: {e}"))?;
     }
     let config = kube::Config::infer()

@@ -119,6 +119,12 @@ impl ApiServiceName {
     pub fn group(&self) -> &str {
         self.0.split_once('.').map_or("", |(_, group)| group)
     }
+    /// The version: what comes before the first dot.
+    pub fn version(&self) -> &str {
+        self.0
+            .split_once('.')
+            .map_or(self.0.as_str(), |(version, _)| version)
+    }
 }
 
 impl fmt::Display for ApiServiceName {

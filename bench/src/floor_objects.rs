@@ -2,10 +2,13 @@
 //! so the floor client makes kube-controller-manager and kwok do the same work as the operator.
 
 use anyhow::Result;
+use extension_server_operator::context::Settings;
 use extension_server_operator::crd::ExtensionServer;
 use extension_server_operator::desired::{Desired, TlsInput, desired};
 use extension_server_operator::names::ServerNames;
 use extension_server_operator::tls::KeyedCert;
+use extension_server_operator::trust::Facts;
+use extension_server_operator::validate;
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::json;
 
@@ -76,7 +79,10 @@ impl Server {
         }))?;
         Ok(Self {
             name,
-            children: desired(&server, &tls),
+            children: desired(
+                &validate(&server, &Settings::default(), Facts::none())?,
+                &tls,
+            ),
             ca_secret,
         })
     }

@@ -7,32 +7,29 @@ use k8s_openapi::ByteString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::apiservice::{APIService, APIServiceSpec, ServiceReference};
-use crate::crd::ExtensionServer;
-use crate::names::{ApiServiceName, Group, OWNER_ANNOTATION, ServerNames, Version};
+use crate::names::OWNER_ANNOTATION;
+use crate::validated::Validated;
 
-pub fn api_services(
-    server: &ExtensionServer,
-    names: &ServerNames,
-    ca_bundle: Option<&str>,
-) -> Vec<APIService> {
-    let insecure = super::is_insecure(server);
-    let served = server
-        .spec
-        .served_groups()
-        .flat_map(|(group, versions)| versions.iter().map(move |v| (Group(group.to_string()), v)));
-    served
-        .map(|(group, served)| {
-            let version = Version(served.name.clone());
-            let name = ApiServiceName::new(&version, &group);
+pub fn api_services(validated: &Validated, ca_bundle: Option<&str>) -> Vec<APIService> {
+    let names = &validated.names;
+    let insecure = validated.is_insecure();
+    // The aggregator dials the Service's 443, or an external server's own port (at the host
+    // of its ExternalName Service).
+    let port = validated.external().map_or(443, |e| e.port);
+    validated
+        .served
+        .iter()
+        .map(|served| {
+            let name = &served.name;
             let mut api_service = APIService::new(
                 name.as_str(),
                 APIServiceSpec {
-                    group: Some(group.0.clone()),
-                    version: Some(version.0.clone()),
+                    group: Some(name.group().to_string()),
+                    version: Some(name.version().to_string()),
                     service: Some(ServiceReference {
                         namespace: names.namespace.clone(),
                         name: names.workload().to_string(),
-                        port: Some(super::service_port(server)),
+                        port: Some(port),
                     }),
                     ca_bundle: ca_bundle
                         .filter(|_| !insecure)

@@ -5,7 +5,6 @@
 mod apiservice;
 mod deployment;
 mod pdb;
-mod pod_template;
 mod rbac;
 mod secret;
 mod service;
@@ -20,7 +19,6 @@ use kube::Resource;
 pub use apiservice::api_services;
 pub use deployment::deployment;
 pub use pdb::pod_disruption_budget;
-pub use pod_template::merge as merge_pod_template;
 pub use rbac::{
     auth_delegator_binding, auth_reader_binding, granted_role_bindings, service_account,
 };
@@ -29,9 +27,8 @@ pub use service::service;
 
 use crate::apiservice::APIService;
 use crate::child_labels::ChildLabels;
-use crate::crd::{ExtensionServer, TlsMode};
-use crate::names::ServerNames;
 use crate::tls::KeyedCert;
+use crate::validated::Validated;
 
 /// The TLS inputs the builders need.
 #[derive(Debug, Clone)]
@@ -139,10 +136,10 @@ fn list<K: Resource<DynamicType = ()>>(_: &[K]) -> String {
     kind::<K>()
 }
 
-/// Builds the desired children.
-pub fn desired(server: &ExtensionServer, tls: &TlsInput) -> Desired {
-    let names = ServerNames::of(server);
-    if server.spec.external.is_some() {
+/// Builds the desired children of a validated server.
+pub fn desired(validated: &Validated, tls: &TlsInput) -> Desired {
+    let bundle = tls.ca_bundle.as_deref();
+    let Some(pods) = validated.pods() else {
         return Desired {
             service_account: None,
             auth_delegator: None,
@@ -150,55 +147,34 @@ pub fn desired(server: &ExtensionServer, tls: &TlsInput) -> Desired {
             role_bindings: Vec::new(),
             tls_secret: None,
             deployment: None,
-            service: service(server, &names),
+            service: service(validated),
             pdb: None,
-            api_services: api_services(server, &names, tls.ca_bundle.as_deref()),
+            api_services: api_services(validated, bundle),
         };
-    }
+    };
     Desired {
-        service_account: service_account(server, &names),
-        auth_delegator: Some(auth_delegator_binding(server, &names)),
-        auth_reader: Some(auth_reader_binding(server, &names)),
-        role_bindings: granted_role_bindings(server, &names),
+        service_account: service_account(validated, pods),
+        auth_delegator: Some(auth_delegator_binding(&validated.names, pods)),
+        auth_reader: Some(auth_reader_binding(&validated.names, pods)),
+        role_bindings: granted_role_bindings(&validated.names, pods),
         tls_secret: tls
             .managed_serving
             .as_ref()
-            .map(|serving| tls_secret(server, &names, serving, tls.ca_bundle.as_deref())),
-        deployment: Some(deployment(server, &names, tls)),
-        service: service(server, &names),
-        pdb: pod_disruption_budget(server, &names),
-        api_services: api_services(server, &names, tls.ca_bundle.as_deref()),
+            .map(|serving| tls_secret(validated, serving, bundle)),
+        deployment: Some(deployment(validated, pods, tls)),
+        service: service(validated),
+        pdb: pod_disruption_budget(validated),
+        api_services: api_services(validated, bundle),
     }
 }
 
-/// The ServiceAccount the pods run as.
-pub fn service_account_name(server: &ExtensionServer, names: &ServerNames) -> String {
-    server
-        .spec
-        .service_account_name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| names.name.clone())
-}
-
-/// The port the APIServices name: the Service's 443, or an external server's own port (the
-/// aggregator dials an ExternalName Service's host at the APIService's port).
-pub fn service_port(server: &ExtensionServer) -> i32 {
-    server.spec.external.as_ref().map_or(443, |e| e.port)
-}
-
-/// True when the APIServices must not verify the server.
-pub fn is_insecure(server: &ExtensionServer) -> bool {
-    server.spec.tls.mode == TlsMode::Insecure
-}
-
 /// Metadata for a namespaced child: name, namespace, labels, controller owner reference.
-fn owned_meta(server: &ExtensionServer, names: &ServerNames, name: String) -> ObjectMeta {
+fn owned_meta(validated: &Validated, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
-        namespace: Some(names.namespace.clone()),
-        labels: Some(names.labels()),
-        owner_references: server.controller_owner_ref(&()).map(|r| vec![r]),
+        namespace: Some(validated.names.namespace.clone()),
+        labels: Some(validated.names.labels()),
+        owner_references: validated.owner.clone().map(|r| vec![r]),
         ..ObjectMeta::default()
     }
 }

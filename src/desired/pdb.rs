@@ -5,15 +5,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::owned_meta;
-use crate::crd::ExtensionServer;
-use crate::names::ServerNames;
+use crate::validated::Validated;
 
-pub fn pod_disruption_budget(
-    server: &ExtensionServer,
-    names: &ServerNames,
-) -> Option<PodDisruptionBudget> {
-    (server.spec.replicas > 1).then(|| PodDisruptionBudget {
-        metadata: owned_meta(server, names, names.workload().to_string()),
+pub fn pod_disruption_budget(validated: &Validated) -> Option<PodDisruptionBudget> {
+    let names = &validated.names;
+    (validated.replicas > 1).then(|| PodDisruptionBudget {
+        metadata: owned_meta(validated, names.workload().to_string()),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
             // Pods that never become ready must not block node drains.

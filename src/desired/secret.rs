@@ -10,16 +10,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::owned_meta;
 use crate::child_labels::ChildLabels;
-use crate::crd::ExtensionServer;
 use crate::names::ServerNames;
 use crate::tls::KeyedCert;
+use crate::validated::Validated;
 
-pub fn tls_secret(
-    server: &ExtensionServer,
-    names: &ServerNames,
-    serving: &KeyedCert,
-    ca_bundle: Option<&str>,
-) -> Secret {
+pub fn tls_secret(validated: &Validated, serving: &KeyedCert, ca_bundle: Option<&str>) -> Secret {
     let mut data = BTreeMap::from([
         (
             "tls.crt".to_string(),
@@ -34,7 +29,7 @@ pub fn tls_secret(
         data.insert("ca.crt".into(), ByteString(bundle.as_bytes().to_vec()));
     }
     Secret {
-        metadata: owned_meta(server, names, names.tls_secret()),
+        metadata: owned_meta(validated, validated.names.tls_secret()),
         type_: Some("kubernetes.io/tls".into()),
         data: Some(data),
         ..Secret::default()

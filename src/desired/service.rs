@@ -6,13 +6,14 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::owned_meta;
-use crate::crd::ExtensionServer;
-use crate::names::ServerNames;
+use crate::validated::Validated;
 
-pub fn service(server: &ExtensionServer, names: &ServerNames) -> Service {
-    if let Some(external) = &server.spec.external {
+pub fn service(validated: &Validated) -> Service {
+    let names = &validated.names;
+    let metadata = owned_meta(validated, names.workload().to_string());
+    if let Some(external) = validated.external() {
         return Service {
-            metadata: owned_meta(server, names, names.workload().to_string()),
+            metadata,
             spec: Some(ServiceSpec {
                 type_: Some("ExternalName".into()),
                 external_name: Some(external.host.clone()),
@@ -28,7 +29,7 @@ pub fn service(server: &ExtensionServer, names: &ServerNames) -> Service {
         };
     }
     Service {
-        metadata: owned_meta(server, names, names.workload().to_string()),
+        metadata,
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(names.selector()),

@@ -1,10 +1,17 @@
 use super::*;
-use crate::names::{CERT_HASH_ANNOTATION, FRONT_PROXY_HASH_ANNOTATION, OWNER_ANNOTATION};
+use crate::crd::{ExtensionServer, TlsMode};
+use crate::fixtures::{server, validated};
+use crate::names::{
+    CERT_HASH_ANNOTATION, FRONT_PROXY_HASH_ANNOTATION, OWNER_ANNOTATION, ServerNames,
+};
 
-fn server(yaml: &str) -> ExtensionServer {
-    let mut server: ExtensionServer = serde_yaml::from_str(yaml).unwrap();
-    server.metadata.uid = Some("uid-1".into());
-    server
+/// The children of `server`, validated as the pipeline would.
+fn desired(server: &ExtensionServer, tls: &TlsInput) -> Desired {
+    super::desired(&validated(server), tls)
+}
+
+fn deployment(server: &ExtensionServer, tls: &TlsInput) -> Deployment {
+    desired(server, tls).deployment.expect("a Deployment")
 }
 
 const BASIC: &str = r#"
@@ -370,7 +377,8 @@ spec:
         ]
         .map(|(n, g, s, p)| (n.to_string(), g.to_string(), s.to_string(), p))
     );
-    let requested: Vec<String> = crate::names::requested_api_services(&adapter)
+    let requested: Vec<String> = validated(&adapter)
+        .requested
         .iter()
         .map(|n| format!("{n} in {}", n.group()))
         .collect();
@@ -386,7 +394,7 @@ spec:
 
 #[test]
 fn the_certificate_is_also_where_k8s_io_apiserver_looks_by_default() {
-    let deployment = deployment(&server(BASIC), &ServerNames::of(&server(BASIC)), &tls());
+    let deployment = deployment(&server(BASIC), &tls());
     let pod = deployment.spec.expect("spec").template.spec.expect("pod");
     let mount = pod.containers[0]
         .volume_mounts
@@ -423,7 +431,7 @@ fn a_pod_template_reaches_the_deployment() {
         "{BASIC}  podTemplate:\n    metadata: {{annotations: {{prometheus.io/scrape: 'true'}}}}\n    spec:\n      priorityClassName: system-cluster-critical\n      containers: [{{name: server, ports: [{{name: custom-metrics, containerPort: 8080}}]}}]\n"
     );
     let server = server(&yaml);
-    let deployment = deployment(&server, &ServerNames::of(&server), &tls());
+    let deployment = deployment(&server, &tls());
     let template = deployment.spec.expect("spec").template;
     let pod = template.spec.expect("pod");
     assert_eq!(

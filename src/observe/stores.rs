@@ -297,10 +297,9 @@ mod tests {
             pdbs: empty(),
             api_services: empty(),
         };
-        let server: ExtensionServer = serde_yaml::from_str(
+        let server = crate::fixtures::server(
             "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {name: s, namespace: n}\nspec: {group: g.example.com, versions: [{name: v1}], image: i}\n",
-        )
-        .expect("server");
+        );
         let tls = TlsInput {
             secret_name: "s-tls".into(),
             managed_serving: None,
@@ -308,7 +307,8 @@ mod tests {
             cert_hash: String::new(),
             front_proxy_hash: None,
         };
-        assert_eq!(desired(&server, &tls).kinds(), stores.kinds());
+        let validated = crate::fixtures::validated(&server);
+        assert_eq!(desired(&validated, &tls).kinds(), stores.kinds());
     }
 
     #[test]

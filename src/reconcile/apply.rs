@@ -8,7 +8,7 @@ use crate::outcome::{Applied, Handshake, Registration, Workload};
 use crate::reconcile::children::{self, Children, Stop};
 use crate::reconcile::prepare::Prepared;
 use crate::reconcile::probe;
-use crate::reconcile::validate::{Validated, Verdict};
+use crate::validated::{ClaimDecision, Validated};
 
 pub async fn apply(ctx: &Context, validated: &Validated, prepared: Prepared) -> Result<Applied> {
     let Prepared {
@@ -18,9 +18,11 @@ pub async fn apply(ctx: &Context, validated: &Validated, prepared: Prepared) -> 
         gate,
         desired,
     } = prepared;
-    let (adoptable, refusal) = match &validated.verdict {
-        Verdict::Allowed { adoptable } => (adoptable.as_slice(), None),
-        Verdict::Frozen(refusal) | Verdict::Refused(refusal) => (&[][..], Some(refusal.clone())),
+    let (adoptable, refusal) = match &validated.decision {
+        ClaimDecision::Allowed { adoptable } => (adoptable.as_slice(), None),
+        ClaimDecision::Frozen(refusal) | ClaimDecision::Refused(refusal) => {
+            (&[][..], Some(refusal.clone()))
+        }
     };
     let children = match (desired, &tls.in_the_way) {
         (Some(desired), _) => {

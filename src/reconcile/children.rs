@@ -25,8 +25,8 @@ use crate::observe::Observed;
 use crate::outcome::{Registration, Restored};
 use crate::ownership::{self, Owner, Written};
 use crate::reconcile::registration::{self, Gate};
-use crate::reconcile::validate::Validated;
 use crate::ssa::{self, preconditions_of};
+use crate::validated::Validated;
 
 /// What the writes left behind.
 #[derive(Debug, Clone, Default)]

@@ -142,13 +142,7 @@ mod tests {
     use k8s_openapi::jiff::Timestamp;
 
     use super::*;
-
-    fn names() -> ServerNames {
-        ServerNames {
-            name: "srv".into(),
-            namespace: "ns".into(),
-        }
-    }
+    use crate::fixtures::names;
 
     fn status(conditions: &[(ConditionType, &str, Reason)]) -> ExtensionServerStatus {
         ExtensionServerStatus {

@@ -12,9 +12,9 @@ use crate::observe::Observed;
 use crate::outcome::{BackendProbe, CertificateOutcome, ProbeFailure};
 use crate::prober::{Kind, Screen, Target};
 use crate::reconcile::tls::TlsStep;
-use crate::reconcile::validate::Validated;
 use crate::ssa::get_opt;
 use crate::tls::certs;
+use crate::validated::Validated;
 
 /// The CA the APIServices trust: `ca.crt` of the Secret in `tls.secretName` (mode Secret), or
 /// none (mode Insecure).

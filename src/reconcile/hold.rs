@@ -8,8 +8,8 @@ use crate::crd::TlsMode;
 use crate::observe::Observed;
 use crate::outcome::{Registration, Workload};
 use crate::reconcile::tls::TlsStep;
-use crate::reconcile::validate::Validated;
 use crate::status::{self, ConditionType, Reason};
+use crate::validated::Validated;
 
 /// True while the server's APIServices stay out. Status records the removal, but the watch
 /// cache can lag behind the status write, so the operator remembers it too.

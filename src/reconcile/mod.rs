@@ -51,7 +51,7 @@ use crate::names::{FIELD_MANAGER, FINALIZER, ServerNames};
 use crate::observe::{self, Facts, Servers, Stores};
 use crate::outcome::{Applied, Registration};
 use crate::status;
-use validate::{Validated, Verdict};
+use crate::validated::{ClaimDecision, Validated};
 
 /// What every reconcile shares: the context and the caches.
 pub struct Reconciler {
@@ -113,11 +113,11 @@ async fn run(server: Arc<ExtensionServer>, reconciler: &Reconciler) -> Result<Ac
         ctx.learn_kubernetes_service_ip().await?;
     }
     let snapshot = snapshot::TrustSnapshot::take(reconciler, &server);
-    let validated = validate::validate(server, &ctx.settings, snapshot.facts())?;
+    let validated = validate::validate(&server, &ctx.settings, snapshot.facts())?;
     let observed = observe::observe(&reconciler.stores, &validated.names, &validated.requested);
-    let applied = match &validated.verdict {
-        Verdict::Refused(refusal) => refuse::run(ctx, &validated, observed, refusal).await?,
-        Verdict::Allowed { .. } | Verdict::Frozen(_) => {
+    let applied = match &validated.decision {
+        ClaimDecision::Refused(refusal) => refuse::run(ctx, &validated, observed, refusal).await?,
+        ClaimDecision::Allowed { .. } | ClaimDecision::Frozen(_) => {
             let prepared = prepare::prepare(reconciler, &validated, observed).await?;
             apply::apply(ctx, &validated, prepared).await?
         }
@@ -146,7 +146,7 @@ async fn report(reconciler: &Reconciler, validated: &Validated, applied: &Applie
         &applied.restored,
         &validated.names,
     );
-    events::publish(ctx, &validated.reference(), events).await;
+    events::publish(ctx, &validated.reference, events).await;
     write_status_seen(reconciler, &validated.names, previous, new_status).await
 }
 

@@ -8,8 +8,8 @@ use crate::observe::Observed;
 use crate::outcome::Workload;
 use crate::reconcile::registration::{self, Gate};
 use crate::reconcile::tls::TlsStep;
-use crate::reconcile::validate::{Backend, Validated, Verdict};
 use crate::reconcile::{Reconciler, external, hold, tls};
+use crate::validated::{Backend, ClaimDecision, Validated};
 
 /// The inputs of apply.
 pub struct Prepared {
@@ -29,7 +29,7 @@ pub async fn prepare(
 ) -> Result<Prepared> {
     let ctx = reconciler.ctx.as_ref();
     let (tls, workload) = match &validated.backend {
-        Backend::Pods => {
+        Backend::Pods(_) => {
             let tls = tls::run(ctx, validated, &observed).await?;
             let deployment = observed.deployment.as_deref().cloned();
             (tls, Workload::Pods { deployment })
@@ -43,8 +43,8 @@ pub async fn prepare(
             (tls, Workload::External { probe })
         }
     };
-    let gate = match validated.verdict {
-        Verdict::Frozen(_) => Gate::Frozen,
+    let gate = match validated.decision {
+        ClaimDecision::Frozen(_) => Gate::Frozen,
         _ => registration::gate(
             validated.replicas,
             &validated.policy,
@@ -62,7 +62,7 @@ pub async fn prepare(
             front_proxy_hash,
             ..input.clone()
         };
-        desired::desired(&validated.object, &input).with_child_labels(&ctx.settings.child_labels)
+        desired::desired(validated, &input).with_child_labels(&ctx.settings.child_labels)
     });
     Ok(Prepared {
         observed,

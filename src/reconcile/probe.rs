@@ -10,7 +10,7 @@ use crate::context::Context;
 use crate::crd::TlsMode;
 use crate::outcome::Handshake;
 use crate::prober::{Kind, Target};
-use crate::reconcile::validate::Validated;
+use crate::validated::Validated;
 
 /// Probes only servers whose APIServices (as they stand after this pass) the aggregator
 /// reports Available.

@@ -16,9 +16,9 @@ use crate::observe::{Observed, owning_server};
 use crate::outcome::{Applied, CertificateOutcome, Handshake, Workload};
 use crate::ownership::Owner;
 use crate::reconcile::registration::{self, Holder};
-use crate::reconcile::validate::{Backend, Validated};
 use crate::ssa::{self, preconditions_of};
 use crate::trust::Refusal;
+use crate::validated::{Backend, Validated};
 
 /// Removes what the server had; what it applied is nothing.
 pub async fn run(
@@ -29,7 +29,7 @@ pub async fn run(
 ) -> Result<Applied> {
     unregister(ctx, &validated.names, &observed).await?;
     let workload = match validated.backend {
-        Backend::Pods => {
+        Backend::Pods(_) => {
             remove_workload(ctx, validated, &observed).await?;
             Workload::Pods { deployment: None }
         }

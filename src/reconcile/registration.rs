@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::names::{ApiServiceName, FIELD_MANAGER, ServerNames};
 use crate::observe::owning_server;
 use crate::outcome::Registration;
-use crate::reconcile::validate::Validated;
 use crate::ssa;
+use crate::validated::Validated;
 
 /// Why registration is or is not allowed in this pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::Resource;
 use kube::api::{Api, PostParams};
 
 use crate::apiservice::APIService;
@@ -19,9 +18,9 @@ use crate::observe::Observed;
 use crate::outcome::CertificateOutcome;
 use crate::ownership::{self, Owner};
 use crate::reconcile::registration::{Holder, holder};
-use crate::reconcile::validate::Validated;
 use crate::ssa::{self, get_opt};
 use crate::tls::{self, CaRead, CaSet, TlsEvent, TlsObserved, certs};
+use crate::validated::Validated;
 
 type ObservedApiServices = [(ApiServiceName, Option<Arc<APIService>>)];
 
@@ -389,7 +388,7 @@ async fn write_ca(
         labels: kept.map_or_else(|| Some(names.labels()), |m| m.labels.clone()),
         annotations: kept.and_then(|m| m.annotations.clone()),
         resource_version: kept.and_then(|m| m.resource_version.clone()),
-        owner_references: validated.object.controller_owner_ref(&()).map(|r| vec![r]),
+        owner_references: validated.owner.clone().map(|r| vec![r]),
         ..Default::default()
     };
     let secret = Secret {

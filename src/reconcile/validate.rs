@@ -2,104 +2,23 @@
 //! against the grants and the caches, before any request to the API server. The result,
 //! [`Validated`], replaces the ExtensionServer for every later step.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 
 use crate::context::Settings;
-use crate::crd::{
-    ExtensionServer, ExtensionServerStatus, ExternalBackend, RegistrationPolicy, TlsMode,
-};
+use crate::crd::{ExtensionServer, RegistrationPolicy, TlsMode};
 use crate::error::{Error, Result};
-use crate::names::{self, ApiServiceName, ServerNames};
-use crate::outcome::Subject;
-use crate::tls::{self, Lifetimes, duration};
+use crate::names::{self, ApiServiceName, Group, ServerNames, Version};
+use crate::tls::{self, duration};
 use crate::trust::backend::{self, ExternalTarget};
 use crate::trust::grants::HostCover;
-use crate::trust::{self, Claim, Facts, Refusal};
-
-/// What serves the API.
-#[derive(Debug, Clone)]
-pub enum Backend {
-    /// Pods of a Deployment the operator runs.
-    Pods,
-    /// A server outside the cluster (`spec.external`); `listed` when a grant lists its host
-    /// exactly (then a name that resolves to a restricted address may be dialled).
-    External {
-        backend: ExternalBackend,
-        listed: bool,
-    },
-}
-
-/// The claim's verdict as the pipeline acts on it, over every served group.
-#[derive(Debug, Clone)]
-pub enum Verdict {
-    /// Register; the `adoptable` APIServices may be taken over if unmanaged ones exist.
-    Allowed { adoptable: Vec<ApiServiceName> },
-    /// The group became protected after registration: keep what is ours, add nothing.
-    Frozen(Refusal),
-    /// Nothing is created, and what this server had is removed.
-    Refused(Refusal),
-}
-
-/// A spec that passed validation, with its text fields parsed.
-#[derive(Debug, Clone)]
-pub struct Validated {
-    /// The object, read only by the builders (owner references, the pod spec).
-    pub object: Arc<ExtensionServer>,
-    pub names: ServerNames,
-    /// The server's uid: namespaced children are ours only with a controller ownerRef to it.
-    pub uid: String,
-    pub generation: Option<i64>,
-    pub backend: Backend,
-    pub verdict: Verdict,
-    /// One APIService per version, in spec order.
-    pub requested: Vec<ApiServiceName>,
-    pub tls_mode: TlsMode,
-    /// `tls.secretName` (mode Secret, and an external server's CA).
-    pub tls_secret_name: String,
-    /// Certificate and CA lifetimes (modes Managed and Insecure).
-    pub lifetimes: Lifetimes,
-    pub replicas: i32,
-    pub port: i32,
-    pub policy: RegistrationPolicy,
-    /// How long an APIService may stay unavailable: `--max-unavailable`, or a shorter
-    /// `registration.unregisterAfter`.
-    pub unregister_after: Duration,
-    /// Whether a change of the cluster's front-proxy CA rolls the pods.
-    pub rollout_on_front_proxy_change: bool,
-}
-
-impl Validated {
-    /// The status the last pass wrote.
-    pub fn previous_status(&self) -> Option<&ExtensionServerStatus> {
-        self.object.status.as_ref()
-    }
-
-    /// The server's key, as the controller queues it.
-    pub fn key(&self) -> kube::runtime::reflector::ObjectRef<ExtensionServer> {
-        kube::runtime::reflector::ObjectRef::new(&self.names.name).within(&self.names.namespace)
-    }
-
-    /// The object Events are about.
-    pub fn reference(&self) -> ObjectReference {
-        self.object.object_ref(&())
-    }
-
-    pub fn subject(&self) -> Subject {
-        Subject {
-            names: self.names.clone(),
-            generation: self.generation,
-            replicas: self.replicas,
-            port: self.port,
-        }
-    }
-}
+use crate::trust::{self, Claim, Facts};
+use crate::validated::{
+    Backend, ClaimDecision, Pods, Served, ServiceAccountChoice, Validated, merge_pod_template,
+    operator_pod, serving_secret_name,
+};
 
 pub fn validate(
-    server: Arc<ExtensionServer>,
+    server: &ExtensionServer,
     settings: &Settings,
     facts: Facts<'_>,
 ) -> Result<Validated> {
@@ -119,14 +38,12 @@ pub fn validate(
         )?
         .min(settings.max_unavailable),
     };
-    if let Some(template) = &spec.pod_template {
-        let mut pod = k8s_openapi::api::core::v1::PodTemplateSpec::default();
-        crate::desired::merge_pod_template(&mut pod, template).map_err(Error::InvalidSpec)?;
-    }
-    let names = ServerNames::of(&server);
+    let names = ServerNames::of(server);
     names::check_server_name(&names.name)?;
-    let requested = names::requested_api_services(&server);
-    let verdict = judge(&server, &names, &requested, facts);
+    let served = served(server);
+    let requested: Vec<ApiServiceName> = served.iter().map(|s| s.name.clone()).collect();
+    let decision = judge(server, &names, &requested, facts);
+    let tls_secret_name = spec.tls.secret_name.clone().unwrap_or_default();
     let backend = match &spec.external {
         Some(external) => Backend::External {
             backend: external.clone(),
@@ -139,25 +56,63 @@ pub fn validate(
                 ) == HostCover::Exact
             }),
         },
-        None => Backend::Pods,
+        None => Backend::Pods(Box::new(pods(server, &names, &tls_secret_name)?)),
     };
     Ok(Validated {
-        names,
         uid: server.metadata.uid.clone().unwrap_or_default(),
         generation: server.metadata.generation,
+        owner: server.controller_owner_ref(&()),
+        reference: server.object_ref(&()),
+        previous_status: server.status.clone(),
         backend,
-        verdict,
+        decision,
+        served,
         requested,
         tls_mode: spec.tls.mode,
-        tls_secret_name: spec.tls.secret_name.clone().unwrap_or_default(),
+        tls_secret_name,
         lifetimes,
         replicas: spec.replicas,
         port: spec.port,
         policy: spec.registration.policy,
         unregister_after,
         rollout_on_front_proxy_change: spec.rollout_on_front_proxy_change,
-        object: server,
+        names,
     })
+}
+
+/// The pods: the operator's pod with `spec.podTemplate` merged over it, checked here once.
+fn pods(server: &ExtensionServer, names: &ServerNames, tls_secret_name: &str) -> Result<Pods> {
+    let spec = &server.spec;
+    let service_account = match spec.service_account_name.as_deref() {
+        Some(name) if !name.is_empty() => ServiceAccountChoice::Named(name.to_string()),
+        _ => ServiceAccountChoice::Managed(names.name.clone()),
+    };
+    let serving_secret = serving_secret_name(names, spec.tls.mode, tls_secret_name);
+    let mut template = operator_pod(spec, names, service_account.name(), &serving_secret);
+    if let Some(given) = &spec.pod_template {
+        merge_pod_template(&mut template, given).map_err(Error::InvalidSpec)?;
+    }
+    Ok(Pods {
+        template,
+        service_account,
+        cluster_roles: spec.cluster_roles.clone(),
+    })
+}
+
+/// One APIService per version of every served group, in spec order.
+fn served(server: &ExtensionServer) -> Vec<Served> {
+    server
+        .spec
+        .served_groups()
+        .flat_map(|(group, versions)| {
+            let group = Group(group.to_string());
+            versions.iter().map(move |v| Served {
+                name: ApiServiceName::new(&Version(v.name.clone()), &group),
+                group_priority_minimum: v.group_priority_minimum,
+                version_priority: v.version_priority,
+            })
+        })
+        .collect()
 }
 
 /// Each served group is judged on its own; the first refusal decides, a refusal that removes
@@ -167,22 +122,22 @@ fn judge(
     names: &ServerNames,
     requested: &[ApiServiceName],
     facts: Facts<'_>,
-) -> Verdict {
+) -> ClaimDecision {
     let spec = &server.spec;
     if let Some(refusal) = trust::check_roles(names, &spec.cluster_roles, facts) {
-        return Verdict::Refused(refusal);
+        return ClaimDecision::Refused(refusal);
     }
     let account = spec.service_account_name.as_deref();
     if let Some(refusal) = trust::check_account(names, account, facts) {
-        return Verdict::Refused(refusal);
+        return ClaimDecision::Refused(refusal);
     }
     let always = spec.registration.policy == RegistrationPolicy::Always;
     if let Some(refusal) = trust::check_policy(names, always, facts) {
-        return Verdict::Refused(refusal);
+        return ClaimDecision::Refused(refusal);
     }
     let insecure = spec.tls.mode == TlsMode::Insecure;
     if let Some(refusal) = backend::check_insecure(names, insecure, facts) {
-        return Verdict::Refused(refusal);
+        return ClaimDecision::Refused(refusal);
     }
     if let Some(external) = &spec.external {
         let target = ExternalTarget {
@@ -190,7 +145,7 @@ fn judge(
             port: external.port,
         };
         if let Some(refusal) = backend::check_external(names, target, facts) {
-            return Verdict::Refused(refusal);
+            return ClaimDecision::Refused(refusal);
         }
     }
     let mut adoptable = Vec::new();
@@ -208,18 +163,20 @@ fn judge(
             Claim::Refused(refusal) if refusal.keep_registered => {
                 frozen.get_or_insert(refusal);
             }
-            Claim::Refused(refusal) => return Verdict::Refused(refusal),
+            Claim::Refused(refusal) => return ClaimDecision::Refused(refusal),
         }
     }
     match frozen {
-        Some(refusal) => Verdict::Frozen(refusal),
-        None => Verdict::Allowed { adoptable },
+        Some(refusal) => ClaimDecision::Frozen(refusal),
+        None => ClaimDecision::Allowed { adoptable },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use std::sync::Arc;
 
     use super::*;
     use crate::reason::Reason;
@@ -244,11 +201,11 @@ spec:
         Arc::new(server)
     }
 
-    fn verdict(grants: &str) -> Verdict {
+    fn verdict(grants: &str) -> ClaimDecision {
         verdict_of(adapter(), Some(grants))
     }
 
-    fn verdict_of(server: Arc<ExtensionServer>, grants: Option<&str>) -> Verdict {
+    fn verdict_of(server: Arc<ExtensionServer>, grants: Option<&str>) -> ClaimDecision {
         let grants = grants.map(|g| Grants::parse(g).expect("grants"));
         let labels = BTreeMap::new();
         let facts = Facts {
@@ -258,9 +215,9 @@ spec:
             crd_names: &[],
             kubernetes_service_ip: None,
         };
-        validate(server, &Settings::default(), facts)
+        validate(&server, &Settings::default(), facts)
             .expect("valid")
-            .verdict
+            .decision
     }
 
     #[test]
@@ -274,12 +231,13 @@ spec:
         );
         assert!(matches!(
             verdict_of(server.clone(), Some(&granted)),
-            Verdict::Allowed { .. }
+            ClaimDecision::Allowed { .. }
         ));
         let other_namespace = format!(
             "grants: [{{namespaces: [monitoring], {groups}}}, {{namespaces: [ops], groups: [x.ops.io], clusterRoles: ['system:metrics-server']}}]"
         );
-        let Verdict::Refused(refusal) = verdict_of(server.clone(), Some(&other_namespace)) else {
+        let ClaimDecision::Refused(refusal) = verdict_of(server.clone(), Some(&other_namespace))
+        else {
             panic!("the role is granted to another namespace only");
         };
         assert_eq!(refusal.reason, Reason::NotGranted);
@@ -297,14 +255,14 @@ spec:
         let both = verdict(
             "grants: [{namespaces: [monitoring], groups: [custom.metrics.k8s.io, external.metrics.k8s.io], adoptExisting: true}]",
         );
-        let Verdict::Allowed { adoptable } = both else {
+        let ClaimDecision::Allowed { adoptable } = both else {
             panic!("both groups are granted: {both:?}");
         };
         assert_eq!(adoptable.len(), 3, "every version may adopt: {adoptable:?}");
         let one = verdict(
             "grants: [{namespaces: [monitoring], groups: [custom.metrics.k8s.io], adoptExisting: true}]",
         );
-        let Verdict::Refused(refusal) = one else {
+        let ClaimDecision::Refused(refusal) = one else {
             panic!("external.metrics.k8s.io is not granted: {one:?}");
         };
         assert_eq!(refusal.reason, Reason::ProtectedGroup);

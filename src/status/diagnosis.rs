@@ -62,13 +62,7 @@ pub fn diagnose_external(message: &str, target: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names() -> ServerNames {
-        ServerNames {
-            name: "srv".into(),
-            namespace: "ns".into(),
-        }
-    }
+    use crate::fixtures::names;
 
     #[test]
     fn each_failure_names_its_cause() {

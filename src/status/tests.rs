@@ -7,26 +7,13 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::*;
 use crate::apiservice::{APIService, APIServiceCondition, APIServiceSpec, APIServiceStatus};
-use crate::names::{ApiServiceName, ServerNames};
+use crate::fixtures::{names, v1};
+use crate::names::ApiServiceName;
 use crate::outcome::{Subject, Workload};
 use crate::tls::CertInfo;
 
 fn at(second: i64) -> Timestamp {
     Timestamp::from_second(second).expect("timestamp")
-}
-
-fn names() -> ServerNames {
-    ServerNames {
-        name: "srv".into(),
-        namespace: "ns".into(),
-    }
-}
-
-fn v1() -> ApiServiceName {
-    ApiServiceName::new(
-        &crate::names::Version("v1".into()),
-        &crate::names::Group("g.example.com".into()),
-    )
 }
 
 fn deployment(generation: i64, observed: i64, ready: i32) -> Deployment {

@@ -274,6 +274,12 @@ pub fn group_matches(pattern: &str, group: &str) -> bool {
     }
 }
 
+/// Reads and parses the grants file.
+pub fn load(path: &std::path::Path) -> Result<Grants, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Grants::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

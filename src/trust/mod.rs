@@ -5,7 +5,6 @@ pub mod backend;
 pub mod grants;
 pub mod hosts;
 pub mod protected;
-pub mod reload;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +28,21 @@ pub struct Facts<'a> {
     pub crd_names: &'a [String],
     /// The ClusterIP of the `kubernetes` Service, when known.
     pub kubernetes_service_ip: Option<&'a str>,
+}
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+impl Facts<'static> {
+    /// A cluster with no grants, no APIServices and no CRDs: for builders run without one.
+    pub fn none() -> Self {
+        Facts {
+            grants: None,
+            namespace_labels: &NO_LABELS,
+            api_services: &[],
+            crd_names: &[],
+            kubernetes_service_ip: None,
+        }
+    }
 }
 
 /// The verdict on a claim.

@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use extension_server_operator::crd::ExtensionServer;
+use extension_server_operator::context::Settings;
 use extension_server_operator::desired::{TlsInput, desired};
+use extension_server_operator::trust::Facts;
+use extension_server_operator::validate;
 use extension_server_operator::names::{
     self, ServerNames, is_dns1035_label, is_dns1123_subdomain, is_label_value,
 };
@@ -61,7 +64,8 @@ proptest! {
         support::chaos::count_case("properties", "every_child_of_an_admissible_name_is_admissible");
         prop_assume!(names::check_server_name(&name).is_ok());
         let server = server(&name, &namespace, replicas, &group);
-        let built = desired(&server, &tls_input(&name));
+        let validated = validate(&server, &Settings::default(), Facts::none()).unwrap();
+        let built = desired(&validated, &tls_input(&name));
         // RBAC names are path segments: anything but '/', '%', "." and "..".
         let delegator = built.auth_delegator.as_ref().unwrap();
         let reader = built.auth_reader.as_ref().unwrap();

@@ -7,18 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use super::*;
 use crate::apiservice::{APIServiceCondition, APIServiceSpec, APIServiceStatus, ServiceReference};
 use crate::crd::ExtensionServer;
-use crate::names::{Group, OWNER_ANNOTATION, ServerNames, Version};
-
-fn names() -> ServerNames {
-    ServerNames {
-        name: "srv".into(),
-        namespace: "ns".into(),
-    }
-}
-
-fn v1() -> ApiServiceName {
-    ApiServiceName::new(&Version("v1".into()), &Group("g.example.com".into()))
-}
+use crate::fixtures::{names, v1};
+use crate::names::{OWNER_ANNOTATION, ServerNames};
 
 fn at(second: i64) -> Timestamp {
     Timestamp::from_second(second).expect("timestamp")

@@ -3,23 +3,17 @@
 //! events miss); a change that parses replaces the grants and re-reconciles every server, one
 //! that does not is logged and the previous grants stay.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
 
-use super::grants::Grants;
 use crate::context::Context;
+use crate::trust::grants::{Grants, load};
 
 /// How often the file is re-read.
 pub const POLL: Duration = Duration::from_secs(2);
-
-/// Reads and parses the grants file.
-pub fn load(path: &Path) -> Result<Grants, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Grants::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
 
 /// Loads the file into `ctx` now; then, in the returned stream, yields once per accepted change.
 pub fn follow(ctx: Arc<Context>, path: PathBuf) -> impl Stream<Item = ()> + Send + 'static {
