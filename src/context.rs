@@ -69,7 +69,7 @@ pub struct Context {
     /// Status records the same, but the watch cache can lag behind the status write.
     pub held_back: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Probes backends outside the reconcile pass.
-    pub prober: Arc<crate::prober::Prober>,
+    pub prober: Arc<crate::probe::Prober>,
     /// The grants in force (reloaded when the file changes); `None` without `--grants`.
     pub grants: std::sync::RwLock<Option<Arc<Grants>>>,
     /// The ClusterIP of the `kubernetes` Service, read once before an external server is judged.
@@ -91,7 +91,7 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            prober: Arc::new(crate::prober::Prober::new(settings.probe_concurrency)),
+            prober: Arc::new(crate::probe::Prober::new(settings.probe_concurrency)),
             grants: Default::default(),
             recorder: Recorder::new(client.clone(), reporter),
             client,

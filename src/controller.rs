@@ -14,7 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::Error;
-use crate::observe::{Facts, Servers, Stores};
+use crate::observe::{ClusterFacts, Servers, Stores};
 use crate::reconcile::{Reconciler, failure, reconcile};
 
 /// Retries a failed object after its own backoff; its failure is already in its status.
@@ -86,7 +86,7 @@ async fn controller(
         .trigger_backoff(NoTriggerBackoff);
     let (stores, controller) =
         Stores::watch(controller, &client, namespace.as_deref(), store.clone());
-    let (facts, mut controller) = Facts::watch(controller, &client, store.clone());
+    let (facts, mut controller) = ClusterFacts::watch(controller, &client, store.clone());
     controller = crate::observe::user_secrets::watch(
         controller,
         &client,

@@ -1,14 +1,13 @@
 //! What the steps of one pass produce, and [`Applied`], everything status is computed from.
 //! Low in the house: the steps write these, status and events read them.
 
-use std::fmt;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::apiservice::APIService;
 use crate::names::{ApiServiceName, ServerNames};
+use crate::probe::{BackendProbe, Handshake};
 use crate::tls::{CertInfo, TlsEvent};
 use crate::trust::Refusal;
 
@@ -35,61 +34,6 @@ pub enum CertificateOutcome {
     External {
         ca: Option<(String, Option<Timestamp>)>,
     },
-}
-
-/// A TLS handshake with the server, made as the aggregator's proxy would make it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Handshake {
-    /// The certificate verified against the bundle.
-    Trusted,
-    /// The server presented a certificate the bundle does not verify.
-    Untrusted(String),
-    /// No answer, or not checked; availability is the aggregator's call.
-    Inconclusive,
-}
-
-/// Why dialling an external server failed; displays as status shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeFailure {
-    /// No TCP connection (refused, unreachable, timed out).
-    Dial(String),
-    /// The server's certificate does not verify against the trusted CA.
-    Untrusted(String),
-    /// The TLS handshake failed for another reason.
-    Handshake(String),
-    /// The first probe has not finished yet.
-    Pending(String),
-}
-
-impl fmt::Display for ProbeFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Dial(why) | Self::Untrusted(why) | Self::Handshake(why) | Self::Pending(why) => {
-                f.write_str(why)
-            }
-        }
-    }
-}
-
-/// What dialling an external server found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackendProbe {
-    /// `host:port`.
-    pub target: String,
-    /// The name its certificate must carry, `<name>.<namespace>.svc`.
-    pub server_name: String,
-    pub outcome: Result<(), ProbeFailure>,
-}
-
-impl BackendProbe {
-    /// The handshake as the Available verdict reads it.
-    pub fn handshake(&self) -> Handshake {
-        match &self.outcome {
-            Ok(()) => Handshake::Trusted,
-            Err(ProbeFailure::Untrusted(why)) => Handshake::Untrusted(why.clone()),
-            Err(_) => Handshake::Inconclusive,
-        }
-    }
 }
 
 /// What happened to one APIService in this pass.

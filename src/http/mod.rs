@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::context::Context;
-use reviews::{Reviews, Verdict};
+use reviews::{Access, Reviews};
 
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -69,12 +69,12 @@ async fn answer(
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match reviews.judge(authorization, path).await {
-        Verdict::Allowed => route(ctx, path),
-        Verdict::Unauthenticated => text(
+        Access::Allowed => route(ctx, path),
+        Access::Unauthenticated => text(
             StatusCode::UNAUTHORIZED,
             "Unauthorized: send a bearer token the API server accepts",
         ),
-        Verdict::Forbidden => text(
+        Access::Forbidden => text(
             StatusCode::FORBIDDEN,
             "Forbidden: the token's user may not get the non-resource URL /metrics",
         ),

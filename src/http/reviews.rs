@@ -1,6 +1,6 @@
 //! Who may read `/metrics`: the bearer token is authenticated with a TokenReview and the user
 //! authorized with a SubjectAccessReview for `get` on the non-resource URL `/metrics`, as
-//! controller-runtime's secure metrics and kube-rbac-proxy do. Verdicts are cached briefly.
+//! controller-runtime's secure metrics and kube-rbac-proxy do. Decisions are cached briefly.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -22,7 +22,7 @@ const CACHE_SIZE: usize = 1024;
 
 /// The answer to one request for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Access {
     /// No token, or the API server does not accept it: 401.
     Unauthenticated,
     /// Authenticated, but not allowed to get `/metrics`: 403.
@@ -33,7 +33,7 @@ pub enum Verdict {
 /// Reviews tokens against the API server.
 pub struct Reviews {
     client: kube::Client,
-    cache: Mutex<HashMap<[u8; 32], (Verdict, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], (Access, Instant)>>,
 }
 
 impl Reviews {
@@ -45,9 +45,9 @@ impl Reviews {
     }
 
     /// The verdict for the `Authorization` header's value, if any.
-    pub async fn judge(&self, authorization: Option<&str>, path: &str) -> Verdict {
+    pub async fn judge(&self, authorization: Option<&str>, path: &str) -> Access {
         let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) else {
-            return Verdict::Unauthenticated;
+            return Access::Unauthenticated;
         };
         let key: [u8; 32] = Sha256::digest(format!("{path}\n{token}")).into();
         if let Some(verdict) = self.cached(&key) {
@@ -58,7 +58,7 @@ impl Reviews {
             Err(error) => {
                 // Not cached: the next scrape asks again.
                 tracing::warn!(%error, "reviewing a /metrics token failed");
-                return Verdict::Unauthenticated;
+                return Access::Unauthenticated;
             }
         };
         if let Ok(mut cache) = self.cache.lock() {
@@ -70,17 +70,17 @@ impl Reviews {
         verdict
     }
 
-    fn cached(&self, key: &[u8; 32]) -> Option<Verdict> {
+    fn cached(&self, key: &[u8; 32]) -> Option<Access> {
         let cache = self.cache.lock().ok()?;
         let (verdict, at) = cache.get(key)?;
         let keep = match verdict {
-            Verdict::Allowed => CACHE_ALLOWED,
+            Access::Allowed => CACHE_ALLOWED,
             _ => CACHE_REFUSED,
         };
         (at.elapsed() < keep).then_some(*verdict)
     }
 
-    async fn review(&self, token: &str, path: &str) -> Result<Verdict, kube::Error> {
+    async fn review(&self, token: &str, path: &str) -> Result<Access, kube::Error> {
         let tokens: Api<TokenReview> = Api::all(self.client.clone());
         let review = TokenReview {
             spec: TokenReviewSpec {
@@ -95,7 +95,7 @@ impl Reviews {
             .status
             .unwrap_or_default();
         let Some(user) = status.user.filter(|_| status.authenticated == Some(true)) else {
-            return Ok(Verdict::Unauthenticated);
+            return Ok(Access::Unauthenticated);
         };
         let access: Api<SubjectAccessReview> = Api::all(self.client.clone());
         let review = SubjectAccessReview {
@@ -118,9 +118,9 @@ impl Reviews {
             .status
             .is_some_and(|s| s.allowed);
         Ok(if allowed {
-            Verdict::Allowed
+            Access::Allowed
         } else {
-            Verdict::Forbidden
+            Access::Forbidden
         })
     }
 }

@@ -21,13 +21,13 @@ use crate::names::{AUTHENTICATION_CONFIG_MAP, KUBE_SYSTEM};
 
 /// Namespace and CRD metadata caches, and the authentication ConfigMap.
 #[derive(Clone)]
-pub struct Facts {
+pub struct ClusterFacts {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub crds: Store<PartialObjectMeta<CustomResourceDefinition>>,
     pub authentication: Store<ConfigMap>,
 }
 
-impl Facts {
+impl ClusterFacts {
     /// Starts both caches. A namespace's label change re-reconciles the ExtensionServers in
     /// it; a CRD that appears or goes re-reconciles every ExtensionServer (a new CRD may protect
     /// a group).

@@ -17,7 +17,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-pub use facts::Facts;
+pub use facts::ClusterFacts;
 pub use servers::Servers;
 pub use stores::Stores;
 

@@ -4,7 +4,8 @@
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::outcome::{Applied, Handshake, Registration, Workload};
+use crate::outcome::{Applied, Registration, Workload};
+use crate::probe::Handshake;
 use crate::reconcile::children::{self, Children, Stop};
 use crate::reconcile::prepare::Prepared;
 use crate::reconcile::probe;

@@ -1,17 +1,15 @@
-//! External servers (`spec.external`): the TLS step reads the user's CA instead of running one,
-//! and a verified handshake with the host stands in for ready replicas.
+//! External servers (`spec.external`): the TLS step reads the user's CA instead of running one.
+//! A verified handshake with the host stands in for ready replicas (`reconcile::probe`).
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 use crate::context::Context;
-use crate::crd::{ExternalBackend, TlsMode};
+use crate::crd::TlsMode;
 use crate::desired::TlsInput;
 use crate::error::Result;
-use crate::observe::Observed;
-use crate::outcome::{BackendProbe, CertificateOutcome, ProbeFailure};
-use crate::prober::{Kind, Screen, Target};
-use crate::reconcile::tls::TlsStep;
+use crate::outcome::CertificateOutcome;
+use crate::reconcile::certificate::TlsStep;
 use crate::ssa::get_opt;
 use crate::tls::certs;
 use crate::validated::Validated;
@@ -69,53 +67,4 @@ pub async fn tls(ctx: &Context, validated: &Validated) -> Result<TlsStep> {
     };
     let bundle = String::from_utf8_lossy(&ca).into_owned();
     Ok(step(Some(input(secret_name, Some(bundle))), outcome))
-}
-
-/// The latest dial of the external server as the aggregator will make it: `host:port`,
-/// verifying the certificate for `<name>.<namespace>.svc` against the bundle (TCP only in mode
-/// Insecure). The probe runs outside the pass; until its first finding, `Pending`. Unless a
-/// grant lists the host exactly (`listed`), a name resolving only to restricted addresses is not
-/// dialled.
-pub fn probe(
-    ctx: &Context,
-    validated: &Validated,
-    external: &ExternalBackend,
-    listed: bool,
-    bundle: Option<&str>,
-    observed: &Observed,
-) -> BackendProbe {
-    let names = &validated.names;
-    let server_name = format!("{}.{}.svc", names.name, names.namespace);
-    let target = format!("{}:{}", external.host, external.port);
-    let screen = (!listed).then(|| Screen {
-        kubernetes_service_ip: ctx.kubernetes_service_ip.get().cloned(),
-    });
-    let probe_target = Target {
-        host: external.host.clone(),
-        port: u16::try_from(external.port).unwrap_or(443),
-        server_name: server_name.clone(),
-        bundle: bundle.map(|b| b.as_bytes().to_vec()),
-        kind: Kind::Reach,
-        screen,
-    };
-    let interval = ctx.settings.probe_interval;
-    // The aggregator reports an APIService of ours unavailable: look again now.
-    let doubt = observed.api_services.iter().any(|(_, live)| {
-        live.as_ref()
-            .and_then(|a| a.available())
-            .is_some_and(|c| c.status == "False")
-    });
-    let outcome = ctx
-        .prober
-        .reach(&validated.key(), probe_target, interval, doubt)
-        .unwrap_or_else(|| {
-            Err(ProbeFailure::Pending(format!(
-                "probing {target}; the first answer is not in yet"
-            )))
-        });
-    BackendProbe {
-        target,
-        server_name,
-        outcome,
-    }
 }

@@ -7,7 +7,7 @@ use crate::context::Context;
 use crate::crd::TlsMode;
 use crate::observe::Observed;
 use crate::outcome::{Registration, Workload};
-use crate::reconcile::tls::TlsStep;
+use crate::reconcile::certificate::TlsStep;
 use crate::status::{self, ConditionType, Reason};
 use crate::validated::Validated;
 

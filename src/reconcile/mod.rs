@@ -17,6 +17,7 @@
 
 mod apply;
 pub mod backoff;
+mod certificate;
 mod children;
 mod cleanup;
 mod events;
@@ -31,7 +32,6 @@ pub mod requeue;
 #[cfg(test)]
 mod scenarios;
 mod snapshot;
-mod tls;
 pub mod validate;
 
 use std::sync::Arc;
@@ -48,7 +48,7 @@ use crate::context::Context;
 use crate::crd::{ExtensionServer, ExtensionServerStatus};
 use crate::error::{Error, Result};
 use crate::names::{FIELD_MANAGER, FINALIZER, ServerNames};
-use crate::observe::{self, Facts, Servers, Stores};
+use crate::observe::{self, ClusterFacts, Servers, Stores};
 use crate::outcome::{Applied, Registration};
 use crate::status;
 use crate::validated::{ClaimDecision, Validated};
@@ -58,7 +58,7 @@ pub struct Reconciler {
     pub ctx: Arc<Context>,
     pub stores: Stores,
     pub servers: Servers,
-    pub facts: Facts,
+    pub facts: ClusterFacts,
     /// Failures in a row per server, for the retry delay.
     pub backoffs: backoff::Backoffs<kube::runtime::reflector::ObjectRef<ExtensionServer>>,
 }

@@ -6,9 +6,9 @@ use crate::desired::{self, Desired, TlsInput};
 use crate::error::Result;
 use crate::observe::Observed;
 use crate::outcome::Workload;
+use crate::reconcile::certificate::TlsStep;
 use crate::reconcile::registration::{self, Gate};
-use crate::reconcile::tls::TlsStep;
-use crate::reconcile::{Reconciler, external, hold, tls};
+use crate::reconcile::{Reconciler, certificate, external, hold, probe};
 use crate::validated::{Backend, ClaimDecision, Validated};
 
 /// The inputs of apply.
@@ -30,7 +30,7 @@ pub async fn prepare(
     let ctx = reconciler.ctx.as_ref();
     let (tls, workload) = match &validated.backend {
         Backend::Pods(_) => {
-            let tls = tls::run(ctx, validated, &observed).await?;
+            let tls = certificate::run(ctx, validated, &observed).await?;
             let deployment = observed.deployment.as_deref().cloned();
             (tls, Workload::Pods { deployment })
         }
@@ -38,7 +38,7 @@ pub async fn prepare(
             let tls = external::tls(ctx, validated).await?;
             let probe = tls.input.as_ref().map(|input| {
                 let bundle = input.ca_bundle.as_deref();
-                external::probe(ctx, validated, backend, *listed, bundle, &observed)
+                probe::external(ctx, validated, backend, *listed, bundle, &observed)
             });
             (tls, Workload::External { probe })
         }

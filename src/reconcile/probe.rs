@@ -1,16 +1,23 @@
-//! Probes of a server's Service, as the aggregator's proxy dials it: ClusterIP, port 443,
-//! server name `<name>.<namespace>.svc`. The probes run outside the pass, which reads their
-//! latest finding. The handshake step verifies a registered server's certificate (the
-//! aggregator's availability check does not verify TLS).
+//! The pass's probe targets, each read through [`Prober::latest`](crate::probe::Prober::latest):
+//! the server's Service as the aggregator's proxy dials it (ClusterIP, port 443, server name
+//! `<name>.<namespace>.svc`), and an external server at `host:port`. The probes run outside the
+//! pass, which reads their latest finding. The handshake step verifies a registered server's
+//! certificate (the aggregator's availability check does not verify TLS).
 
 use k8s_openapi::api::core::v1::Service;
 
 use crate::apiservice::APIService;
 use crate::context::Context;
-use crate::crd::TlsMode;
-use crate::outcome::Handshake;
-use crate::prober::{Kind, Target};
+use crate::crd::{ExternalBackend, TlsMode};
+use crate::observe::Observed;
+use crate::probe::{BackendProbe, Finding, Handshake, Kind, ProbeFailure, Screen, Target};
 use crate::validated::Validated;
+
+/// The latest finding for `target`, asked for this server; `None` while the first probe runs.
+fn latest(ctx: &Context, validated: &Validated, target: Target, doubt: bool) -> Option<Finding> {
+    ctx.prober
+        .latest(&validated.key(), target, ctx.settings.probe_interval, doubt)
+}
 
 /// Probes only servers whose APIServices (as they stand after this pass) the aggregator
 /// reports Available.
@@ -27,8 +34,10 @@ pub fn verify<'a>(
         return Handshake::Inconclusive;
     };
     let target = service_target(validated, address, Some(bundle), Kind::Verify);
-    ctx.prober
-        .verify(&validated.key(), target, ctx.settings.probe_interval)
+    match latest(ctx, validated, target, false) {
+        Some(Finding::Verify(handshake)) => handshake,
+        _ => Handshake::Inconclusive,
+    }
 }
 
 /// True when the latest probe of `service` answered: a TLS handshake verified against
@@ -43,9 +52,7 @@ pub fn service_answers(
         return false;
     };
     let target = service_target(validated, address, bundle, Kind::Reach);
-    ctx.prober
-        .reach(&validated.key(), target, ctx.settings.probe_interval, false)
-        .is_some_and(|found| found.is_ok())
+    latest(ctx, validated, target, false).is_some_and(|found| found.ok())
 }
 
 fn service_target(
@@ -85,4 +92,50 @@ fn target<'a>(
         available.then(|| live.spec.ca_bundle.as_ref().map(|b| b.0.clone()))?
     })?;
     Some((cluster_ip(service?)?, bundle))
+}
+
+/// The latest dial of the external server as the aggregator will make it: `host:port`,
+/// verifying the certificate for `<name>.<namespace>.svc` against the bundle (TCP only in mode
+/// Insecure). The probe runs outside the pass; until its first finding, `Pending`. Unless a
+/// grant lists the host exactly (`listed`), a name resolving only to restricted addresses is not
+/// dialled.
+pub fn external(
+    ctx: &Context,
+    validated: &Validated,
+    external: &ExternalBackend,
+    listed: bool,
+    bundle: Option<&str>,
+    observed: &Observed,
+) -> BackendProbe {
+    let names = &validated.names;
+    let server_name = format!("{}.{}.svc", names.name, names.namespace);
+    let target = format!("{}:{}", external.host, external.port);
+    let screen = (!listed).then(|| Screen {
+        kubernetes_service_ip: ctx.kubernetes_service_ip.get().cloned(),
+    });
+    let probe_target = Target {
+        host: external.host.clone(),
+        port: u16::try_from(external.port).unwrap_or(443),
+        server_name: server_name.clone(),
+        bundle: bundle.map(|b| b.as_bytes().to_vec()),
+        kind: Kind::Reach,
+        screen,
+    };
+    // The aggregator reports an APIService of ours unavailable: look again now.
+    let doubt = observed.api_services.iter().any(|(_, live)| {
+        live.as_ref()
+            .and_then(|a| a.available())
+            .is_some_and(|c| c.status == "False")
+    });
+    let outcome = match latest(ctx, validated, probe_target, doubt) {
+        Some(Finding::Reach(outcome)) => outcome,
+        _ => Err(ProbeFailure::Pending(format!(
+            "probing {target}; the first answer is not in yet"
+        ))),
+    };
+    BackendProbe {
+        target,
+        server_name,
+        outcome,
+    }
 }

@@ -6,7 +6,7 @@ use crate::reason::{ConditionType, Reason};
 
 /// A condition before timestamps: what this pass concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Conclusion {
     pub type_: ConditionType,
     pub status: Status,
     pub reason: Reason,
@@ -30,7 +30,7 @@ impl Status {
     }
 }
 
-impl Verdict {
+impl Conclusion {
     pub fn new(
         type_: ConditionType,
         status: Status,
@@ -49,14 +49,14 @@ impl Verdict {
     }
 }
 
-/// Turns verdicts into conditions, keeping each `lastTransitionTime` unless its status flipped.
+/// Turns conclusions into conditions, keeping each `lastTransitionTime` unless its status flipped.
 pub fn merge(
     previous: &[Condition],
-    verdicts: &[Verdict],
+    conclusions: &[Conclusion],
     generation: Option<i64>,
     now: Time,
 ) -> Vec<Condition> {
-    verdicts
+    conclusions
         .iter()
         .map(|v| {
             let last_transition_time = previous
@@ -78,8 +78,8 @@ pub fn merge(
 
 /// `Ready`: True when every other verdict is True, else the first one that is not. A claim
 /// that cannot proceed (a conflict, a refusal) is named before anything that is only waiting.
-pub fn ready(verdicts: &[Verdict]) -> Verdict {
-    let stuck = |v: &&Verdict| {
+pub fn ready(conclusions: &[Conclusion]) -> Conclusion {
+    let stuck = |v: &&Conclusion| {
         v.status == Status::False
             && matches!(
                 v.reason,
@@ -89,18 +89,18 @@ pub fn ready(verdicts: &[Verdict]) -> Verdict {
                     | Reason::AdoptionNotAllowed
             )
     };
-    let first = verdicts
+    let first = conclusions
         .iter()
         .find(stuck)
-        .or_else(|| verdicts.iter().find(|v| !v.is_true()));
+        .or_else(|| conclusions.iter().find(|v| !v.is_true()));
     match first {
-        None => Verdict::new(
+        None => Conclusion::new(
             ConditionType::Ready,
             Status::True,
             Reason::Ready,
             "the extension API server is running and available through the aggregator",
         ),
-        Some(first) => Verdict::new(
+        Some(first) => Conclusion::new(
             ConditionType::Ready,
             Status::False,
             first.reason.clone(),
@@ -123,8 +123,8 @@ mod tests {
         Time(Timestamp::from_second(s).expect("time"))
     }
 
-    fn available(status: Status, reason: &str) -> Verdict {
-        Verdict::new(
+    fn available(status: Status, reason: &str) -> Conclusion {
+        Conclusion::new(
             ConditionType::Available,
             status,
             Reason::Aggregator(reason.into()),
@@ -145,27 +145,27 @@ mod tests {
 
     #[test]
     fn ready_names_the_first_failing_condition() {
-        let verdicts = [
-            Verdict::new(
+        let conclusions = [
+            Conclusion::new(
                 ConditionType::DeploymentAvailable,
                 Status::True,
                 Reason::MinimumReplicasAvailable,
                 "",
             ),
-            Verdict::new(
+            Conclusion::new(
                 ConditionType::Registered,
                 Status::False,
                 Reason::Conflict,
                 "taken",
             ),
-            Verdict::new(
+            Conclusion::new(
                 ConditionType::Available,
                 Status::Unknown,
                 Reason::NotRegistered,
                 "",
             ),
         ];
-        let ready = ready(&verdicts);
+        let ready = ready(&conclusions);
         assert_eq!(ready.status, Status::False);
         assert_eq!(ready.reason, Reason::Conflict);
         assert_eq!(ready.message, "Registered: taken");
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn ready_is_true_only_when_every_other_condition_is() {
-        let all_true = [Verdict::new(
+        let all_true = [Conclusion::new(
             ConditionType::Available,
             Status::True,
             Reason::Passed,

@@ -2,7 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::conditions::{self, Status, Verdict};
+use super::conditions::{self, Conclusion, Status};
 use crate::crd::ExtensionServerStatus;
 use crate::reason::{ConditionType, Reason};
 
@@ -16,7 +16,7 @@ pub fn failed(
     now: Time,
 ) -> ExtensionServerStatus {
     let mut status = previous.cloned().unwrap_or_default();
-    let verdict = Verdict::new(ConditionType::Ready, Status::False, reason, message);
+    let verdict = Conclusion::new(ConditionType::Ready, Status::False, reason, message);
     let ready = conditions::merge(&status.conditions, &[verdict], generation, now);
     status
         .conditions
@@ -43,13 +43,13 @@ mod tests {
 
     #[test]
     fn a_failure_sets_ready_false_at_the_current_generation_and_keeps_the_rest() {
-        let registered = Verdict::new(
+        let registered = Conclusion::new(
             ConditionType::Registered,
             Status::True,
             Reason::Registered,
             "ok",
         );
-        let ok = Verdict::new(ConditionType::Ready, Status::True, Reason::Ready, "ok");
+        let ok = Conclusion::new(ConditionType::Ready, Status::True, Reason::Ready, "ok");
         let previous = ExtensionServerStatus {
             observed_generation: Some(1),
             conditions: conditions::merge(&[], &[ok, registered], Some(1), time(10)),

@@ -11,14 +11,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use crate::reason::{ConditionType, Reason};
-pub use conditions::{Status, Verdict};
+pub use conditions::{Conclusion, Status};
 pub use diagnosis::{diagnose_external, diagnose_unavailable};
 pub use failure::failed;
 
 use crate::crd::{ApiServiceState, CertificateState, ExtensionServerStatus};
-use crate::outcome::{
-    Applied, BackendProbe, CertificateOutcome, Handshake, ProbeFailure, Registration,
-};
+use crate::outcome::{Applied, CertificateOutcome, Registration};
+use crate::probe::{BackendProbe, Handshake, ProbeFailure};
 use crate::trust::Refusal;
 use ConditionType::{
     Available, BackendReachable, CertificateReady, DeploymentAvailable, Registered,
@@ -30,7 +29,7 @@ pub fn compute(
     previous: Option<&ExtensionServerStatus>,
     now: Time,
 ) -> ExtensionServerStatus {
-    let verdicts = verdicts(applied);
+    let conclusions = conclusions(applied);
     let previous_conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or(&[]);
     let (replicas, ready_replicas) = replica_counts(applied.workload.deployment());
     let generation = applied.subject.generation;
@@ -38,19 +37,19 @@ pub fn compute(
         observed_generation: generation,
         replicas,
         ready_replicas,
-        conditions: conditions::merge(previous_conditions, &verdicts, generation, now),
+        conditions: conditions::merge(previous_conditions, &conclusions, generation, now),
         api_services: api_service_states(applied),
         certificate: certificate_state(&applied.certificate),
     }
 }
 
-/// The five verdicts, Ready first.
-pub fn verdicts(applied: &Applied) -> Vec<Verdict> {
+/// The five conclusions, Ready first.
+pub fn conclusions(applied: &Applied) -> Vec<Conclusion> {
     let parts = match applied.refusal.as_ref() {
         // Refused: nothing runs; Registered says why, the others only point there.
         Some(refusal) if !refusal.keep_registered => {
             let not_started = |type_| {
-                Verdict::new(
+                Conclusion::new(
                     type_,
                     Status::Unknown,
                     refusal.reason.clone(),
@@ -91,9 +90,9 @@ fn workload_type(o: &Applied) -> ConditionType {
     }
 }
 
-fn backend_verdict(o: &Applied, probe: &BackendProbe) -> Verdict {
+fn backend_verdict(o: &Applied, probe: &BackendProbe) -> Conclusion {
     if o.subject.replicas == 0 {
-        return Verdict::new(
+        return Conclusion::new(
             BackendReachable,
             Status::False,
             Reason::ScaledToZero,
@@ -101,7 +100,7 @@ fn backend_verdict(o: &Applied, probe: &BackendProbe) -> Verdict {
         );
     }
     match &probe.outcome {
-        Ok(()) => Verdict::new(
+        Ok(()) => Conclusion::new(
             BackendReachable,
             Status::True,
             Reason::BackendReachable,
@@ -110,13 +109,13 @@ fn backend_verdict(o: &Applied, probe: &BackendProbe) -> Verdict {
                 probe.target, probe.server_name
             ),
         ),
-        Err(ProbeFailure::Pending(why)) => Verdict::new(
+        Err(ProbeFailure::Pending(why)) => Conclusion::new(
             BackendReachable,
             Status::Unknown,
             Reason::Probing,
             why.clone(),
         ),
-        Err(why) => Verdict::new(
+        Err(why) => Conclusion::new(
             BackendReachable,
             Status::False,
             Reason::BackendUnreachable,
@@ -128,8 +127,8 @@ fn backend_verdict(o: &Applied, probe: &BackendProbe) -> Verdict {
     }
 }
 
-fn refused_verdict(refusal: &Refusal) -> Verdict {
-    Verdict::new(
+fn refused_verdict(refusal: &Refusal) -> Conclusion {
+    Conclusion::new(
         Registered,
         Status::False,
         refusal.reason.clone(),
@@ -145,11 +144,11 @@ fn replica_counts(deployment: Option<&Deployment>) -> (i32, i32) {
     )
 }
 
-fn deployment_verdict(o: &Applied) -> Verdict {
+fn deployment_verdict(o: &Applied) -> Conclusion {
     if o.is_external() {
         return match o.backend_probe() {
             Some(probe) => backend_verdict(o, probe),
-            None => Verdict::new(
+            None => Conclusion::new(
                 BackendReachable,
                 Status::Unknown,
                 Reason::WaitingForCertificate,
@@ -163,7 +162,7 @@ fn deployment_verdict(o: &Applied) -> Verdict {
         o.subject.names.namespace, o.subject.names.name
     );
     if o.subject.replicas == 0 {
-        return Verdict::new(
+        return Conclusion::new(
             DeploymentAvailable,
             Status::False,
             Reason::ScaledToZero,
@@ -171,7 +170,7 @@ fn deployment_verdict(o: &Applied) -> Verdict {
         );
     }
     if ready >= 1 {
-        return Verdict::new(
+        return Conclusion::new(
             DeploymentAvailable,
             Status::True,
             Reason::MinimumReplicasAvailable,
@@ -179,7 +178,7 @@ fn deployment_verdict(o: &Applied) -> Verdict {
         );
     }
     if o.workload.deployment().is_none() {
-        return Verdict::new(
+        return Conclusion::new(
             DeploymentAvailable,
             Status::False,
             Reason::Progressing,
@@ -195,7 +194,7 @@ fn deployment_verdict(o: &Applied) -> Verdict {
         .and_then(|d| Some(d.status.as_ref()?.observed_generation? >= d.metadata.generation?))
         .unwrap_or(false);
     if !observed {
-        return Verdict::new(
+        return Conclusion::new(
             DeploymentAvailable,
             Status::False,
             Reason::Progressing,
@@ -205,7 +204,7 @@ fn deployment_verdict(o: &Applied) -> Verdict {
             ),
         );
     }
-    Verdict::new(
+    Conclusion::new(
         DeploymentAvailable,
         Status::False,
         Reason::NoReadyReplicas,
@@ -216,13 +215,13 @@ fn deployment_verdict(o: &Applied) -> Verdict {
     )
 }
 
-fn certificate_verdict(o: &Applied) -> Verdict {
+fn certificate_verdict(o: &Applied) -> Conclusion {
     match &o.certificate {
         CertificateOutcome::Valid {
             serving,
             previous_trusted,
             ..
-        } => Verdict::new(
+        } => Conclusion::new(
             CertificateReady,
             Status::True,
             Reason::Valid,
@@ -238,7 +237,7 @@ fn certificate_verdict(o: &Applied) -> Verdict {
                 }
             ),
         ),
-        CertificateOutcome::Insecure { serving } => Verdict::new(
+        CertificateOutcome::Insecure { serving } => Conclusion::new(
             CertificateReady,
             Status::True,
             Reason::InsecureSkipVerify,
@@ -247,19 +246,19 @@ fn certificate_verdict(o: &Applied) -> Verdict {
                 serving.not_after
             ),
         ),
-        CertificateOutcome::SecretInvalid(why) => Verdict::new(
+        CertificateOutcome::SecretInvalid(why) => Conclusion::new(
             CertificateReady,
             Status::False,
             Reason::SecretInvalid,
             why.clone(),
         ),
-        CertificateOutcome::NotIssued => Verdict::new(
+        CertificateOutcome::NotIssued => Conclusion::new(
             CertificateReady,
             Status::Unknown,
             Reason::NotRegistered,
             "no certificate is issued while the claim is refused",
         ),
-        CertificateOutcome::Expired(why) => Verdict::new(
+        CertificateOutcome::Expired(why) => Conclusion::new(
             CertificateReady,
             Status::False,
             Reason::Expired,
@@ -267,7 +266,7 @@ fn certificate_verdict(o: &Applied) -> Verdict {
         ),
         CertificateOutcome::External {
             ca: Some((secret, not_after)),
-        } => Verdict::new(
+        } => Conclusion::new(
             CertificateReady,
             Status::True,
             Reason::Valid,
@@ -280,7 +279,7 @@ fn certificate_verdict(o: &Applied) -> Verdict {
                 o.subject.names.namespace
             ),
         ),
-        CertificateOutcome::External { ca: None } => Verdict::new(
+        CertificateOutcome::External { ca: None } => Conclusion::new(
             CertificateReady,
             Status::True,
             Reason::InsecureSkipVerify,
@@ -289,7 +288,7 @@ fn certificate_verdict(o: &Applied) -> Verdict {
     }
 }
 
-fn registered_verdict(o: &Applied) -> Verdict {
+fn registered_verdict(o: &Applied) -> Conclusion {
     let mut conflicts = Vec::new();
     let mut waiting = Vec::new();
     let mut waiting_cert = Vec::new();
@@ -310,7 +309,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
         }
     }
     if !conflicts.is_empty() {
-        return Verdict::new(
+        return Conclusion::new(
             Registered,
             Status::False,
             Reason::Conflict,
@@ -318,7 +317,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
         );
     }
     if !scaled.is_empty() {
-        return Verdict::new(
+        return Conclusion::new(
             Registered,
             Status::False,
             Reason::ScaledToZero,
@@ -329,7 +328,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
         );
     }
     if !dropped.is_empty() {
-        return Verdict::new(
+        return Conclusion::new(
             Registered,
             Status::False,
             Reason::Unregistered,
@@ -340,7 +339,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
         );
     }
     if !waiting_cert.is_empty() {
-        return Verdict::new(
+        return Conclusion::new(
             Registered,
             Status::False,
             Reason::WaitingForCertificate,
@@ -351,7 +350,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
         );
     }
     if !adopting.is_empty() {
-        return Verdict::new(
+        return Conclusion::new(
             Registered,
             Status::False,
             Reason::WaitingForReadyReplicas,
@@ -368,7 +367,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
             Some(probe) => format!("{} answers a verified TLS handshake", probe.target),
             None => "a replica is ready".to_string(),
         };
-        return Verdict::new(
+        return Conclusion::new(
             Registered,
             Status::False,
             Reason::WaitingForReadyReplicas,
@@ -378,7 +377,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
             ),
         );
     }
-    Verdict::new(
+    Conclusion::new(
         Registered,
         Status::True,
         Reason::Registered,
@@ -386,7 +385,7 @@ fn registered_verdict(o: &Applied) -> Verdict {
     )
 }
 
-fn available_verdict(o: &Applied) -> Verdict {
+fn available_verdict(o: &Applied) -> Conclusion {
     let registered: Vec<_> = o
         .registrations
         .iter()
@@ -396,7 +395,7 @@ fn available_verdict(o: &Applied) -> Verdict {
         })
         .collect();
     if registered.len() != o.registrations.len() || registered.is_empty() {
-        return Verdict::new(
+        return Conclusion::new(
             Available,
             Status::Unknown,
             Reason::NotRegistered,
@@ -405,7 +404,7 @@ fn available_verdict(o: &Applied) -> Verdict {
     }
     if let Handshake::Untrusted(why) = &o.handshake {
         let names: Vec<&str> = registered.iter().map(|n| n.as_str()).collect();
-        return Verdict::new(
+        return Conclusion::new(
             Available,
             Status::False,
             Reason::TlsVerificationFailed,
@@ -434,7 +433,7 @@ fn available_verdict(o: &Applied) -> Verdict {
                         diagnose_unavailable(&reason, &message, &o.subject.names, o.subject.port)
                     }
                 };
-                return Verdict::new(
+                return Conclusion::new(
                     Available,
                     Status::False,
                     Reason::parse(&reason),
@@ -442,7 +441,7 @@ fn available_verdict(o: &Applied) -> Verdict {
                 );
             }
             None => {
-                return Verdict::new(
+                return Conclusion::new(
                     Available,
                     Status::Unknown,
                     Reason::WaitingForAggregator,
@@ -451,7 +450,7 @@ fn available_verdict(o: &Applied) -> Verdict {
             }
         }
     }
-    Verdict::new(
+    Conclusion::new(
         Available,
         Status::True,
         Reason::Passed,

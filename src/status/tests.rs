@@ -88,13 +88,13 @@ impl Fixture {
         }
     }
 
-    fn verdict(&self, type_: ConditionType) -> Verdict {
+    fn verdict(&self, type_: ConditionType) -> Conclusion {
         self.find(type_)
             .expect("every condition type has a verdict")
     }
 
-    fn find(&self, type_: ConditionType) -> Option<Verdict> {
-        verdicts(&self.applied())
+    fn find(&self, type_: ConditionType) -> Option<Conclusion> {
+        conclusions(&self.applied())
             .into_iter()
             .find(|v| v.type_ == type_)
     }
@@ -128,7 +128,7 @@ impl Fixture {
     }
 }
 
-fn assert_verdict(v: &Verdict, status: Status, reason: Reason, message_has: &str) {
+fn assert_verdict(v: &Conclusion, status: Status, reason: Reason, message_has: &str) {
     assert_eq!((v.status, &v.reason), (status, &reason), "{v:?}");
     assert!(
         v.message.contains(message_has),

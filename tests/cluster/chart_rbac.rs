@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use extension_server_operator::context::{Context, Settings};
 use extension_server_operator::crd::ExtensionServer;
-use extension_server_operator::http::reviews::{Reviews, Verdict};
+use extension_server_operator::http::reviews::{Access, Reviews};
 use extension_server_operator::leader::{LeaderElector, LeaseSettings};
 use extension_server_operator::metrics::Metrics;
 use k8s_openapi::api::rbac::v1::PolicyRule;
@@ -271,7 +271,7 @@ async fn every_chart_rule_is_needed_and_enough() {
     let bearer = format!("Bearer {}", token.trim());
     assert_eq!(
         reviews.judge(Some(&bearer), "/metrics").await,
-        Verdict::Forbidden
+        Access::Forbidden
     );
     assert_eq!(
         ctx.metrics.errors(),

@@ -13,8 +13,9 @@ use extension_server_operator::apiservice::{
 };
 use extension_server_operator::names::{ApiServiceName, Group, ServerNames, Version};
 use extension_server_operator::outcome::{
-    Applied, CertificateOutcome, Handshake, Registration, Subject, Workload,
+    Applied, CertificateOutcome, Registration, Subject, Workload,
 };
+use extension_server_operator::probe::Handshake;
 use extension_server_operator::status;
 use extension_server_operator::tls::CertInfo;
 use extension_server_operator::trust::grants::{Allowance, Grants, group_matches};

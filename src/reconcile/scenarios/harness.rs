@@ -15,7 +15,7 @@ use super::fake_api::FakeApi;
 use crate::context::{Context, Settings};
 use crate::crd::ExtensionServer;
 use crate::metrics::Metrics;
-use crate::observe::{Facts, Servers, Stores};
+use crate::observe::{ClusterFacts, Servers, Stores};
 use crate::reconcile::{Reconciler, run};
 
 /// One cache and what fills it: the fake's collection prefix and plural.
@@ -107,7 +107,7 @@ impl Scenario {
             pdbs,
             api_services,
         };
-        let facts = Facts {
+        let facts = ClusterFacts {
             namespaces: reflector::store().0,
             crds: crd_store,
             authentication: reflector::store().0,

@@ -13,7 +13,7 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::outcome::{Handshake, ProbeFailure};
+use super::{Handshake, ProbeFailure};
 use crate::trust::hosts::restricted_ip;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -22,7 +22,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// bundle) a TLS handshake verifying the certificate for `server_name`. The error says what
 /// failed, for status. With `screen`, a name that resolves only to restricted addresses
 /// (`screen` holds the kubernetes Service's ClusterIP) is not dialled.
-pub async fn reach(
+pub async fn dial(
     host: &str,
     port: u16,
     server_name: &str,

@@ -1,6 +1,5 @@
-//! Probes outside the reconcile pass. A pass reads the latest finding for its target and, when a
-//! probe is due, starts one in the background; a finding that changes wakes every server that
-//! asked. Failures back off per target, so unreachable hosts never hold a reconcile slot and
+//! The background prober: a pass reads the latest finding for its target and, when a probe is
+//! due, starts one in the background; a finding that changes wakes every server that asked. Failures back off per target, so unreachable hosts never hold a reconcile slot and
 //! are not dialled at every pass.
 
 use std::collections::{HashMap, HashSet};
@@ -12,55 +11,11 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
+use super::{Finding, Handshake, Kind, Target, dial};
 use crate::crd::ExtensionServer;
-use crate::outcome::{Handshake, ProbeFailure};
-use crate::probe;
 
 /// The first retry after a failed probe; it doubles up to the probe interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
-
-/// What to dial and how.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
-    pub host: String,
-    pub port: u16,
-    /// The name the certificate must carry.
-    pub server_name: String,
-    /// The trusted CAs (PEM); none: a TCP connection is enough.
-    pub bundle: Option<Vec<u8>>,
-    pub kind: Kind,
-    /// Refuse to dial a name that resolves only to a restricted address (loopback, link-local,
-    /// the kubernetes Service); off when a grant lists the host exactly.
-    pub screen: Option<Screen>,
-}
-
-/// Addresses a screened name may not resolve to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Screen {
-    pub kubernetes_service_ip: Option<String>,
-}
-
-/// Which probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// TCP, then a verified handshake when there is a bundle; every failure is reported.
-    Reach,
-    /// A verified handshake whose only conclusive failure is an untrusted certificate.
-    Verify,
-}
-
-/// What a probe found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finding {
-    Reach(Result<(), ProbeFailure>),
-    Verify(Handshake),
-}
-
-impl Finding {
-    fn ok(&self) -> bool {
-        matches!(self, Self::Reach(Ok(())) | Self::Verify(Handshake::Trusted))
-    }
-}
 
 struct Entry {
     latest: Option<Finding>,
@@ -101,36 +56,10 @@ impl Prober {
         }))
     }
 
-    /// The latest reach finding for `target`; `None` while the first probe runs. With `doubt`
-    /// (the aggregator reports the backend down), a good finding is checked again at once.
-    pub fn reach(
-        self: &Arc<Self>,
-        asker: &ObjectRef<ExtensionServer>,
-        target: Target,
-        interval: Duration,
-        doubt: bool,
-    ) -> Option<Result<(), ProbeFailure>> {
-        match self.look(asker, target, interval, doubt)? {
-            Finding::Reach(result) => Some(result),
-            Finding::Verify(_) => None,
-        }
-    }
-
-    /// The latest handshake finding for `target`; inconclusive while the first probe runs.
-    pub fn verify(
-        self: &Arc<Self>,
-        asker: &ObjectRef<ExtensionServer>,
-        target: Target,
-        interval: Duration,
-    ) -> Handshake {
-        match self.look(asker, target, interval, false) {
-            Some(Finding::Verify(handshake)) => handshake,
-            _ => Handshake::Inconclusive,
-        }
-    }
-
-    /// Records `asker`, starts a probe when one is due, and returns the latest finding.
-    fn look(
+    /// The one door: records `asker`, starts a probe of `target` when one is due (or at once
+    /// with `doubt`, when the aggregator reports the backend down and the finding was good), and
+    /// returns the latest finding; `None` while the first probe runs.
+    pub fn latest(
         self: &Arc<Self>,
         asker: &ObjectRef<ExtensionServer>,
         target: Target,
@@ -182,7 +111,7 @@ impl Prober {
                 let screen = target.screen.as_ref();
                 let kubernetes_ip = screen.map(|s| s.kubernetes_service_ip.as_deref());
                 Finding::Reach(
-                    probe::reach(
+                    dial::dial(
                         &target.host,
                         target.port,
                         &target.server_name,
@@ -193,7 +122,7 @@ impl Prober {
                 )
             }
             Kind::Verify => Finding::Verify(
-                probe::handshake(
+                dial::handshake(
                     &target.host,
                     target.port,
                     &target.server_name,
@@ -238,6 +167,7 @@ impl Prober {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::ProbeFailure;
 
     fn closed_port() -> u16 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -258,12 +188,15 @@ mod tests {
             screen: None,
         };
         let interval = Duration::from_secs(30);
-        assert_eq!(prober.reach(&asker, target.clone(), interval, false), None);
+        assert_eq!(prober.latest(&asker, target.clone(), interval, false), None);
         let woken = futures::StreamExt::next(&mut wakes).await;
         assert_eq!(woken, Some(asker.clone()));
         let found = prober
-            .reach(&asker, target, interval, false)
+            .latest(&asker, target, interval, false)
             .expect("a finding");
-        assert!(matches!(found, Err(ProbeFailure::Dial(_))), "{found:?}");
+        assert!(
+            matches!(found, Finding::Reach(Err(ProbeFailure::Dial(_)))),
+            "{found:?}"
+        );
     }
 }
