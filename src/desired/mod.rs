@@ -2,7 +2,7 @@
 //! unit-tested without a cluster. One builder per child kind, in its own file; a new kind is
 //! one builder, one field in [`Desired`] (and `Observed`), and one line in the apply order.
 
-mod apiservice;
+mod api_services;
 mod deployment;
 mod pdb;
 mod rbac;
@@ -16,7 +16,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 
-pub use apiservice::api_services;
+pub use api_services::api_services;
 pub use deployment::deployment;
 pub use pdb::pod_disruption_budget;
 pub use rbac::{

@@ -3,7 +3,7 @@
 
 pub mod conditions;
 mod diagnosis;
-mod failure;
+mod failed_pass;
 #[cfg(test)]
 mod tests;
 
@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 pub use crate::reason::{ConditionType, Reason};
 pub use conditions::{Conclusion, Status};
 pub use diagnosis::{diagnose_external, diagnose_unavailable};
-pub use failure::failed;
+pub use failed_pass::failed;
 
 use crate::crd::{ApiServiceState, CertificateState, ExtensionServerStatus};
 use crate::outcome::{Applied, CertificateOutcome, Registration};
