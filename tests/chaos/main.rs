@@ -2,13 +2,13 @@
 //! one part and writes its results to `target/chaos/parts/`.
 #![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
 
-// One support tree for the three test binaries; each uses a part of it.
-#[allow(dead_code, unused_imports)]
-#[path = "../support/mod.rs"]
-mod support;
+use eso_test_kit as support;
 
-mod chaos_churn;
-mod chaos_crash;
-mod chaos_faults;
-mod chaos_mutations;
-mod chaos_restarts;
+/// The operator binary cargo built for these tests (only an integration test can name it).
+const OPERATOR: &str = env!("CARGO_BIN_EXE_extension-server-operator");
+
+mod churn;
+mod crash;
+mod faults;
+mod mutations;
+mod restarts;

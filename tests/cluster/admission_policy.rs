@@ -13,10 +13,6 @@ use crate::support::fixture::Server;
 use crate::support::grants::GrantsFile;
 use crate::support::policy::Installed;
 
-fn server(name: &str, group: &str) -> Server {
-    Server::new(name).group(group)
-}
-
 /// `kubectl apply` of `yaml` in `ns`: Ok, or the refusal's text.
 fn apply(ns: &TestNamespace, yaml: &str) -> Result<(), String> {
     let out = kubectl_stdin(ns, &["apply", "-n", &ns.name, "-f", "-"], yaml.as_bytes());
@@ -87,7 +83,7 @@ async fn the_policy_refuses_what_the_grants_refuse() {
     );
     let installed = install_policy(&granted, &grants, &[&granted.name, &other.name]);
 
-    let refused = server("tenant", "x.custom.api").yaml();
+    let refused = Server::in_group("tenant", "x.custom.api").yaml();
     wait_refused(&other, &refused).await;
     let message = apply(&other, &refused).unwrap_err();
     assert!(
@@ -97,20 +93,22 @@ async fn the_policy_refuses_what_the_grants_refuse() {
         )),
         "{message}"
     );
-    let reserved = apply(&granted, &server("kube", "x.k8s.io").yaml()).unwrap_err();
+    let reserved = apply(&granted, &Server::in_group("kube", "x.k8s.io").yaml()).unwrap_err();
     assert!(
         reserved.contains("reserved for Kubernetes itself"),
         "{reserved}"
     );
     let adopt = apply(
         &granted,
-        &server("adopt", "y.custom.api").adopt_existing().yaml(),
+        &Server::in_group("adopt", "y.custom.api")
+            .adopt_existing()
+            .yaml(),
     )
     .unwrap_err();
     assert!(adopt.contains("no grant lets namespace"), "{adopt}");
     let account = apply(
         &granted,
-        &server("account", "z.custom.api")
+        &Server::in_group("account", "z.custom.api")
             .extra("{serviceAccountName: admin}")
             .yaml(),
     )
@@ -121,7 +119,7 @@ async fn the_policy_refuses_what_the_grants_refuse() {
     );
     let insecure = apply(
         &granted,
-        &server("insecure", "i.custom.api")
+        &Server::in_group("insecure", "i.custom.api")
             .tls("{mode: Insecure}")
             .yaml(),
     )
@@ -131,7 +129,7 @@ async fn the_policy_refuses_what_the_grants_refuse() {
         "{insecure}"
     );
     let external = |name: &str, host: &str| {
-        server(name, &format!("{name}.custom.api"))
+        Server::own_group(name)
             .external(host, 443)
             .tls("{mode: Secret, secretName: outside-ca}")
             .yaml()
@@ -145,7 +143,7 @@ async fn the_policy_refuses_what_the_grants_refuse() {
     }
     apply(&granted, &external("named", "127.0.0.1")).unwrap();
     apply(&granted, &external("covered", "api.example.com")).unwrap();
-    apply(&granted, &server("tenant", "x.custom.api").yaml()).unwrap();
+    apply(&granted, &Server::in_group("tenant", "x.custom.api").yaml()).unwrap();
     for name in ["tenant", "named", "covered"] {
         assert!(
             granted
@@ -168,13 +166,13 @@ async fn a_withdrawn_grant_blocks_neither_the_operator_nor_deletion() {
     );
     grants.write(&format!("grants: {granted}\n"));
     let installed = install_policy(&h.ns, &granted, &[&h.ns.name]);
-    apply(&h.ns, &server("tenant", &group).yaml()).unwrap();
+    apply(&h.ns, &Server::in_group("tenant", &group).yaml()).unwrap();
     h.wait_condition("tenant", "Registered", "True", None).await;
 
     // Withdrawn from the operator and the policy alike; the policy refuses new claims.
     grants.write("grants: []\n");
     let _installed = install_policy(&h.ns, "[]", &[&h.ns.name]);
-    wait_refused(&h.ns, &server("next", &group).yaml()).await;
+    wait_refused(&h.ns, &Server::in_group("next", &group).yaml()).await;
     h.wait_condition("tenant", "Registered", "False", Some("NotGranted"))
         .await;
 

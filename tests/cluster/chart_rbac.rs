@@ -85,16 +85,6 @@ async fn wait_seen(
     .unwrap();
 }
 
-/// The basic example named `name`.
-fn server(name: &str, ns: &str, replicas: i32) -> Server {
-    Server::new(name)
-        .namespace(ns)
-        .group("my.custom.api")
-        .port(443)
-        .args(&["--secure-port=443"])
-        .replicas(replicas)
-}
-
 async fn delete_and_wait(servers: &Api<ExtensionServer>, name: &str) {
     let uid = servers.get(name).await.unwrap().metadata.uid.unwrap();
     servers.delete(name, &Default::default()).await.unwrap();
@@ -128,6 +118,7 @@ fn impersonating_kubeconfig(ns: &TestNamespace) -> std::path::PathBuf {
 /// Phase 1: the real binary as the chart's ServiceAccount.
 async fn binary_reaches_ready_without_a_403(ns: &TestNamespace, kubeconfig: &std::path::Path) {
     let operator = support::operator::start_with_kubeconfig(
+        crate::OPERATOR,
         ns,
         "chart-sa",
         kubeconfig,
@@ -139,7 +130,11 @@ async fn binary_reaches_ready_without_a_403(ns: &TestNamespace, kubeconfig: &std
         ],
     );
     operator.wait_listening().await.unwrap();
-    let server = server("basic", &ns.name, 1).build();
+    let server = Server::in_group("basic", "my.custom.api")
+        .secure_port(443)
+        .namespace(&ns.name)
+        .replicas(1)
+        .build();
     let servers: Api<ExtensionServer> = ns.api();
     servers.create(&Default::default(), &server).await.unwrap();
     let pod = runtime::start(&ns.cluster, &ns.name, "basic")
@@ -238,7 +233,10 @@ async fn every_chart_rule_is_needed_and_enough() {
         Some(ns.name.clone()),
     ));
 
-    let server = server(LIFECYCLE, &ns.name, 2)
+    let server = Server::in_group(LIFECYCLE, "my.custom.api")
+        .secure_port(443)
+        .namespace(&ns.name)
+        .replicas(2)
         .tls("{certificateDuration: 10s, caDuration: 20s}")
         .build();
     let servers: Api<ExtensionServer> = ns.api();

@@ -24,10 +24,6 @@ use crate::support::{Harness, wait_for};
 const NAME: &str = "my-extension-server";
 const API_SERVICE: &str = "v1.my.custom.api";
 
-fn seed(tls: &str) -> Server {
-    Server::sample(NAME).tls(tls)
-}
-
 fn args_with_port(port: u16) -> serde_json::Value {
     serde_json::json!({"spec": {"args": [
         format!("--secure-port={port}"),
@@ -83,7 +79,7 @@ async fn broken(h: &Harness, cause: &str, known: &BTreeMap<String, i32>) -> Stri
 async fn happy_path_through_the_real_aggregator() {
     let _turn = support::sample_group_turn().await;
     let h = Harness::start("e2e-happy").await;
-    h.create(&seed("{mode: Managed}")).await;
+    h.create(&Server::sample(NAME).tls("{mode: Managed}")).await;
     let _pod = runtime::start(&h.ns.cluster, &h.ns.name, NAME)
         .await
         .unwrap();
@@ -156,7 +152,7 @@ async fn happy_path_through_the_real_aggregator() {
 async fn breakages_are_diagnosed_and_clear_after_the_fix() {
     let _turn = support::sample_group_turn().await;
     let h = Harness::start("e2e-break").await;
-    h.create(&seed("{mode: Managed}")).await;
+    h.create(&Server::sample(NAME).tls("{mode: Managed}")).await;
     let pod = runtime::start(&h.ns.cluster, &h.ns.name, NAME)
         .await
         .unwrap();
@@ -290,7 +286,7 @@ async fn first_ca(h: &Harness) -> String {
 async fn a_deleted_ca_secret_fails_no_request() {
     let _turn = support::sample_group_turn().await;
     let h = Harness::start("e2e-ca-lost").await;
-    h.create(&seed("{mode: Managed}")).await;
+    h.create(&Server::sample(NAME).tls("{mode: Managed}")).await;
     let pod = runtime::start(&h.ns.cluster, &h.ns.name, NAME)
         .await
         .unwrap();
@@ -323,9 +319,9 @@ async fn a_deleted_ca_secret_fails_no_request() {
 async fn rotation_under_traffic_fails_no_request() {
     let _turn = support::sample_group_turn().await;
     let h = Harness::start("e2e-rotate").await;
-    h.create(&seed(
-        "{mode: Managed, certificateDuration: 15s, caDuration: 45s}",
-    ))
+    h.create(
+        &Server::sample(NAME).tls("{mode: Managed, certificateDuration: 15s, caDuration: 45s}"),
+    )
     .await;
     let pod = runtime::start(&h.ns.cluster, &h.ns.name, NAME)
         .await
@@ -351,7 +347,7 @@ async fn rotation_under_traffic_fails_no_request() {
 async fn clean_removal_leaves_discovery_healthy() {
     let _turn = support::sample_group_turn().await;
     let h = Harness::start("e2e-remove").await;
-    h.create(&seed("{mode: Managed}")).await;
+    h.create(&Server::sample(NAME).tls("{mode: Managed}")).await;
     let _pod = runtime::start(&h.ns.cluster, &h.ns.name, NAME)
         .await
         .unwrap();
@@ -380,7 +376,8 @@ async fn secret_mode_renewals_fail_no_request() {
         |ca: &certs::KeyedCert| certs::issue_serving(ca, &dns, Timestamp::now(), lifetime).unwrap();
     let first = certs::generate_ca("issuer one", Timestamp::now(), lifetime).unwrap();
     support::write_cert_manager_secret(&h.ns, "issued", &first, &issue(&first)).await;
-    h.create(&seed("{mode: Secret, secretName: issued}")).await;
+    h.create(&Server::sample(NAME).tls("{mode: Secret, secretName: issued}"))
+        .await;
     let pod = runtime::start(&h.ns.cluster, &h.ns.name, NAME)
         .await
         .unwrap();

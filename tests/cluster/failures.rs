@@ -16,10 +16,6 @@ use crate::support::grants::GrantsFile;
 use crate::support::policy::Installed;
 use crate::support::{Harness, condition};
 
-fn server(name: &str, group: &str) -> Server {
-    Server::new(name).group(group).port(443)
-}
-
 const DENIED: &str = "Deployments are frozen in this namespace";
 
 const PROBE_DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: probe}\nspec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}}\n";
@@ -75,7 +71,7 @@ async fn a_refused_apply_shows_in_status_once_backs_off_and_recovers() {
     let h = Harness::start("es-refused").await;
     let policy = deny_deployments(&h.ns).await;
     let created = h
-        .create(&server("frozen", "my.custom.api").sample_port(443))
+        .create(&Server::in_group("frozen", "my.custom.api").sample_port(443))
         .await;
 
     let failed = h
@@ -138,14 +134,10 @@ async fn a_failure_that_reads_differently_each_time_still_backs_off() {
         refuse_writes_to: Some("/deployments/shifting".into()),
         ..Plan::default()
     });
-    let h = Harness::start_with_client(
-        "es-shifting",
-        Settings::default(),
-        Some(faults.make_client()),
-    )
-    .await;
+    let h = Harness::start_behind("es-shifting", &faults).await;
     let group = format!("shifting.{}.custom.api", h.ns.name);
-    h.create(&server("shifting", &group)).await;
+    h.create(&Server::in_group("shifting", &group).port(443))
+        .await;
     let refused = faults
         .tally
         .wait_refused(5, Duration::from_secs(90))
@@ -197,10 +189,10 @@ async fn a_panicking_pass_marks_only_its_server_and_the_operator_carries_on() {
         }),
         ..Plan::default()
     });
-    let h = Harness::start_with_client("es-panic", Settings::default(), Some(faults.make_client()))
-        .await;
+    let h = Harness::start_behind("es-panic", &faults).await;
     let group = format!("{}.custom.api", h.ns.name);
-    h.create(&server("boom", &format!("boom.{group}"))).await;
+    h.create(&Server::in_group("boom", &format!("boom.{group}")).port(443))
+        .await;
     let boom = h
         .wait_condition("boom", "Ready", "False", Some("InternalError"))
         .await;
@@ -213,7 +205,7 @@ async fn a_panicking_pass_marks_only_its_server_and_the_operator_carries_on() {
     assert_eq!(warnings.into_values().collect::<Vec<_>>(), [1]);
 
     // The operator still serves the others, created after the panic.
-    h.create(&server("calm", &group)).await;
+    h.create(&Server::in_group("calm", &group).port(443)).await;
     h.wait_condition("calm", "Registered", "True", None).await;
 }
 
@@ -234,8 +226,12 @@ async fn an_unavailable_apiservice_is_unregistered_after_the_operators_cap() {
     };
     grants.write(&grant(false));
     // Registered at once with nothing serving it, and no unregisterAfter of its own.
-    h.create(&server("never", &group).extra("{registration: {policy: Always}}"))
-        .await;
+    h.create(
+        &Server::in_group("never", &group)
+            .port(443)
+            .extra("{registration: {policy: Always}}"),
+    )
+    .await;
     let s = h
         .wait_condition("never", "Registered", "False", Some("NotGranted"))
         .await;

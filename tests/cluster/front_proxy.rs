@@ -20,16 +20,6 @@ const INSTANCE: &str = "front-proxy";
 /// How long the rollout and the aggregator may take after kube-apiserver is ready again.
 const RECOVER: Duration = Duration::from_secs(90);
 
-/// A sample server for `group`; `extra` adds spec fields (a YAML mapping).
-fn server(name: &str, group: &str, extra: &str) -> ExtensionServer {
-    Server::new(name)
-        .group(group)
-        .port(443)
-        .args(&["--secure-port=443".to_string(), format!("--group={group}")])
-        .extra(extra)
-        .build()
-}
-
 /// GETs the sample objects through the aggregator; Err holds the HTTP status code.
 async fn list_through_aggregator(client: &kube::Client, group: &str) -> Result<(), u16> {
     let path = format!("/apis/{group}/v1/namespaces/default/myresources");
@@ -67,7 +57,10 @@ async fn pods_roll_once_when_the_front_proxy_ca_rotates() {
     let opted_out = "{rolloutOnFrontProxyChange: false}";
     for (name, group, extra) in [(rolls, rolls_group, "{}"), (stays, stays_group, opted_out)] {
         servers
-            .create(&PostParams::default(), &server(name, group, extra))
+            .create(
+                &PostParams::default(),
+                &Server::sample_serving(name, group).extra(extra).build(),
+            )
             .await
             .unwrap();
     }

@@ -20,6 +20,7 @@ const RETRY_PERIOD: Duration = Duration::from_secs(1);
 
 fn candidate(ns: &TestNamespace, identity: &str) -> OperatorProcess {
     support::operator::start(
+        crate::OPERATOR,
         ns,
         identity,
         &[

@@ -1,15 +1,16 @@
 //! Tests against the local control plane (`cargo xtask cluster up`) and the tools built with it
-//! (helm, hadolint, promtool, kubectl): one module per concern, one binary, one copy of
-//! `support`.
+//! (helm, hadolint, promtool, kubectl): one module per concern, one binary, the shared parts in
+//! the `eso-test-kit` crate (`test-kit/`).
 #![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
 
-// One support tree for the three test binaries; each uses a part of it.
-#[allow(dead_code, unused_imports)]
-#[path = "../support/mod.rs"]
-mod support;
+use eso_test_kit as support;
+
+/// The operator binary cargo built for these tests (only an integration test can name it).
+const OPERATOR: &str = env!("CARGO_BIN_EXE_extension-server-operator");
 
 mod admission_policy;
 mod alerts;
+mod ca_trust;
 mod chart;
 mod chart_install;
 mod chart_rbac;
@@ -22,6 +23,7 @@ mod e2e;
 mod external;
 mod failures;
 mod front_proxy;
+mod grants;
 mod group_holding;
 mod groups;
 mod leader_election;
@@ -33,7 +35,5 @@ mod runtime_endpoints;
 mod secret_cache;
 mod sweep;
 mod tls_modes;
-mod tls_trust;
-mod trust;
 mod validation;
 mod workflows;

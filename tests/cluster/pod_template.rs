@@ -7,17 +7,12 @@ use kube::api::Api;
 use crate::support::fixture::Server;
 use crate::support::{Harness, condition, wait_for};
 
-fn server(name: &str, pod_template: &str) -> Server {
-    Server::new(name)
-        .group(&format!("{name}.custom.api"))
-        .extra(&format!("{{podTemplate: {pod_template}}}"))
-}
-
 #[tokio::test]
 async fn a_pod_template_reaches_the_pods_and_a_refused_one_reaches_status() {
     let h = Harness::start("es-podtemplate").await;
     let template = "{metadata: {annotations: {team: metrics}}, spec: {priorityClassName: system-cluster-critical, containers: [{name: server, ports: [{name: custom-metrics, containerPort: 8080}], volumeMounts: [{name: tmp, mountPath: /tmp}]}], volumes: [{name: tmp, emptyDir: {}}]}}";
-    h.create(&server("merged", template)).await;
+    h.create(&Server::own_group("merged").pod_template(template))
+        .await;
     let deployments: Api<Deployment> = h.ns.api();
     let deployment = wait_for(deployments, "merged", |d: Option<&Deployment>| d.is_some())
         .await
@@ -62,7 +57,8 @@ async fn a_pod_template_reaches_the_pods_and_a_refused_one_reaches_status() {
 
     // A volume name the API server refuses: status carries its message.
     let refused = "{spec: {volumes: [{name: Not_A_Name, emptyDir: {}}]}}";
-    h.create(&server("refused", refused)).await;
+    h.create(&Server::own_group("refused").pod_template(refused))
+        .await;
     let s = h
         .wait_condition("refused", "Ready", "False", Some("DeploymentApplyFailed"))
         .await;

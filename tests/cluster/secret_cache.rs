@@ -25,7 +25,7 @@ async fn registered_under_the_binary(
 ) -> (TestNamespace, OperatorProcess, Api<ExtensionServer>) {
     let ns = TestNamespace::create(prefix).await.unwrap();
     support::install_crd(&ns.client).await;
-    let operator = support::operator::start(&ns, "operator", &[]);
+    let operator = support::operator::start(crate::OPERATOR, &ns, "operator", &[]);
     operator.wait_listening().await.unwrap();
     let server = Server::new(name)
         .namespace(&ns.name)

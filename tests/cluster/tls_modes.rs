@@ -16,22 +16,14 @@ use crate::support;
 use crate::support::fixture::{Server, sample_args};
 use crate::support::{Harness, wait_for};
 
-fn server(name: &str, group: &str, tls: &str) -> Server {
-    Server::new(name).group(group).tls(tls)
-}
-
 #[tokio::test]
 async fn secret_mode_uses_the_users_certificate_and_reports_a_bad_secret() {
     let h = Harness::start("es-secret").await;
     let group = format!("{}.custom.api", h.ns.name);
 
     // Missing Secret: a clear condition, and nothing registered.
-    h.create(&server(
-        "byo",
-        &group,
-        "{mode: Secret, secretName: byo-cert}",
-    ))
-    .await;
+    h.create(&Server::in_group("byo", &group).tls("{mode: Secret, secretName: byo-cert}"))
+        .await;
     let waiting = h
         .wait_condition("byo", "CertificateReady", "False", Some("SecretInvalid"))
         .await;
@@ -121,7 +113,8 @@ async fn secret_mode_uses_the_users_certificate_and_reports_a_bad_secret() {
 async fn insecure_mode_is_explicit() {
     let h = Harness::start("es-insecure").await;
     let group = format!("{}.custom.api", h.ns.name);
-    h.create(&server("lax", &group, "{mode: Insecure}")).await;
+    h.create(&Server::in_group("lax", &group).tls("{mode: Insecure}"))
+        .await;
     let server = h.wait_condition("lax", "Registered", "True", None).await;
     let certificate = server
         .status
@@ -143,7 +136,8 @@ async fn insecure_mode_is_explicit() {
 async fn switching_between_managed_and_insecure_moves_the_api_services_trust() {
     let h = Harness::start("es-switch").await;
     let group = format!("{}.custom.api", h.ns.name);
-    h.create(&server("flip", &group, "{mode: Managed}")).await;
+    h.create(&Server::in_group("flip", &group).tls("{mode: Managed}"))
+        .await;
     h.wait_condition("flip", "Registered", "True", None).await;
     let api_services: Api<APIService> = Api::all(h.ns.client.clone());
     let name = format!("v1.{group}");
@@ -179,7 +173,8 @@ async fn unregister_after_removes_an_unavailable_api_service_until_its_backend_a
     let mut args = sample_args(443).to_vec();
     args.push(format!("--group={group}"));
     h.create(
-        &server("flaky", &group, "{mode: Managed}")
+        &Server::in_group("flaky", &group)
+            .tls("{mode: Managed}")
             .port(443)
             .args(&args)
             .unregister_after("3s"),

@@ -2,14 +2,7 @@
 //! committed CRD.
 #![allow(clippy::unwrap_used)] // a failed case should fail loudly
 
-/// Of `tests/support`, only what needs no cluster.
-// One support tree for the three test binaries; this one uses a part of it.
-#[allow(dead_code)]
-#[path = "../support"]
-mod support {
-    pub mod chaos;
-    pub mod fixture;
-}
+use eso_test_kit as support;
 
 mod crd_drift;
 mod properties;

@@ -5,16 +5,15 @@
 
 use std::time::Duration;
 
-use extension_server_operator::crd::ExtensionServer;
 use extension_server_operator::context::Settings;
 use extension_server_operator::desired::{TlsInput, desired};
-use extension_server_operator::trust::Facts;
-use extension_server_operator::validate;
 use extension_server_operator::names::{
     self, ServerNames, is_dns1035_label, is_dns1123_subdomain, is_label_value,
 };
 use extension_server_operator::quantity;
 use extension_server_operator::tls::{self, CaSet, Lifetimes, TlsObserved, certs, duration};
+use extension_server_operator::trust::Facts;
+use extension_server_operator::validate;
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use proptest::prelude::*;
@@ -63,7 +62,12 @@ proptest! {
     ) {
         support::chaos::count_case("properties", "every_child_of_an_admissible_name_is_admissible");
         prop_assume!(names::check_server_name(&name).is_ok());
-        let server = server(&name, &namespace, replicas, &group);
+        let server = Server::in_group(&name, &group)
+            .namespace(&namespace)
+            .versions(&["v1", "v2beta1"])
+            .replicas(replicas)
+            .stored()
+            .build();
         let validated = validate(&server, &Settings::default(), Facts::none()).unwrap();
         let built = desired(&validated, &tls_input(&name));
         // RBAC names are path segments: anything but '/', '%', "." and "..".
@@ -96,18 +100,6 @@ proptest! {
             prop_assert!(names::is_dns_name(&dns), "{dns}");
         }
     }
-}
-
-fn server(name: &str, namespace: &str, replicas: i32, group: &str) -> ExtensionServer {
-    let mut server = Server::new(name)
-        .namespace(namespace)
-        .group(group)
-        .versions(&["v1", "v2beta1"])
-        .replicas(replicas)
-        .build();
-    server.metadata.uid = Some("u".into());
-    server.metadata.generation = Some(1);
-    server
 }
 
 fn tls_input(name: &str) -> TlsInput {

@@ -16,10 +16,6 @@ use crate::support::fixture::Server;
 use crate::support::grants::GrantsFile;
 use crate::support::{Harness, condition, wait_for};
 
-fn server(name: &str, group: &str) -> Server {
-    Server::new(name).group(group)
-}
-
 /// Nothing of this server's exists but its status: no APIService, binding or ServiceAccount.
 async fn nothing_created(h: &Harness, name: &str, api_service: &str) {
     let client = h.ns.client.clone();
@@ -65,7 +61,7 @@ async fn deleted_leaving_account(h: &Harness, name: &str, account: &ServiceAccou
 #[tokio::test]
 async fn protected_groups_get_nothing_but_status() {
     let h = Harness::start("trust-protected").await;
-    h.create(&server("builtin", "rbac.authorization.k8s.io").versions(&["v9"]))
+    h.create(&Server::in_group("builtin", "rbac.authorization.k8s.io").versions(&["v9"]))
         .await;
     let s = h
         .wait_condition("builtin", "Ready", "False", Some("ProtectedGroup"))
@@ -76,7 +72,7 @@ async fn protected_groups_get_nothing_but_status() {
             .contains("reserved for Kubernetes")
     );
     // The CRD's own group, which no suffix rule covers.
-    h.create(&server("crd", "aggregation.dev").versions(&["v9"]))
+    h.create(&Server::in_group("crd", "aggregation.dev").versions(&["v9"]))
         .await;
     let s = h
         .wait_condition("crd", "Ready", "False", Some("ProtectedGroup"))
@@ -110,7 +106,8 @@ async fn grants_are_enforced_and_reloaded_without_a_restart() {
     let _turn = support::sample_group_turn().await;
     let h = Harness::start_with("trust-grants", grants.settings()).await;
     let group = "my.custom.api";
-    h.create(&server("tenant", group).sample_port(443)).await;
+    h.create(&Server::in_group("tenant", group).sample_port(443))
+        .await;
     let s = h
         .wait_condition("tenant", "Ready", "False", Some("NotGranted"))
         .await;
@@ -216,7 +213,8 @@ async fn adoption_needs_a_grant_that_allows_it() {
     })
     .await
     .unwrap();
-    h.create(&server("adopter", &group).adopt_existing()).await;
+    h.create(&Server::in_group("adopter", &group).adopt_existing())
+        .await;
     h.wait_condition("adopter", "Ready", "False", Some("AdoptionNotAllowed"))
         .await;
     let untouched = apis.get(&name).await.unwrap();
@@ -249,7 +247,7 @@ async fn a_server_named_default_never_takes_the_default_service_account() {
     .await
     .unwrap();
     let group = format!("{}.custom.api", h.ns.name);
-    h.create(&server("default", &group)).await;
+    h.create(&Server::in_group("default", &group)).await;
     let s = h
         .wait_condition("default", "Ready", "False", Some("Conflict"))
         .await;
@@ -300,9 +298,10 @@ async fn foreign_objects_in_the_way_stay_untouched() {
     .unwrap();
     let pdb = pdbs.create(&PostParams::default(), &pdb).await.unwrap();
 
-    h.create(&server("s", &group("s"))).await;
-    h.create(&server("v", &group("v"))).await;
-    h.create(&server("p", &group("p")).replicas(2)).await;
+    h.create(&Server::in_group("s", &group("s"))).await;
+    h.create(&Server::in_group("v", &group("v"))).await;
+    h.create(&Server::in_group("p", &group("p")).replicas(2))
+        .await;
     for (name, blocker) in [
         ("s", format!("Secret {}/s-ca", h.ns.name)),
         ("v", format!("Service {}/v", h.ns.name)),
@@ -381,7 +380,7 @@ async fn bound_to(h: &Harness, crbs: &Api<ClusterRoleBinding>, crb: &str, accoun
 async fn a_named_service_account_must_exist_and_is_never_owned() {
     let h = Harness::start("trust-sa").await;
     let group = format!("{}.custom.api", h.ns.name);
-    h.create(&server("named", &group).extra("{serviceAccountName: mine}"))
+    h.create(&Server::in_group("named", &group).extra("{serviceAccountName: mine}"))
         .await;
     let s = h
         .wait_condition("named", "Ready", "False", Some("Conflict"))
@@ -417,7 +416,7 @@ async fn under_grants_a_named_service_account_must_be_granted() {
     };
     grants.write(&grant(""));
     let mine = create_account(&h, "mine").await;
-    h.create(&server("named", &group).extra("{serviceAccountName: mine}"))
+    h.create(&Server::in_group("named", &group).extra("{serviceAccountName: mine}"))
         .await;
     let s = h
         .wait_condition("named", "Ready", "False", Some("NotGranted"))
@@ -438,7 +437,7 @@ async fn under_grants_a_named_service_account_must_be_granted() {
 
 /// An adapter's two reserved groups in one server, scaled to zero, for the grants tests.
 fn metrics_adapter(name: &str) -> Server {
-    server(name, "custom.metrics.k8s.io")
+    Server::in_group(name, "custom.metrics.k8s.io")
         .versions(&["v1beta2", "v1beta1"])
         .extra(
             "{additionalGroups: [{group: external.metrics.k8s.io, versions: [{name: v1beta1}]}]}",
@@ -470,7 +469,7 @@ async fn reserved_metrics_groups_open_only_to_an_exact_grant() {
     h.wait_condition("adapter", "Registered", "False", Some("ScaledToZero"))
         .await;
     h.create(
-        &server("metrics", "metrics.k8s.io")
+        &Server::in_group("metrics", "metrics.k8s.io")
             .versions(&["v1beta1"])
             .replicas(0),
     )
@@ -482,7 +481,7 @@ async fn reserved_metrics_groups_open_only_to_an_exact_grant() {
     assert!(crbs.get_opt(&crb).await.unwrap().is_some(), "{crb}");
 
     // A group kube-apiserver serves stays refused, named exactly or not.
-    h.create(&server("builtin", "rbac.authorization.k8s.io").versions(&["v9"]))
+    h.create(&Server::in_group("builtin", "rbac.authorization.k8s.io").versions(&["v9"]))
         .await;
     let s = h
         .wait_condition("builtin", "Ready", "False", Some("ProtectedGroup"))
@@ -501,7 +500,7 @@ async fn a_cluster_role_is_bound_only_while_granted() {
     grants.write(&format!(
         "grants: [{{namespaces: [{ns}], groups: [{group}], clusterRoles: [view]}}]\n"
     ));
-    h.create(&server("reader", &group).extra("{clusterRoles: [view]}"))
+    h.create(&Server::in_group("reader", &group).extra("{clusterRoles: [view]}"))
         .await;
     let binding = format!("aggregation.dev:{ns}:reader:role:view");
     let crbs: Api<ClusterRoleBinding> = Api::all(h.ns.client.clone());
@@ -535,7 +534,7 @@ async fn a_cluster_role_is_bound_only_while_granted() {
 
 /// A sample server on port 443 serving `groups` (comma-separated) at `v1beta1`.
 fn serving(name: &str, group: &str, groups: &str) -> Server {
-    server(name, group)
+    Server::in_group(name, group)
         .versions(&["v1beta1"])
         .priorities(100, 100)
         .port(443)

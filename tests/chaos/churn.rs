@@ -18,6 +18,7 @@ use testenv::TestNamespace;
 
 use crate::support;
 use crate::support::chaos::{self, Rng, until};
+use crate::support::fixture::Server;
 use crate::support::operator::OperatorProcess;
 
 const GROUPS: &str = "churn.chaos.example.com";
@@ -35,7 +36,7 @@ impl Space {
     async fn create() -> Self {
         let ns = TestNamespace::create("chaos-churn").await.unwrap();
         support::install_crd(&ns.client).await;
-        let operator = support::operator::start(&ns, "operator-0", &[]);
+        let operator = support::operator::start(crate::OPERATOR, &ns, "operator-0", &[]);
         Self {
             ns,
             operator,
@@ -63,7 +64,7 @@ impl Space {
     /// A new operator process, after [`Space::kill`].
     fn start(&mut self) {
         let name = format!("operator-{}", self.starts);
-        self.operator = support::operator::start(&self.ns, &name, &[]);
+        self.operator = support::operator::start(crate::OPERATOR, &self.ns, &name, &[]);
         self.starts += 1;
     }
 }
@@ -77,21 +78,6 @@ impl Drop for Space {
         }
         support::remove_debris(&self.ns);
     }
-}
-
-fn server(name: &str) -> ExtensionServer {
-    serde_json::from_value(json!({
-        "apiVersion": "aggregation.dev/v1alpha1",
-        "kind": "ExtensionServer",
-        "metadata": {"name": name},
-        "spec": {
-            "group": format!("{name}.{GROUPS}"),
-            "versions": [{"name": "v1"}],
-            "image": "my-extension-server-image:latest",
-            "port": 443
-        }
-    }))
-    .unwrap()
 }
 
 /// Waits until the server `name` has reached step `step` of its first pass: 0 nothing, 1 its
@@ -163,7 +149,12 @@ async fn churn_with_operator_kills_leaves_nothing_behind() {
             space
                 .ns
                 .api::<ExtensionServer>()
-                .create(&PostParams::default(), &server(name))
+                .create(
+                    &PostParams::default(),
+                    &Server::in_group(name, &format!("{name}.{GROUPS}"))
+                        .port(443)
+                        .build(),
+                )
                 .await
                 .unwrap();
         }

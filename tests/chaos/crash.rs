@@ -27,10 +27,6 @@ use crate::support::state::{self, State};
 const NAME: &str = "crashy";
 const CRASH_WAIT: Duration = Duration::from_secs(60);
 
-fn spec(tls: &str) -> Server {
-    Server::sample(NAME).tls(tls)
-}
-
 /// One scenario: how to reach its starting point, and the change whose writes get crashed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Scenario {
@@ -229,7 +225,9 @@ impl Suite {
             return;
         }
         self.operator().await;
-        self.h.create(&spec(scenario.tls())).await;
+        self.h
+            .create(&Server::sample(NAME).tls(scenario.tls()))
+            .await;
         self.ready().await;
         self.serving_before = self.serving().await;
         if scenario == Scenario::CaRotation {
@@ -253,7 +251,9 @@ impl Suite {
     async fn change(&self, scenario: Scenario) {
         match scenario {
             Scenario::Create => {
-                self.h.create(&spec(scenario.tls())).await;
+                self.h
+                    .create(&Server::sample(NAME).tls(scenario.tls()))
+                    .await;
             }
             Scenario::SpecChange => {
                 // The sample server serves only v1, so the change keeps the version.

@@ -1,5 +1,8 @@
-//! Shared helpers for controller tests: the CRD installed, an in-process operator scoped to the
-//! test's namespace, and waits on conditions (never sleeps).
+//! The test kit of the operator's three integration test binaries (`tests/cluster`,
+//! `tests/chaos`, `tests/pure`): the CRD installed, an in-process operator scoped to the test's
+//! namespace ([`Harness`]), waits on conditions (never sleeps), the ExtensionServer fixture
+//! builder with its presets ([`fixture::Server`]), and the fault suite's parts.
+#![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
 
 pub mod chaos;
 pub mod chart;
@@ -121,6 +124,11 @@ impl Harness {
     ) -> Self {
         let ns = TestNamespace::create(prefix).await.unwrap();
         Self::start_in(ns, settings, make_client).await
+    }
+
+    /// Like [`Harness::start`], with the operator's client behind the fault layer `faults`.
+    pub async fn start_behind(prefix: &str, faults: &faults::Faults) -> Self {
+        Self::start_with_client(prefix, Settings::default(), Some(faults.make_client())).await
     }
 
     /// Like [`Harness::start_with`], on dedicated instance `instance` (for tests whose objects

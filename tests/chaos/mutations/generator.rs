@@ -41,7 +41,7 @@ const TEXT: &[char] = &[
 /// pods to check) is never generated, and `image` is always set. External servers have their
 /// own test (`tests/cluster/external.rs`). `additionalGroups` (groups the sample server does not
 /// serve), `clusterRoles` (bindings the oracle does not read) and `podTemplate` (a free-form
-/// PodSpec the schema does not describe) have theirs too (`groups.rs`, `trust.rs`,
+/// PodSpec the schema does not describe) have theirs too (`groups.rs`, `grants.rs`,
 /// `pod_template.rs`).
 pub const NOT_GENERATED: [&str; 4] = [
     "spec.external",

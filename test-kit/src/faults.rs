@@ -19,7 +19,7 @@ use kube::client::{Body, ClientBuilder};
 use tower::layer::layer_fn;
 use tower::{BoxError, Service};
 
-use super::chaos::Rng;
+use crate::chaos::Rng;
 
 type OutBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -49,20 +49,20 @@ pub struct PanicOn {
 /// What the layer saw and did; shared by every client built from the same [`Faults`].
 pub struct Tally {
     /// Successful writes (POST, PUT, PATCH, DELETE answered 2xx).
-    pub writes: AtomicUsize,
+    writes: AtomicUsize,
     /// The write count at which to crash (`usize::MAX`: never); see [`Faults::crash_after`].
     crash_at: AtomicUsize,
     /// True once the crash point is reached; from then on no request gets out.
-    pub crashed: tokio::sync::watch::Sender<bool>,
+    crashed: tokio::sync::watch::Sender<bool>,
     /// Injected faults by kind.
     pub injected: Mutex<BTreeMap<&'static str, u64>>,
     /// Each object a write created (answered 201), by "collection path/name", with the
     /// number of times and the first created body.
-    pub created: Mutex<BTreeMap<String, (u32, serde_json::Value)>>,
+    created: Mutex<BTreeMap<String, (u32, serde_json::Value)>>,
     /// Successful writes in order: "METHOD path status".
     pub log: Mutex<Vec<String>>,
     /// When each write of [`Plan::refuse_writes_to`] was refused.
-    pub refused: tokio::sync::watch::Sender<Vec<Instant>>,
+    refused: tokio::sync::watch::Sender<Vec<Instant>>,
 }
 
 impl Default for Tally {
@@ -155,8 +155,8 @@ impl Faults {
             .build()
     }
 
-    /// A [`super::MakeClient`] for the harness.
-    pub fn make_client(&self) -> super::MakeClient {
+    /// A [`crate::MakeClient`] for the harness.
+    pub fn make_client(&self) -> crate::MakeClient {
         let faults = self.clone();
         Arc::new(move |config| faults.client(config))
     }

@@ -20,10 +20,6 @@ use crate::support;
 use crate::support::fixture::Server;
 use crate::support::{Harness, condition};
 
-fn server(name: &str, group: &str, tls: &str) -> Server {
-    Server::new(name).group(group).tls(tls)
-}
-
 fn bundle_of(api_service: &APIService) -> Vec<String> {
     let bundle = api_service.spec.ca_bundle.as_ref().unwrap();
     certs::inspect_bundle(&bundle.0)
@@ -62,7 +58,8 @@ where
 async fn a_ca_key_from_another_ca_is_reported_and_rolls_nothing() {
     let h = Harness::start("tls-key").await;
     let group = format!("{}.custom.api", h.ns.name);
-    h.create(&server("keyed", &group, "{mode: Managed}")).await;
+    h.create(&Server::in_group("keyed", &group).tls("{mode: Managed}"))
+        .await;
     h.wait_condition("keyed", "Registered", "True", None).await;
     let deployments: Api<Deployment> = h.ns.api();
     let generation = deployments.get("keyed").await.unwrap().metadata.generation;
@@ -119,11 +116,10 @@ async fn insecure_mode_completes_its_ca_rotation() {
     let mut completed = watcher(events, watcher::Config::default())
         .applied_objects()
         .boxed();
-    h.create(&server(
-        "loose",
-        &group,
-        "{mode: Insecure, certificateDuration: 10s, caDuration: 30s}",
-    ))
+    h.create(
+        &Server::in_group("loose", &group)
+            .tls("{mode: Insecure, certificateDuration: 10s, caDuration: 30s}"),
+    )
     .await;
     // The CA is renewed at 2/3 of its 30 s; the rotation then finishes once the pods roll.
     let started = Instant::now();
@@ -153,12 +149,8 @@ async fn secret_mode_follows_its_secret_within_seconds() {
     let first_ca = certs::generate_ca("issuer one", Timestamp::now(), lifetime).unwrap();
     support::write_cert_manager_secret(&h.ns, "follow-cert", &first_ca, &issue(&first_ca).unwrap())
         .await;
-    h.create(&server(
-        "follow",
-        &group,
-        "{mode: Secret, secretName: follow-cert}",
-    ))
-    .await;
+    h.create(&Server::in_group("follow", &group).tls("{mode: Secret, secretName: follow-cert}"))
+        .await;
     h.wait_condition("follow", "Registered", "True", None).await;
     let api_services: Api<APIService> = Api::all(h.ns.client.clone());
     let deployments: Api<Deployment> = h.ns.api();

@@ -15,26 +15,11 @@ use serde_json::json;
 
 use crate::support;
 use crate::support::chaos::{self, until};
+use crate::support::fixture::Server;
 
 const INSTANCE: &str = "chaos-restarts";
 /// How long every server may take to converge once the restarted component is ready again.
 const CONVERGE: Duration = Duration::from_secs(90);
-
-fn server(name: &str, group: &str) -> ExtensionServer {
-    serde_json::from_value(json!({
-        "apiVersion": "aggregation.dev/v1alpha1",
-        "kind": "ExtensionServer",
-        "metadata": {"name": name},
-        "spec": {
-            "group": group,
-            "versions": [{"name": "v1"}],
-            "image": "my-extension-server-image:latest",
-            "replicas": 1,
-            "port": 443
-        }
-    }))
-    .unwrap()
-}
 
 /// Registered at the current generation, with every desired replica ready.
 fn converged(server: &ExtensionServer) -> bool {
@@ -99,7 +84,13 @@ async fn operator_converges_through_apiserver_and_etcd_restarts() {
     for i in 0..n {
         let group = format!("s{i}.restart.chaos.example.com");
         servers
-            .create(&PostParams::default(), &server(&format!("s{i}"), &group))
+            .create(
+                &PostParams::default(),
+                &Server::in_group(&format!("s{i}"), &group)
+                    .replicas(1)
+                    .port(443)
+                    .build(),
+            )
             .await
             .unwrap();
     }

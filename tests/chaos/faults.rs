@@ -10,7 +10,6 @@
 use std::time::{Duration, Instant};
 
 use extension_server_operator::apiservice::APIService;
-use extension_server_operator::context::Settings;
 use extension_server_operator::crd::ExtensionServer;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -69,10 +68,6 @@ async fn all_converged(h: &Harness, count: usize, timeout: Duration) -> Result<(
     outcome.map_err(|_| format!("{} of {count} servers converged", done.len()))
 }
 
-fn server(i: usize, ns: &str) -> Server {
-    Server::new(&format!("s{i}")).group(&format!("s{i}.{ns}.faults.example.com"))
-}
-
 /// What one fault rate did.
 struct Outcome {
     writes: usize,
@@ -89,14 +84,10 @@ async fn run_at(rate: f64, count: usize, seed: u64, baseline: Option<usize>) -> 
         seed,
         ..Plan::default()
     });
-    let h = Harness::start_with_client(
-        "chaos-faults",
-        Settings::default(),
-        Some(faults.make_client()),
-    )
-    .await;
+    let h = Harness::start_behind("chaos-faults", &faults).await;
     for i in 0..count {
-        h.create(&server(i, &h.ns.name)).await;
+        let group = format!("s{i}.{}.faults.example.com", h.ns.name);
+        h.create(&Server::in_group(&format!("s{i}"), &group)).await;
     }
     if let Err(progress) = all_converged(&h, count, CONVERGE_WITHIN).await {
         panic!(

@@ -1,12 +1,14 @@
 //! ExtensionServer specs for tests, built field by field instead of written as YAML:
 //!
 //! ```text
-//! h.create(&Server::new("tenant").group(&group).replicas(2).tls("{mode: Insecure}")).await;
+//! h.create(&Server::in_group("tenant", &group).replicas(2).tls("{mode: Insecure}")).await;
 //! ```
 //!
 //! Unset fields stay unset (the API server's defaults apply), except `versions` (`[v1]`) and
-//! `image` ([`IMAGE`]), which every in-cluster server needs. [`Server::build`] gives the typed
-//! object, [`Server::yaml`] the manifest for `kubectl apply`.
+//! `image` ([`IMAGE`]), which every in-cluster server needs. The presets name the shapes the
+//! tests share: [`Server::in_group`], [`Server::own_group`], [`Server::sample`] and
+//! [`Server::sample_serving`]. [`Server::build`] gives the typed object, [`Server::yaml`] the
+//! manifest for `kubectl apply`.
 
 use extension_server_operator::crd::ExtensionServer;
 use serde_json::{Map, Value, json};
@@ -40,14 +42,31 @@ impl Server {
         Self { metadata, spec }
     }
 
+    /// A server for API group `group`, otherwise as [`Server::new`].
+    pub fn in_group(name: &str, group: &str) -> Self {
+        Self::new(name).group(group)
+    }
+
+    /// A server in a group of its own, named after it: `<name>.custom.api`.
+    pub fn own_group(name: &str) -> Self {
+        Self::in_group(name, &format!("{name}.custom.api"))
+    }
+
     /// A server the pod-runtime stand-in can run for real: the sample server's group
     /// (`my.custom.api/v1`, with priorities) on port 443 with the mounted certificate.
     pub fn sample(name: &str) -> Self {
-        Self::new(name)
-            .group("my.custom.api")
+        Self::in_group(name, "my.custom.api")
             .priorities(1000, 15)
             .replicas(1)
             .sample_port(443)
+    }
+
+    /// The sample server on port 443 (flags as [`Server::secure_port`]) serving `group`
+    /// instead of its own (`--group`).
+    pub fn sample_serving(name: &str, group: &str) -> Self {
+        Self::in_group(name, group)
+            .port(443)
+            .args(&["--secure-port=443".to_string(), format!("--group={group}")])
     }
 
     pub fn namespace(mut self, namespace: &str) -> Self {
@@ -76,10 +95,6 @@ impl Server {
         self
     }
 
-    pub fn image(self, image: &str) -> Self {
-        self.set("image", image)
-    }
-
     pub fn replicas(self, replicas: i32) -> Self {
         self.set("replicas", replicas)
     }
@@ -96,6 +111,12 @@ impl Server {
     /// Port `port` with the sample server's flags for it ([`sample_args`]).
     pub fn sample_port(self, port: u16) -> Self {
         self.port(port).args(&sample_args(port))
+    }
+
+    /// Port `port`, told to the sample server as `--secure-port` and no TLS flags (the
+    /// pod-runtime stand-in passes it the mounted certificate).
+    pub fn secure_port(self, port: u16) -> Self {
+        self.port(port).args(&[format!("--secure-port={port}")])
     }
 
     /// `spec.tls` from a YAML fragment, such as `{mode: Secret, secretName: byo}`.
@@ -126,12 +147,26 @@ impl Server {
         self
     }
 
+    /// `podTemplate` from a YAML fragment, such as `{metadata: {annotations: {team: a}}}`.
+    pub fn pod_template(self, template: &str) -> Self {
+        let template = parse(template);
+        self.set("podTemplate", template)
+    }
+
     /// Any other spec fields, from a YAML mapping such as `{serviceAccountName: mine}`.
     pub fn extra(mut self, fields: &str) -> Self {
         match parse(fields) {
             Value::Object(fields) => self.spec.extend(fields),
             other => panic!("extra spec fields must be a mapping, not {other}"),
         }
+        self
+    }
+
+    /// As the API server stores it: with a uid (`u`) and generation 1, for pure tests of the
+    /// builders that read them.
+    pub fn stored(mut self) -> Self {
+        self.metadata.insert("uid".into(), "u".into());
+        self.metadata.insert("generation".into(), 1.into());
         self
     }
 

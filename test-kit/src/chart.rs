@@ -6,9 +6,10 @@ use std::process::{Command, Output, Stdio};
 
 use testenv::TestNamespace;
 
+/// The chart's directory (the kit lives one level below the workspace root).
 pub const CHART: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/charts/extension-server-operator"
+    "/../charts/extension-server-operator"
 );
 
 /// `helm template <release>` of the chart for Kubernetes v1.35.4 with `extra` flags; fails the
