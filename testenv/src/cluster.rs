@@ -113,7 +113,7 @@ impl Cluster {
             .iter()
             .position(|(name, _)| name == component)
             .with_context(|| format!("cluster {} has no {component} process", self.instance))?;
-        let _lock = lock(&self.instance)?;
+        let _lock = lock_async(&self.instance).await?;
         let old = self.state.pids[slot].1;
         tokio::task::spawn_blocking(move || process::terminate(&[old], Duration::from_secs(10)))
             .await?;
@@ -182,6 +182,13 @@ pub async fn client_for(kubeconfig: &Path) -> Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
+/// Waits for the cluster's lock file without blocking the async task: two futures of one task
+/// (a `join_all` of tests) may both ask, and the one holding the lock must still be polled.
+async fn lock_async(instance: &str) -> Result<File> {
+    let instance = instance.to_string();
+    tokio::task::spawn_blocking(move || lock(&instance)).await?
+}
+
 fn lock(instance: &str) -> Result<File> {
     let dir = paths::cluster_dir(instance);
     let parent = dir.parent().context("cluster dir has no parent")?;
@@ -211,7 +218,7 @@ pub async fn up(instance: &str) -> Result<Cluster> {
 /// Like [`up`], with Kubernetes `minor` (such as `1.33`).
 pub async fn up_with(instance: &str, minor: &str) -> Result<Cluster> {
     let tools = tools::ensure_built_for(minor)?;
-    let _lock = lock(instance)?;
+    let _lock = lock_async(instance).await?;
     let dir = paths::cluster_dir(instance);
     if let Some(state) = read_state(&dir) {
         let cluster = Cluster {
