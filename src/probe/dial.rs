@@ -5,7 +5,7 @@
 //! fails. The operator dials the Service the same way the proxy does (ClusterIP and port, server
 //! name `<svc>.<ns>.svc`, roots from the `caBundle`) and reports a failed verification.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::{Handshake, ProbeFailure};
-use crate::trust::hosts::restricted_ip;
+use crate::trust::hosts::restricted_address;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -75,30 +75,39 @@ pub async fn dial(
     }
 }
 
-/// The first address `host` resolves to that is not restricted.
+/// The address to dial for `host`, only when none of the addresses it resolves to is
+/// restricted: the aggregator resolves the name on its own and may pick any of them.
 async fn screened(
     host: &str,
     port: u16,
     kubernetes_ip: Option<&str>,
 ) -> Result<SocketAddr, ProbeFailure> {
-    let addresses = tokio::net::lookup_host((host, port))
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| ProbeFailure::Dial(format!("dial tcp {host}:{port}: {e}")))?;
-    let open = |address: &SocketAddr| match address.ip() {
-        IpAddr::V4(ip) => restricted_ip(ip, kubernetes_ip).is_none(),
-        IpAddr::V6(ip) => !(ip.is_loopback() || ip.is_unspecified() || ip.is_unicast_link_local()),
-    };
-    let mut addresses = addresses.peekable();
-    if addresses.peek().is_none() {
-        return Err(ProbeFailure::Dial(format!(
-            "dial tcp {host}:{port}: no address"
-        )));
+        .map_err(|e| ProbeFailure::Dial(format!("dial tcp {host}:{port}: {e}")))?
+        .collect();
+    screen(host, port, &addresses, kubernetes_ip)
+}
+
+/// Pure part of [`screened`]: the first address, unless any of them is restricted.
+fn screen(
+    host: &str,
+    port: u16,
+    addresses: &[SocketAddr],
+    kubernetes_ip: Option<&str>,
+) -> Result<SocketAddr, ProbeFailure> {
+    let first = addresses
+        .first()
+        .ok_or_else(|| ProbeFailure::Dial(format!("dial tcp {host}:{port}: no address")))?;
+    match addresses
+        .iter()
+        .find_map(|a| restricted_address(a.ip(), kubernetes_ip).map(|why| (a.ip(), why)))
+    {
+        Some((ip, why)) => Err(ProbeFailure::Dial(format!(
+            "{host} resolves to {ip}, {why}, which opens only to a grant that lists {host} exactly; not dialled"
+        ))),
+        None => Ok(*first),
     }
-    addresses.find(open).ok_or_else(|| {
-        ProbeFailure::Dial(format!(
-            "{host} resolves only to loopback, link-local or kube-apiserver addresses, which open only to a grant that lists {host} exactly; not dialled"
-        ))
-    })
 }
 
 /// True when rustls refused the peer's certificate (it does not verify, or none was sent).
@@ -155,5 +164,28 @@ pub async fn handshake(
             _ => Handshake::Inconclusive,
         },
         Err(_) => Handshake::Inconclusive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_restricted_address_among_several_closes_the_host() {
+        let open: SocketAddr = "192.0.2.7:443".parse().expect("address");
+        let loopback: SocketAddr = "127.0.0.1:443".parse().expect("address");
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:443".parse().expect("address");
+        assert_eq!(screen("h", 443, &[open], None), Ok(open));
+        for addresses in [vec![open, loopback], vec![loopback, open], vec![mapped]] {
+            let refused = screen("h", 443, &addresses, None);
+            assert!(
+                matches!(refused, Err(ProbeFailure::Dial(_))),
+                "{addresses:?}"
+            );
+        }
+        let kubernetes: SocketAddr = "10.96.0.1:443".parse().expect("address");
+        assert!(screen("h", 443, &[open, kubernetes], Some("10.96.0.1")).is_err());
+        assert!(screen("h", 443, &[], None).is_err());
     }
 }

@@ -2,12 +2,13 @@
 //! closed unless a grant names them exactly (the aggregator would otherwise dial them with its
 //! front-proxy client certificate).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Why a host is closed to external servers unless a grant lists it exactly, if it is.
 pub fn restricted(host: &str, kubernetes_service_ip: Option<&str>) -> Option<&'static str> {
-    if let Ok(ip) = host.parse::<Ipv4Addr>() {
-        return restricted_ip(ip, kubernetes_service_ip);
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return restricted_address(ip, kubernetes_service_ip);
     }
     let name = host.trim_end_matches('.');
     if name == "localhost" || name.ends_with(".localhost") {
@@ -20,7 +21,33 @@ pub fn restricted(host: &str, kubernetes_service_ip: Option<&str>) -> Option<&'s
     None
 }
 
-/// Why an address is closed unless granted exactly, if it is.
+/// Why an address (IPv4 or IPv6) is closed unless granted exactly, if it is. An IPv4-mapped or
+/// IPv4-compatible IPv6 address is judged as the IPv4 address it carries.
+pub fn restricted_address(ip: IpAddr, kubernetes_service_ip: Option<&str>) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(ip) => restricted_ip(ip, kubernetes_service_ip),
+        IpAddr::V6(ip) => match embedded_ipv4(ip) {
+            Some(v4) => restricted_ip(v4, kubernetes_service_ip),
+            None if ip.is_loopback() => Some("a loopback address"),
+            None if ip.is_unspecified() => Some("an unspecified address"),
+            None if ip.is_unicast_link_local() => {
+                Some("a link-local address (such as a cloud metadata service)")
+            }
+            None => None,
+        },
+    }
+}
+
+/// The IPv4 address an IPv4-mapped (`::ffff:a.b.c.d`) or IPv4-compatible (`::a.b.c.d`) IPv6
+/// address carries; `::1` and `::` are IPv6's own loopback and unspecified addresses.
+fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    if ip.is_loopback() || ip.is_unspecified() {
+        return None;
+    }
+    ip.to_ipv4_mapped().or_else(|| ip.to_ipv4())
+}
+
+/// Why an IPv4 address is closed unless granted exactly, if it is.
 pub fn restricted_ip(ip: Ipv4Addr, kubernetes_service_ip: Option<&str>) -> Option<&'static str> {
     if ip.is_loopback() {
         Some("a loopback address")
@@ -102,6 +129,26 @@ mod tests {
         }
         for host in ["10.96.0.2", "api.example.com", "kubernetes.example.com"] {
             assert_eq!(restricted(host, k), None, "{host} is an ordinary host");
+        }
+    }
+
+    #[test]
+    fn ipv6_forms_of_restricted_addresses_are_restricted() {
+        let k = Some("10.96.0.1");
+        for host in [
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]",
+            "::127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.96.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+        ] {
+            assert!(restricted(host, k).is_some(), "{host} must be restricted");
+        }
+        for host in ["::ffff:192.0.2.1", "2001:db8::1"] {
+            assert_eq!(restricted(host, k), None, "{host} is an ordinary address");
         }
     }
 
