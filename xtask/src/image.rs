@@ -1,6 +1,7 @@
 //! `cargo xtask image`: the static operator binary, built with cargo outside the image, and the
 //! image around it, built with podman from the repository's Dockerfile. Tagged with the crate's
-//! version and the git revision, with the OCI labels.
+//! version and the git revision, with the OCI labels. Writes the reference and the size to
+//! `target/image/report.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,8 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 const BINARY: &str = "extension-server-operator";
 /// The image's size goal.
 const MAX_MIB: f64 = 15.0;
+/// Where the built image's reference and size are written, under `target/image/`.
+const REPORT: &str = "report.json";
 
 /// A built image.
 pub struct Image {
@@ -67,6 +70,11 @@ pub fn build() -> Result<Image> {
     )?;
     let size_mib = check(&reference, &version, &revision)?;
     eprintln!("==> {reference}: {size_mib:.1} MiB, user 65532:65532, entrypoint /{BINARY}");
+    let report = serde_json::json!({"reference": reference, "size_mib": size_mib});
+    std::fs::write(
+        context.join(REPORT),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
     Ok(Image {
         version,
         revision,
