@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Service;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
@@ -106,25 +105,6 @@ impl Context {
 }
 
 impl Context {
-    /// Reads the `kubernetes` Service's ClusterIP once; external hosts may not name it.
-    pub async fn learn_kubernetes_service_ip(&self) -> crate::error::Result<()> {
-        self.kubernetes_service_ip
-            .get_or_try_init(|| async {
-                let services: kube::Api<Service> =
-                    kube::Api::namespaced(self.client.clone(), "default");
-                let service = services.get("kubernetes").await.map_err(|source| {
-                    crate::error::Error::Get {
-                        kind: "Service".into(),
-                        name: "default/kubernetes".into(),
-                        source,
-                    }
-                })?;
-                Ok(service.spec.and_then(|s| s.cluster_ip).unwrap_or_default())
-            })
-            .await
-            .map(|_| ())
-    }
-
     /// The grants in force.
     pub fn grants(&self) -> Option<Arc<Grants>> {
         self.grants.read().ok().and_then(|g| g.clone())

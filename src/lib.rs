@@ -19,6 +19,7 @@ pub(crate) mod error;
 mod fixtures;
 pub(crate) mod grants_reload;
 pub mod http;
+pub mod kubernetes_service;
 pub mod leader;
 pub mod metrics;
 pub mod names;

@@ -261,7 +261,9 @@ async fn every_chart_rule_is_needed_and_enough() {
     // Deletion: the finalizer removes the APIService and the bindings.
     delete_and_wait(&servers, LIFECYCLE).await;
     // Judging an external host reads the kubernetes Service's ClusterIP.
-    ctx.learn_kubernetes_service_ip().await.unwrap();
+    extension_server_operator::kubernetes_service::learn_ip(&ctx)
+        .await
+        .unwrap();
     // Secure /metrics reviews a scraper's token; the operator's own may not read /metrics.
     let token = ns.kubectl(&["create", "token", &ns.name, "-n", &ns.name]);
     let token = String::from_utf8(token.stdout).unwrap();
