@@ -449,12 +449,12 @@ async fn random_specs_and_changes_converge_or_are_reported() {
     );
     assert_eq!(converged + reported, mutations);
     assert_eq!(refused + invalid_reported, invalid);
+    replay_kept_seeds().await;
 }
 
-/// Every seed that ever failed this part, replayed on every run: the server it failed on,
-/// with as many valid changes as a short run gives each server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kept_seeds_converge_or_are_reported() {
+/// Every seed that ever failed this part, replayed after the random one: the server it failed
+/// on, with as many valid changes as a short run gives each server.
+async fn replay_kept_seeds() {
     let kept = chaos::kept("mutations");
     assert!(!kept.is_empty(), "the kept seeds of part mutations");
     let runs = kept.iter().map(|k| async move {
