@@ -62,7 +62,6 @@ impl Server {
         }))?;
         let names = ServerNames::of(&server);
         let tls = TlsInput {
-            secret_name: names.tls_secret(),
             managed_serving: Some(KeyedCert {
                 cert_pem: pki.cert.clone(),
                 key_pem: pki.key.clone(),

@@ -33,8 +33,6 @@ use crate::validated::Validated;
 /// The TLS inputs the builders need.
 #[derive(Debug, Clone)]
 pub struct TlsInput {
-    /// Secret the pods mount.
-    pub secret_name: String,
     /// Serving cert the operator manages (modes Managed and Insecure); None in mode Secret.
     pub managed_serving: Option<KeyedCert>,
     /// PEM bundle the APIServices trust; None in mode Insecure.

@@ -27,7 +27,6 @@ spec:
 
 fn tls() -> TlsInput {
     TlsInput {
-        secret_name: "my-extension-server-tls".into(),
         managed_serving: Some(KeyedCert {
             cert_pem: "CERT".into(),
             key_pem: "KEY".into(),
@@ -378,7 +377,7 @@ spec:
         .map(|(n, g, s, p)| (n.to_string(), g.to_string(), s.to_string(), p))
     );
     let requested: Vec<String> = validated(&adapter)
-        .requested
+        .requested()
         .iter()
         .map(|n| format!("{n} in {}", n.group()))
         .collect();

@@ -301,7 +301,6 @@ mod tests {
             "apiVersion: aggregation.dev/v1alpha1\nkind: ExtensionServer\nmetadata: {name: s, namespace: n}\nspec: {group: g.example.com, versions: [{name: v1}], image: i}\n",
         );
         let tls = TlsInput {
-            secret_name: "s-tls".into(),
             managed_serving: None,
             ca_bundle: None,
             cert_hash: String::new(),

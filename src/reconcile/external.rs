@@ -26,8 +26,7 @@ pub async fn tls(ctx: &Context, validated: &Validated) -> Result<TlsStep> {
         rotating: false,
         in_the_way: None,
     };
-    let input = |secret_name: String, ca_bundle: Option<String>| TlsInput {
-        secret_name,
+    let input = |ca_bundle: Option<String>| TlsInput {
         managed_serving: None,
         ca_bundle,
         cert_hash: String::new(),
@@ -35,7 +34,7 @@ pub async fn tls(ctx: &Context, validated: &Validated) -> Result<TlsStep> {
     };
     if validated.tls_mode == TlsMode::Insecure {
         let outcome = CertificateOutcome::External { ca: None };
-        return Ok(step(Some(input(String::new(), None)), outcome));
+        return Ok(step(Some(input(None)), outcome));
     }
     let secret_name = validated.tls_secret_name.clone();
     // The user's Secret is not cached (only Secrets the operator labels are): read it live.
@@ -66,5 +65,5 @@ pub async fn tls(ctx: &Context, validated: &Validated) -> Result<TlsStep> {
         ca: Some((secret_name.clone(), ca_not_after)),
     };
     let bundle = String::from_utf8_lossy(&ca).into_owned();
-    Ok(step(Some(input(secret_name, Some(bundle))), outcome))
+    Ok(step(Some(input(Some(bundle))), outcome))
 }

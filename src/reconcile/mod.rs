@@ -114,7 +114,7 @@ async fn run(server: Arc<ExtensionServer>, reconciler: &Reconciler) -> Result<Ac
     }
     let snapshot = snapshot::TrustSnapshot::take(reconciler, &server);
     let validated = validate::validate(&server, &ctx.settings, snapshot.facts())?;
-    let observed = observe::observe(&reconciler.stores, &validated.names, &validated.requested);
+    let observed = observe::observe(&reconciler.stores, &validated.names, &validated.requested());
     let applied = match &validated.decision {
         ClaimDecision::Refused(refusal) => refuse::run(ctx, &validated, observed, refusal).await?,
         ClaimDecision::Allowed { .. } | ClaimDecision::Frozen(_) => {

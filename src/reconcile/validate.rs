@@ -67,7 +67,6 @@ pub fn validate(
         backend,
         decision,
         served,
-        requested,
         tls_mode: spec.tls.mode,
         tls_secret_name,
         lifetimes,

@@ -16,7 +16,7 @@ use crate::outcome::Subject;
 use crate::tls::Lifetimes;
 use crate::trust::Refusal;
 
-pub use pod::{APISERVER_CERT_VOLUME, TLS_VOLUME, operator_pod};
+pub use pod::operator_pod;
 pub use pod_template::merge as merge_pod_template;
 
 /// What serves the API.
@@ -96,8 +96,6 @@ pub struct Validated {
     pub decision: ClaimDecision,
     /// One APIService per version of every served group, in spec order.
     pub served: Vec<Served>,
-    /// The names of [`Validated::served`].
-    pub requested: Vec<ApiServiceName>,
     pub tls_mode: TlsMode,
     /// `tls.secretName` (mode Secret, and an external server's CA).
     pub tls_secret_name: String,
@@ -133,6 +131,11 @@ impl Validated {
         }
     }
 
+    /// The APIService names of [`Validated::served`], in spec order.
+    pub fn requested(&self) -> Vec<ApiServiceName> {
+        self.served.iter().map(|s| s.name.clone()).collect()
+    }
+
     /// The pods, unless an external server serves the API.
     pub fn pods(&self) -> Option<&Pods> {
         match &self.backend {
@@ -152,11 +155,6 @@ impl Validated {
     /// True when the APIServices must not verify the server.
     pub fn is_insecure(&self) -> bool {
         self.tls_mode == TlsMode::Insecure
-    }
-
-    /// The Secret the pods mount.
-    pub fn serving_secret_name(&self) -> String {
-        serving_secret_name(&self.names, self.tls_mode, &self.tls_secret_name)
     }
 }
 

@@ -12,10 +12,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::crd::ExtensionServerSpec;
 use crate::names::{APISERVER_CERT_DIR, ServerNames, TLS_MOUNT_PATH};
 
-pub const TLS_VOLUME: &str = "serving-cert";
+const TLS_VOLUME: &str = "serving-cert";
 /// The same certificate as `apiserver.crt` and `apiserver.key`, for k8s.io/apiserver's default
 /// `--cert-dir`.
-pub const APISERVER_CERT_VOLUME: &str = "apiserver-cert";
+const APISERVER_CERT_VOLUME: &str = "apiserver-cert";
 
 /// The operator's pod for `spec`, running as `service_account` and mounting `serving_secret`.
 pub fn operator_pod(

@@ -69,7 +69,7 @@ proptest! {
             .stored()
             .build();
         let validated = validate(&server, &Settings::default(), Facts::none()).unwrap();
-        let built = desired(&validated, &tls_input(&name));
+        let built = desired(&validated, &tls_input());
         // RBAC names are path segments: anything but '/', '%', "." and "..".
         let delegator = built.auth_delegator.as_ref().unwrap();
         let reader = built.auth_reader.as_ref().unwrap();
@@ -102,9 +102,8 @@ proptest! {
     }
 }
 
-fn tls_input(name: &str) -> TlsInput {
+fn tls_input() -> TlsInput {
     TlsInput {
-        secret_name: format!("{name}-tls"),
         managed_serving: None,
         ca_bundle: Some(String::new()),
         cert_hash: "0123456789abcdef".into(),

@@ -133,7 +133,6 @@ async fn managed(
     .min();
     Ok(Managed::Done(Box::new(TlsStep {
         input: Some(TlsInput {
-            secret_name: names.tls_secret(),
             managed_serving: Some(plan.serving.clone()),
             ca_bundle: (!insecure).then(|| plan.bundle()),
             cert_hash: certs::sha256_hex(plan.serving.cert_pem.as_bytes())[..16].to_string(),

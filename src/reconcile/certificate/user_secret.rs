@@ -105,7 +105,6 @@ pub async fn run(
     };
     Ok(TlsStep {
         input: Some(TlsInput {
-            secret_name: secret_name.to_string(),
             managed_serving: None,
             ca_bundle: Some(ca_bundle),
             cert_hash,
