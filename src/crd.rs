@@ -294,7 +294,8 @@ pub struct ServedVersion {
     #[schemars(length(max = 63))]
     pub name: String,
 
-    /// Priority of the group among all groups (APIService `groupPriorityMinimum`).
+    /// Priority of the group among all groups (APIService `groupPriorityMinimum`). Registered
+    /// at most at 1000, a CRD group's, unless a grant's `maxGroupPriorityMinimum` raises it.
     #[serde(default = "default_group_priority")]
     #[schemars(range(min = 1, max = 20000))]
     pub group_priority_minimum: i32,

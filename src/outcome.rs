@@ -94,6 +94,26 @@ pub struct Subject {
     pub replicas: i32,
     /// `spec.port`, the port the server listens on.
     pub port: i32,
+    /// Group priorities lowered to the cap, said in Registered.
+    pub clamped: Vec<ClampedPriority>,
+}
+
+/// A `groupPriorityMinimum` above the namespace's cap, registered at the cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClampedPriority {
+    pub group: String,
+    pub asked: i32,
+    pub cap: i32,
+}
+
+impl std::fmt::Display for ClampedPriority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "group {} is registered at groupPriorityMinimum {}, not {}: a higher priority would let it answer kubectl's short names before built-in groups, so it needs a grant with maxGroupPriorityMinimum for the group",
+            self.group, self.cap, self.asked
+        )
+    }
 }
 
 /// Everything one pass applied and found, in one value: status is a function of this and the

@@ -8,9 +8,10 @@ use crate::context::Settings;
 use crate::crd::{ExtensionServer, RegistrationPolicy, TlsMode};
 use crate::error::{Error, Result};
 use crate::names::{self, ApiServiceName, Group, ServerNames, Version};
+use crate::outcome::ClampedPriority;
 use crate::tls::{self, duration};
 use crate::trust::backend::{self, ExternalTarget};
-use crate::trust::grants::HostCover;
+use crate::trust::grants::{HostCover, PRIORITY_CAP};
 use crate::trust::{self, Claim, Facts};
 use crate::validated::{
     Backend, ClaimDecision, Pods, Served, ServiceAccountChoice, Validated, merge_pod_template,
@@ -40,7 +41,7 @@ pub fn validate(
     };
     let names = ServerNames::of(server);
     names::check_server_name(&names.name)?;
-    let served = served(server);
+    let (served, clamped) = served(server, &names, facts);
     let requested: Vec<ApiServiceName> = served.iter().map(|s| s.name.clone()).collect();
     let decision = judge(server, &names, &requested, facts);
     let tls_secret_name = spec.tls.secret_name.clone().unwrap_or_default();
@@ -67,6 +68,7 @@ pub fn validate(
         backend,
         decision,
         served,
+        clamped,
         tls_mode: spec.tls.mode,
         tls_secret_name,
         lifetimes,
@@ -98,20 +100,35 @@ fn pods(server: &ExtensionServer, names: &ServerNames, tls_secret_name: &str) ->
     })
 }
 
-/// One APIService per version of every served group, in spec order.
-fn served(server: &ExtensionServer) -> Vec<Served> {
-    server
-        .spec
-        .served_groups()
-        .flat_map(|(group, versions)| {
-            let group = Group(group.to_string());
-            versions.iter().map(move |v| Served {
-                name: ApiServiceName::new(&Version(v.name.clone()), &group),
-                group_priority_minimum: v.group_priority_minimum,
-                version_priority: v.version_priority,
-            })
-        })
-        .collect()
+/// One APIService per version of every served group, in spec order, each group priority at
+/// most the namespace's cap for the group; and what was lowered.
+fn served(
+    server: &ExtensionServer,
+    names: &ServerNames,
+    facts: Facts<'_>,
+) -> (Vec<Served>, Vec<ClampedPriority>) {
+    let mut served = Vec::new();
+    let mut clamped = Vec::new();
+    for (group, versions) in server.spec.served_groups() {
+        let cap = facts.grants.map_or(PRIORITY_CAP, |g| {
+            g.priority_cap(&names.namespace, facts.namespace_labels, group)
+        });
+        let asked = versions.iter().map(|v| v.group_priority_minimum).max();
+        if let Some(asked) = asked.filter(|asked| *asked > cap) {
+            clamped.push(ClampedPriority {
+                group: group.to_string(),
+                asked,
+                cap,
+            });
+        }
+        let group = Group(group.to_string());
+        served.extend(versions.iter().map(|v| Served {
+            name: ApiServiceName::new(&Version(v.name.clone()), &group),
+            group_priority_minimum: v.group_priority_minimum.min(cap),
+            version_priority: v.version_priority,
+        }));
+    }
+    (served, clamped)
 }
 
 /// Each served group is judged on its own; the first refusal decides, a refusal that removes

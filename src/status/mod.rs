@@ -72,7 +72,7 @@ pub fn conclusions(applied: &Applied) -> Vec<Conclusion> {
         None => vec![
             deployment_verdict(applied),
             certificate_verdict(applied),
-            registered_verdict(applied),
+            with_clamped(registered_verdict(applied), applied),
             available_verdict(applied),
         ],
     };
@@ -286,6 +286,14 @@ fn certificate_verdict(o: &Applied) -> Conclusion {
             "tls.mode is Insecure: the aggregator does not verify the external server's certificate; use mode Secret with its CA in production",
         ),
     }
+}
+
+/// Registered also says which group priorities were lowered to the cap.
+fn with_clamped(mut verdict: Conclusion, o: &Applied) -> Conclusion {
+    for clamped in &o.subject.clamped {
+        verdict.message = format!("{}; {clamped}", verdict.message);
+    }
+    verdict
 }
 
 fn registered_verdict(o: &Applied) -> Conclusion {

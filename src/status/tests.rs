@@ -9,7 +9,7 @@ use super::*;
 use crate::apiservice::{APIService, APIServiceCondition, APIServiceSpec, APIServiceStatus};
 use crate::fixtures::{names, v1};
 use crate::names::ApiServiceName;
-use crate::outcome::{Subject, Workload};
+use crate::outcome::{ClampedPriority, Subject, Workload};
 use crate::tls::CertInfo;
 
 fn at(second: i64) -> Timestamp {
@@ -72,6 +72,7 @@ struct Fixture {
     handshake: Handshake,
     refusal: Option<Refusal>,
     external_backend: bool,
+    clamped: Vec<ClampedPriority>,
 }
 
 impl Fixture {
@@ -85,6 +86,7 @@ impl Fixture {
             handshake: Handshake::Trusted,
             refusal: None,
             external_backend: false,
+            clamped: Vec::new(),
         }
     }
 
@@ -112,6 +114,7 @@ impl Fixture {
                 generation: Some(3),
                 replicas: self.spec_replicas,
                 port: 8443,
+                clamped: self.clamped.clone(),
             },
             refusal: self.refusal.clone(),
             workload,
@@ -492,5 +495,24 @@ fn an_adoption_waiting_for_its_backend_says_the_old_one_keeps_serving() {
     assert_eq!(
         adopting.verdict(ConditionType::Available).status,
         Status::Unknown
+    );
+}
+
+#[test]
+fn a_lowered_group_priority_is_said_in_registered() {
+    let mut fixture = Fixture::healthy();
+    fixture.clamped = vec![ClampedPriority {
+        group: "hijack.example.com".into(),
+        asked: 20000,
+        cap: 1000,
+    }];
+    let registered = fixture.verdict(ConditionType::Registered);
+    assert!(registered.is_true(), "{registered:?}");
+    assert!(
+        registered.message.contains(
+            "group hijack.example.com is registered at groupPriorityMinimum 1000, not 20000"
+        ),
+        "{}",
+        registered.message
     );
 }

@@ -13,6 +13,7 @@
 //!       hosts: [api.example.com, "*.corp.example.com", 10.20.0.0/16]
 //!       ports: [443]                       # empty: any port
 //!     allowInsecure: false                 # tls.mode: Insecure
+//!     maxGroupPriorityMinimum: 1000        # raises the cap on groupPriorityMinimum
 //! ```
 
 use std::collections::BTreeMap;
@@ -61,7 +62,15 @@ pub struct Grant {
     /// verification of the backend).
     #[serde(default)]
     pub allow_insecure: bool,
+    /// The highest `groupPriorityMinimum` the namespaces' servers may give the grant's groups;
+    /// without it, [`PRIORITY_CAP`].
+    #[serde(default)]
+    pub max_group_priority_minimum: Option<i32>,
 }
+
+/// The highest `groupPriorityMinimum` a server gets without a grant raising it: the priority
+/// every CRD group has, so a tenant's group never outranks a built-in one.
+pub const PRIORITY_CAP: i32 = 1000;
 
 /// External backends a grant opens.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -122,6 +131,14 @@ impl Grants {
                     "grants[{i}]: external host {bad:?} must be a DNS name, *.<suffix>, an IPv4 address or an IPv4 CIDR"
                 ));
             }
+            if let Some(bad) = grant
+                .max_group_priority_minimum
+                .filter(|p| !(1..=20000).contains(p))
+            {
+                return Err(format!(
+                    "grants[{i}]: maxGroupPriorityMinimum {bad} must be 1-20000"
+                ));
+            }
             let ports = grant.external.iter().flat_map(|e| &e.ports);
             if let Some(bad) = ports.into_iter().find(|p| !(1..=65535).contains(*p)) {
                 return Err(format!("grants[{i}]: external port {bad} must be 1-65535"));
@@ -156,6 +173,20 @@ impl Grants {
             };
         }
         allowance
+    }
+
+    /// The highest `groupPriorityMinimum` `namespace` may give `group`: [`PRIORITY_CAP`], or
+    /// more where a grant covering the group raises it.
+    pub fn priority_cap(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        group: &str,
+    ) -> i32 {
+        self.covering(namespace, labels)
+            .filter(|g| g.covers_group(group))
+            .filter_map(|g| g.max_group_priority_minimum)
+            .fold(PRIORITY_CAP, i32::max)
     }
 
     /// True when some grant for `namespace` lists ClusterRole `role`.
@@ -344,5 +375,29 @@ grants:
         let bad_pattern = Grants::parse("grants: [{namespaces: [a], groups: ['*']}]");
         assert!(bad_pattern.is_err_and(|e| e.contains("must be a group name")));
         assert_eq!(Grants::parse("grants: []"), Ok(Grants::default()));
+        let bad_cap = Grants::parse(
+            "grants: [{namespaces: [a], groups: [x.io], maxGroupPriorityMinimum: 20001}]",
+        );
+        assert!(bad_cap.is_err_and(|e| e.contains("must be 1-20000")));
+    }
+
+    #[test]
+    fn priorities_stay_at_a_crds_unless_a_grant_for_the_group_raises_them() {
+        let grants = Grants::parse(
+            r#"
+grants:
+  - namespaces: [monitoring]
+    groups: [metrics.example.com]
+    maxGroupPriorityMinimum: 5000
+  - namespaces: [monitoring]
+    groups: ["*.example.org"]
+"#,
+        )
+        .expect("grants");
+        let none = labels(&[]);
+        let cap = |ns: &str, group: &str| grants.priority_cap(ns, &none, group);
+        assert_eq!(cap("monitoring", "metrics.example.com"), 5000);
+        assert_eq!(cap("monitoring", "a.example.org"), PRIORITY_CAP);
+        assert_eq!(cap("other", "metrics.example.com"), PRIORITY_CAP);
     }
 }

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::crd::{ExtensionServerStatus, ExternalBackend, RegistrationPolicy, TlsMode};
 use crate::names::{ApiServiceName, ServerNames};
-use crate::outcome::Subject;
+use crate::outcome::{ClampedPriority, Subject};
 use crate::tls::Lifetimes;
 use crate::trust::Refusal;
 
@@ -96,6 +96,8 @@ pub struct Validated {
     pub decision: ClaimDecision,
     /// One APIService per version of every served group, in spec order.
     pub served: Vec<Served>,
+    /// Group priorities lowered to the cap.
+    pub clamped: Vec<ClampedPriority>,
     pub tls_mode: TlsMode,
     /// `tls.secretName` (mode Secret, and an external server's CA).
     pub tls_secret_name: String,
@@ -128,6 +130,7 @@ impl Validated {
             generation: self.generation,
             replicas: self.replicas,
             port: self.port,
+            clamped: self.clamped.clone(),
         }
     }
 

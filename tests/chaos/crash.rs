@@ -260,7 +260,7 @@ impl Suite {
                 let patch = serde_json::json!({"spec": {
                     "replicas": 2,
                     "env": [{"name": "CHAOS", "value": "on"}],
-                    "versions": [{"name": "v1", "groupPriorityMinimum": 1200, "versionPriority": 20}],
+                    "versions": [{"name": "v1", "groupPriorityMinimum": 900, "versionPriority": 20}],
                 }});
                 self.h
                     .servers()

@@ -199,3 +199,53 @@ async fn a_withdrawn_grant_blocks_neither_the_operator_nor_deletion() {
     support::wait_for(servers, "tenant", |s: Option<&ExtensionServer>| s.is_none()).await;
     drop(installed);
 }
+
+#[tokio::test]
+async fn the_policy_keeps_group_priorities_below_built_in_groups() {
+    let ns = TestNamespace::create("vap-priority").await.unwrap();
+    support::install_crd(&ns.client).await;
+    let grants = format!(
+        r#"[{{"namespaces":["{0}"],"groups":["*.custom.api"]}},{{"namespaces":["{0}"],"groups":["raised.custom.api"],"maxGroupPriorityMinimum":5000}}]"#,
+        ns.name
+    );
+    let installed = install_policy(&ns, &grants, &[&ns.name]);
+    let hijack = Server::in_group("hijack", "hijack.custom.api")
+        .priorities(20000, 15)
+        .yaml();
+    wait_refused(&ns, &hijack).await;
+    let message = apply(&ns, &hijack).unwrap_err();
+    assert!(
+        message.contains(&format!(
+            "a groupPriorityMinimum is above what namespace {} may give its groups",
+            ns.name
+        )),
+        "{message}"
+    );
+    let additional = Server::in_group("extra", "extra.custom.api")
+        .extra("{additionalGroups: [{group: more.custom.api, versions: [{name: v1, groupPriorityMinimum: 1001}]}]}")
+        .yaml();
+    assert!(apply(&ns, &additional).is_err(), "an additional group too");
+    let dry_run = |yaml: &str| {
+        kubectl_stdin(
+            &ns,
+            &["create", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+            yaml.as_bytes(),
+        )
+    };
+    for allowed in [
+        Server::in_group("at-cap", "plain.custom.api").priorities(1000, 15),
+        Server::in_group("raised", "raised.custom.api").priorities(5000, 15),
+    ] {
+        let out = dry_run(&allowed.yaml());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let above_raised = Server::in_group("raised", "raised.custom.api")
+        .priorities(5001, 15)
+        .yaml();
+    assert!(apply(&ns, &above_raised).is_err());
+    drop(installed);
+}

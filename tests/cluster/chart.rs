@@ -172,6 +172,7 @@ async fn every_grant_shape_renders_a_policy_the_api_server_accepts() {
         r#"[{"namespaces":["team-a"],"groups":["*.team-a.io"],"keepWhenShadowed":true,"serviceAccountNames":["metrics"]}]"#,
         r#"[{"namespaces":["team-a"],"groups":["a.custom.api"],"allowInsecure":true,"external":{"hosts":["127.0.0.1","*.corp.example.com","10.20.0.0/16"],"ports":[443,8443]}}]"#,
         r#"[{"namespaces":["team-a"],"groups":["a.custom.api"],"external":{"hosts":["api.example.com"]}}]"#,
+        r#"[{"namespaces":["team-a"],"groups":["a.custom.api","*.b.io"],"maxGroupPriorityMinimum":5000},{"namespaces":["team-b"],"groups":["c.io"],"maxGroupPriorityMinimum":2000}]"#,
     ] {
         let rendered = template(
             helm,
@@ -228,6 +229,9 @@ fn the_values_schema_refuses_every_grants_value_the_operator_refuses() {
         r#"[{"namespaces":["a"],"groups":["x.io"],"external":{"hosts":["a.io"],"ports":[0]}}]"#,
         r#"[{"namespaces":["a"],"groups":["x.io"],"external":{"ports":[443]}}]"#,
         r#"[{"namespaces":["a"],"groups":["x.io"],"allowInsecure":"yes"}]"#,
+        r#"[{"namespaces":["a"],"groups":["x.io"],"maxGroupPriorityMinimum":5000}]"#,
+        r#"[{"namespaces":["a"],"groups":["x.io"],"maxGroupPriorityMinimum":20001}]"#,
+        r#"[{"namespaces":["a"],"groups":["x.io"],"maxGroupPriorityMinimum":0}]"#,
     ];
     for grants in cases {
         let operator = Grants::parse(&format!("grants: {grants}"));

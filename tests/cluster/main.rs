@@ -25,6 +25,7 @@ mod failures;
 mod front_proxy;
 mod grants;
 mod group_holding;
+mod group_priority;
 mod groups;
 mod leader_election;
 mod metrics_apis;

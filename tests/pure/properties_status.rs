@@ -175,6 +175,7 @@ fn compute(
             generation: Some(inputs.generation),
             replicas: inputs.spec_replicas,
             port: 443,
+            clamped: Vec::new(),
         },
         refusal: None,
         workload: Workload::Pods { deployment },

@@ -148,3 +148,19 @@ clusterRoles entry of the grants, and bindableClusterRoles.
 {{- end -}}
 {{- if $terms }}{{ join " || " $terms }}{{ else }}false{{ end -}}
 {{- end -}}
+
+{{/* CEL: the highest groupPriorityMinimum the request's namespace may give the group
+     expression .group: 1000 (a CRD's), or more where a grant covering it sets
+     maxGroupPriorityMinimum. */}}
+{{- define "eso.priorityCap" -}}
+{{- $terms := list -}}
+{{- if kindIs "slice" .grants -}}
+{{- range .grants -}}
+{{- if .maxGroupPriorityMinimum -}}
+{{- $covers := include "eso.grantCovers" (dict "grants" (list .) "adopt" false "group" $.group) -}}
+{{- $terms = append $terms (printf "((%s) ? %d : 1000)" $covers (int .maxGroupPriorityMinimum)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $terms }}[1000, {{ join ", " $terms }}].max(){{ else }}1000{{ end -}}
+{{- end -}}

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use extension_server_operator::apiservice::APIService;
 use extension_server_operator::crd::{ExtensionServer, RegistrationPolicy, TlsMode};
+use extension_server_operator::trust::grants::PRIORITY_CAP;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Affinity, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -461,7 +462,8 @@ fn api_services(live: &Live, facts: &Facts, gaps: &mut Vec<String>) -> (usize, V
         let service = s.service.as_ref();
         let mut ok = s.group.as_deref() == Some(&spec.group)
             && s.version.as_deref() == Some(&version.name)
-            && s.group_priority_minimum == version.group_priority_minimum
+            // Without grants, a group priority above a CRD's is registered at the cap.
+            && s.group_priority_minimum == version.group_priority_minimum.min(PRIORITY_CAP)
             && s.version_priority == version.version_priority
             && service.is_some_and(|r| r.namespace == ns && r.name == name && r.port == Some(443));
         let bundle = s
