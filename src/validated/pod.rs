@@ -12,6 +12,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::crd::ExtensionServerSpec;
 use crate::names::{APISERVER_CERT_DIR, ServerNames, TLS_MOUNT_PATH};
 
+/// The container that runs the extension API server.
+pub(super) const SERVER_CONTAINER: &str = "server";
 const TLS_VOLUME: &str = "serving-cert";
 /// The same certificate as `apiserver.crt` and `apiserver.key`, for k8s.io/apiserver's default
 /// `--cert-dir`.
@@ -96,7 +98,7 @@ fn container(spec: &ExtensionServerSpec) -> Container {
         ..Probe::default()
     };
     Container {
-        name: "server".into(),
+        name: SERVER_CONTAINER.into(),
         image: Some(spec.image.clone()),
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
         args: (!spec.args.is_empty()).then(|| spec.args.clone()),

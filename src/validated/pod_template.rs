@@ -1,10 +1,13 @@
 //! `spec.podTemplate` merged over the pod the operator builds: objects merge key by key, lists
 //! of named things (containers, volumes, ports, env, imagePullSecrets) and volumeMounts merge
-//! item by item, everything else the template gives replaces the operator's.
+//! item by item, everything else the template gives replaces the operator's. The operator's
+//! invariants win whatever the template says: the ServiceAccount, the TLS volumes and the
+//! `server` container's mounts of them, and the labels.
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use serde_json::Value;
 
+use super::pod::SERVER_CONTAINER;
 use crate::crd::PodTemplate;
 
 /// The key that identifies an item of the list under `field`, for lists merged item by item.
@@ -17,8 +20,43 @@ fn merge_key(field: &str) -> Option<&'static str> {
     }
 }
 
-/// Merges `template` over `pod`; the operator's own labels and annotations win.
+/// Merges `template` over `pod`; the operator's own labels, annotations, ServiceAccount and
+/// TLS volumes and mounts win.
 pub fn merge(pod: &mut PodTemplateSpec, template: &PodTemplate) -> Result<(), String> {
+    let ours = pod.spec.clone().unwrap_or_default();
+    merge_over(pod, template)?;
+    if let Some(spec) = pod.spec.as_mut() {
+        keep_invariants(spec, &ours);
+    }
+    Ok(())
+}
+
+/// Puts back what the operator decides in `ours`: the ServiceAccount, its volumes, and the
+/// `server` container's mounts of them (no other mount may take their path or name).
+fn keep_invariants(spec: &mut PodSpec, ours: &PodSpec) {
+    spec.service_account_name = ours.service_account_name.clone();
+    spec.service_account = None;
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    for volume in ours.volumes.iter().flatten() {
+        volumes.retain(|v| v.name != volume.name);
+        volumes.push(volume.clone());
+    }
+    let our_server = ours.containers.iter().find(|c| c.name == SERVER_CONTAINER);
+    let our_mounts = our_server.and_then(|c| c.volume_mounts.clone());
+    let server = spec
+        .containers
+        .iter_mut()
+        .find(|c| c.name == SERVER_CONTAINER);
+    if let (Some(server), Some(our_mounts)) = (server, our_mounts) {
+        let mounts = server.volume_mounts.get_or_insert_with(Vec::new);
+        for mount in &our_mounts {
+            mounts.retain(|m| m.name != mount.name && m.mount_path != mount.mount_path);
+            mounts.push(mount.clone());
+        }
+    }
+}
+
+fn merge_over(pod: &mut PodTemplateSpec, template: &PodTemplate) -> Result<(), String> {
     if let Some(metadata) = &template.metadata {
         let meta = pod.metadata.get_or_insert_with(Default::default);
         for (given, ours) in [
@@ -80,7 +118,9 @@ fn merge_list(items: &mut Vec<Value>, more: &[Value], key: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodSpec, SecurityContext};
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerPort, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    };
 
     fn ours() -> PodTemplateSpec {
         PodTemplateSpec {
@@ -163,6 +203,60 @@ spec:
             meta.labels.and_then(|l| l.get("team").cloned()).as_deref(),
             Some("a")
         );
+    }
+
+    #[test]
+    fn the_service_account_and_the_tls_mounts_are_the_operators() {
+        let mut pod = ours();
+        let spec = pod.spec.as_mut().expect("spec");
+        spec.service_account_name = Some("ours".into());
+        spec.volumes = Some(vec![Volume {
+            name: "serving-cert".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some("ours-tls".into()),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        }]);
+        spec.containers[0].volume_mounts = Some(vec![VolumeMount {
+            name: "serving-cert".into(),
+            mount_path: "/tls".into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]);
+        let given = template(
+            r#"
+spec:
+  serviceAccountName: powerful
+  serviceAccount: powerful
+  volumes:
+    - {name: serving-cert, secret: {secretName: db-password}}
+    - {name: other, secret: {secretName: db-password}}
+  containers:
+    - name: server
+      volumeMounts:
+        - {name: other, mountPath: /tls}
+        - {name: serving-cert, mountPath: /elsewhere, readOnly: false}
+"#,
+        );
+        merge(&mut pod, &given).expect("merged");
+        let spec = pod.spec.expect("spec");
+        assert_eq!(spec.service_account_name.as_deref(), Some("ours"));
+        assert_eq!(spec.service_account, None);
+        let volumes = spec.volumes.expect("volumes");
+        let tls = volumes
+            .iter()
+            .find(|v| v.name == "serving-cert")
+            .expect("tls");
+        let secret = tls.secret.as_ref().and_then(|s| s.secret_name.as_deref());
+        assert_eq!(secret, Some("ours-tls"));
+        let mounts = spec.containers[0].volume_mounts.clone().expect("mounts");
+        let at_tls: Vec<&str> = mounts
+            .iter()
+            .filter(|m| m.mount_path == "/tls" || m.name == "serving-cert")
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(at_tls, ["serving-cert"], "{mounts:?}");
     }
 
     #[test]

@@ -1,76 +1,15 @@
 //! The chart's ValidatingAdmissionPolicy, rendered from the same `grants` value the operator
 //! reads, refuses at `kubectl apply` what the operator would refuse, with the same messages.
 
-use std::time::Duration;
-
 use extension_server_operator::crd::ExtensionServer;
 use testenv::TestNamespace;
 
 use crate::support;
 use crate::support::Harness;
-use crate::support::chart::{kubectl_stdin, template};
+use crate::support::chart::kubectl_stdin;
 use crate::support::fixture::Server;
 use crate::support::grants::GrantsFile;
-use crate::support::policy::Installed;
-
-/// `kubectl apply` of `yaml` in `ns`: Ok, or the refusal's text.
-fn apply(ns: &TestNamespace, yaml: &str) -> Result<(), String> {
-    let out = kubectl_stdin(ns, &["apply", "-n", &ns.name, "-f", "-"], yaml.as_bytes());
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).to_string())
-    }
-}
-
-/// Waits until the policy (which takes effect a moment after it is written) refuses to create
-/// `yaml`. A dry run, so that an early success creates nothing a later try would only update.
-async fn wait_refused(ns: &TestNamespace, yaml: &str) {
-    support::eventually(Duration::from_secs(30), "the policy to refuse", || {
-        let out = kubectl_stdin(
-            ns,
-            &["create", "--dry-run=server", "-n", &ns.name, "-f", "-"],
-            yaml.as_bytes(),
-        );
-        async move { !out.status.success() }
-    })
-    .await;
-}
-
-/// Renders the chart's policy for `grants` (JSON), bound to `namespaces` only so that no other
-/// test meets it, and applies it (again, for new grants); removed when dropped.
-fn install_policy<'a>(ns: &'a TestNamespace, grants: &str, namespaces: &[&str]) -> Installed<'a> {
-    let rendered = template(
-        &ns.cluster.tools.helm,
-        &ns.name,
-        &[
-            "--show-only",
-            "templates/admission-policy.yaml",
-            "--set-json",
-            &format!("grants={grants}"),
-        ],
-    );
-    let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(&rendered) {
-        let mut value: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
-        if value["kind"] == "ValidatingAdmissionPolicyBinding" {
-            value["spec"]["matchResources"] = serde_json::json!({"namespaceSelector": {
-                "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
-                                      "values": namespaces}]}});
-        }
-        documents.push(serde_json::to_string(&value).unwrap());
-    }
-    let out = kubectl_stdin(ns, &["apply", "-f", "-"], documents.join("\n").as_bytes());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Installed {
-        ns,
-        name: format!("{}-claims", ns.name),
-    }
-}
+use crate::support::policy::{apply, install_policy, wait_refused};
 
 #[tokio::test]
 async fn the_policy_refuses_what_the_grants_refuse() {

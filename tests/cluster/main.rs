@@ -15,6 +15,7 @@ mod chart;
 mod chart_install;
 mod chart_rbac;
 mod child_labels;
+mod confused_deputy;
 mod control_plane;
 mod controller;
 mod deletion;
