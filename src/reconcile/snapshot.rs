@@ -17,17 +17,26 @@ pub struct TrustSnapshot {
     api_services: Vec<Arc<APIService>>,
     crd_names: Vec<String>,
     kubernetes_service_ip: Option<String>,
+    claimants: Vec<trust::Claimant>,
 }
 
 impl TrustSnapshot {
     pub fn take(reconciler: &Reconciler, server: &ExtensionServer) -> Self {
         let namespace = server.namespace().unwrap_or_default();
+        let grants = reconciler.ctx.grants();
+        let claimants = trust::claimants::of(
+            server,
+            &reconciler.servers.store.state(),
+            grants.as_deref(),
+            |ns| reconciler.facts.namespace_labels(ns),
+        );
         Self {
-            grants: reconciler.ctx.grants(),
+            grants,
             namespace_labels: reconciler.facts.namespace_labels(&namespace),
             api_services: reconciler.stores.api_services.state(),
             crd_names: reconciler.facts.crd_names(),
             kubernetes_service_ip: reconciler.ctx.kubernetes_service_ip.get().cloned(),
+            claimants,
         }
     }
 
@@ -38,6 +47,7 @@ impl TrustSnapshot {
             api_services: &self.api_services,
             crd_names: &self.crd_names,
             kubernetes_service_ip: self.kubernetes_service_ip.as_deref(),
+            claimants: &self.claimants,
         }
     }
 }

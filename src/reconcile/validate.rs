@@ -230,6 +230,7 @@ spec:
             api_services: &[],
             crd_names: &[],
             kubernetes_service_ip: None,
+            claimants: &[],
         };
         validate(&server, &Settings::default(), facts)
             .expect("valid")

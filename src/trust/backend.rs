@@ -78,6 +78,7 @@ mod tests {
             api_services: &[],
             crd_names: &[],
             kubernetes_service_ip: Some("10.96.0.1"),
+            claimants: &[],
         };
         check_external(&names(), ExternalTarget { host, port }, facts).map(|r| r.message)
     }

@@ -2,6 +2,7 @@
 //! rules a cluster admin set. Pure: decided from the spec, the grants and the caches.
 
 pub mod backend;
+pub mod claimants;
 pub mod grants;
 pub mod hosts;
 pub mod protected;
@@ -28,6 +29,19 @@ pub struct Facts<'a> {
     pub crd_names: &'a [String],
     /// The ClusterIP of the `kubernetes` Service, when known.
     pub kubernetes_service_ip: Option<&'a str>,
+    /// The other servers that claim one of this server's groups and are allowed to.
+    pub claimants: &'a [Claimant],
+}
+
+/// Another ExtensionServer that claims a group this one serves, and whose claim is granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimant {
+    /// `<namespace>/<name>`.
+    pub key: String,
+    pub namespace: String,
+    pub group: String,
+    /// Created before this server (oldest creationTimestamp, then uid): it holds the group.
+    pub earlier: bool,
 }
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
@@ -41,6 +55,7 @@ impl Facts<'static> {
             api_services: &[],
             crd_names: &[],
             kubernetes_service_ip: None,
+            claimants: &[],
         }
     }
 }
@@ -140,6 +155,9 @@ pub fn check(
         }
     }
     let adopt = adopt_requested && adopt;
+    if let Some(refusal) = earlier_claimant(names, group, facts) {
+        return Claim::Refused(refusal);
+    }
     if let Some(refusal) = other_holder(names, group, requested, facts) {
         return Claim::Refused(refusal);
     }
@@ -199,6 +217,34 @@ fn not_granted(message: String) -> Refusal {
     }
 }
 
+/// The first claimant holds a group while it exists, registered or not (scaled to 0, held
+/// back, not yet ready): a later claimant gets `Conflict` and removes what it had.
+fn earlier_claimant(names: &ServerNames, group: &str, facts: Facts<'_>) -> Option<Refusal> {
+    let holder = facts
+        .claimants
+        .iter()
+        .find(|c| c.earlier && c.group == group)?;
+    Some(Refusal {
+        reason: Reason::Conflict,
+        message: format!(
+            "{} claimed group {group} first and holds it while it exists, registered or not; a group has one holder: choose another group, or remove that server first",
+            describe(names, &holder.namespace, &holder.key)
+        ),
+        keep_registered: false,
+    })
+}
+
+/// Another server, named only when it is in this server's namespace: a tenant's status says
+/// nothing of other namespaces (admins find the holder in the operator's log).
+fn describe(names: &ServerNames, namespace: &str, key: &str) -> String {
+    if namespace == names.namespace {
+        format!("ExtensionServer {key}")
+    } else {
+        tracing::info!(claimant = %names.owner_key(), holder = %key, "a group is held by a server in another namespace");
+        "an ExtensionServer in another namespace".to_string()
+    }
+}
+
 /// True when this server holds an APIService that `filter` picks.
 fn holds_any(names: &ServerNames, facts: Facts<'_>, filter: impl Fn(&APIService) -> bool) -> bool {
     facts.api_services.iter().any(|a| {
@@ -230,9 +276,13 @@ fn other_holder(
         let requested_here = requested.iter().any(|r| r.as_str() == name);
         match crate::observe::owning_server(a.as_ref()) {
             Some(owner) if owner == ours => None,
-            Some(owner) => Some(format!(
-                "ExtensionServer {owner} holds group {group} (APIService {name}); a group has one holder, {why}: remove it there first"
-            )),
+            Some(owner) => {
+                let namespace = owner.split('/').next().unwrap_or_default();
+                Some(format!(
+                    "{} holds group {group} (APIService {name}); a group has one holder, {why}: remove it there first",
+                    describe(names, namespace, owner)
+                ))
+            }
             // Requested: adopted, or reported as a conflict by the registration step.
             None if requested_here => None,
             None => Some(format!(
@@ -241,10 +291,20 @@ fn other_holder(
         }
     })?;
     let registered = holds_any(names, facts, |a| a.spec.group.as_deref() == Some(group));
+    // A later claimant registered while this one had no APIService: it releases the group on
+    // its next pass, and this server keeps its workload meanwhile.
+    let later_holds = facts.claimants.iter().any(|c| {
+        !c.earlier
+            && c.group == group
+            && facts.api_services.iter().any(|a| {
+                a.spec.group.as_deref() == Some(group)
+                    && crate::observe::owning_server(a.as_ref()) == Some(c.key.as_str())
+            })
+    });
     Some(Refusal {
         reason: Reason::Conflict,
         message,
-        keep_registered: registered,
+        keep_registered: registered || later_holds,
     })
 }
 

@@ -49,6 +49,18 @@ fn check_with(
     apis: &[APIService],
     crds: &[&str],
 ) -> Claim {
+    check_among(namespace, group, adopt, grants, apis, crds, &[])
+}
+
+fn check_among(
+    namespace: &str,
+    group: &str,
+    adopt: bool,
+    grants: Option<&Grants>,
+    apis: &[APIService],
+    crds: &[&str],
+    claimants: &[Claimant],
+) -> Claim {
     let labels = BTreeMap::new();
     let apis: Vec<std::sync::Arc<APIService>> =
         apis.iter().cloned().map(std::sync::Arc::new).collect();
@@ -64,6 +76,7 @@ fn check_with(
             api_services: &apis,
             crd_names: &crds,
             kubernetes_service_ip: None,
+            claimants,
         },
     )
 }
@@ -241,8 +254,11 @@ fn a_reserved_group_has_one_holder() {
     };
     assert_eq!(refusal.reason, Reason::Conflict);
     assert!(
-        refusal.message.contains("keda/keda-metrics"),
-        "{}",
+        refusal
+            .message
+            .contains("an ExtensionServer in another namespace holds group")
+            && !refusal.message.contains("keda"),
+        "another namespace's server is not named: {}",
         refusal.message
     );
     assert!(!refusal.keep_registered);
@@ -341,14 +357,67 @@ fn any_group_has_one_holder() {
             api_services: &apis,
             crd_names: &[],
             kubernetes_service_ip: None,
+            claimants: &[],
         },
     );
     let Claim::Refused(refusal) = claim else {
         panic!("another namespace holds v1 of the group");
     };
     assert_eq!(refusal.reason, Reason::Conflict);
-    assert!(refusal.message.contains("b/holder"), "{}", refusal.message);
+    assert!(
+        refusal.message.contains("in another namespace") && !refusal.message.contains("b/holder"),
+        "{}",
+        refusal.message
+    );
     assert!(!refusal.keep_registered);
+}
+
+fn claim_among(claimants: &[Claimant], apis: &[APIService]) -> Claim {
+    let group = "held.example.com";
+    check_among("a", group, false, None, apis, &[], claimants)
+}
+
+fn claimant(key: &str, earlier: bool) -> Claimant {
+    Claimant {
+        key: key.into(),
+        namespace: key.split('/').next().unwrap_or_default().into(),
+        group: "held.example.com".into(),
+        earlier,
+    }
+}
+
+#[test]
+fn the_first_claimant_holds_the_group_registered_or_not() {
+    let Claim::Refused(refusal) = claim_among(&[claimant("b/first", true)], &[]) else {
+        panic!("an earlier claimant holds the group without an APIService");
+    };
+    assert_eq!(refusal.reason, Reason::Conflict);
+    assert!(
+        refusal
+            .message
+            .contains("claimed group held.example.com first")
+    );
+    assert!(
+        !refusal.keep_registered,
+        "the later claimant releases what it has"
+    );
+    let later = claim_among(&[claimant("b/later", false)], &[]);
+    assert_eq!(later, Claim::Allowed { adopt: false });
+}
+
+#[test]
+fn a_later_claimant_that_registered_first_never_costs_the_holder_its_workload() {
+    let registered_by_later = [api_service(
+        "v1.held.example.com",
+        "held.example.com",
+        false,
+        Some("b/later"),
+    )];
+    let Claim::Refused(refusal) = claim_among(&[claimant("b/later", false)], &registered_by_later)
+    else {
+        panic!("the group is registered elsewhere for now");
+    };
+    assert!(refusal.keep_registered, "the holder keeps its workload");
 }
 
 #[test]
@@ -360,6 +429,7 @@ fn a_named_service_account_needs_a_grant_that_lists_it() {
         api_services: &[],
         crd_names: &[],
         kubernetes_service_ip: None,
+        claimants: &[],
     };
     let grants = Grants::parse(
         "grants: [{namespaces: [a], groups: ['*.example.com'], serviceAccountNames: [metrics]}]",

@@ -33,6 +33,8 @@ pub struct Harness {
     operator: JoinHandle<()>,
     pub settings: Settings,
     make_client: Option<MakeClient>,
+    /// The operator watches every namespace (on a dedicated instance), not only the test's.
+    watch_all: bool,
 }
 
 /// Builds the operator's client from the test cluster's config (to put a layer on it).
@@ -139,10 +141,35 @@ impl Harness {
         prefix: &str,
         settings: Settings,
     ) -> (testenv::cluster::TearDown, Self) {
+        Self::instance(instance, prefix, settings, false).await
+    }
+
+    /// Like [`Harness::on_instance`], with an operator that watches every namespace of the
+    /// instance, as one deployed with the chart does.
+    pub async fn watching_all(
+        instance: &'static str,
+        prefix: &str,
+        settings: Settings,
+    ) -> (testenv::cluster::TearDown, Self) {
+        Self::instance(instance, prefix, settings, true).await
+    }
+
+    async fn instance(
+        instance: &'static str,
+        prefix: &str,
+        settings: Settings,
+        watch_all: bool,
+    ) -> (testenv::cluster::TearDown, Self) {
         let guard = testenv::cluster::TearDown(instance);
         let cluster = testenv::cluster::up(instance).await.unwrap();
         let ns = TestNamespace::create_on(cluster, prefix).await.unwrap();
-        (guard, Self::start_in(ns, settings, None).await)
+        let mut harness = Self::start_in(ns, settings, None).await;
+        if watch_all {
+            harness.stop_operator().await;
+            harness.watch_all = true;
+            harness.start_operator().await;
+        }
+        (guard, harness)
     }
 
     async fn start_in(
@@ -151,13 +178,15 @@ impl Harness {
         make_client: Option<MakeClient>,
     ) -> Self {
         install_crd(&ns.client).await;
-        let (ctx, operator) = spawn_operator(&ns, &settings, make_client.as_ref()).await;
+        let watch = Some(ns.name.clone());
+        let (ctx, operator) = spawn_operator(&ns, &settings, make_client.as_ref(), watch).await;
         Self {
             ns,
             ctx,
             operator,
             settings,
             make_client,
+            watch_all: false,
         }
     }
 
@@ -177,8 +206,9 @@ impl Harness {
 
     /// Starts a fresh operator (new caches, new metrics) with the same settings.
     pub async fn start_operator(&mut self) {
+        let watch = (!self.watch_all).then(|| self.ns.name.clone());
         let (ctx, operator) =
-            spawn_operator(&self.ns, &self.settings, self.make_client.as_ref()).await;
+            spawn_operator(&self.ns, &self.settings, self.make_client.as_ref(), watch).await;
         self.ctx = ctx;
         self.operator = operator;
     }
@@ -268,14 +298,17 @@ pub async fn operator_on(
 ) -> (TestNamespace, JoinHandle<()>) {
     let ns = TestNamespace::create_on(cluster, prefix).await.unwrap();
     install_crd(&ns.client).await;
-    let (_, operator) = spawn_operator(&ns, &Settings::default(), None).await;
+    let watch = Some(ns.name.clone());
+    let (_, operator) = spawn_operator(&ns, &Settings::default(), None, watch).await;
     (ns, operator)
 }
 
+/// Runs an operator on `ns`'s cluster that watches namespace `watch` (every one with `None`).
 async fn spawn_operator(
     ns: &TestNamespace,
     settings: &Settings,
     make_client: Option<&MakeClient>,
+    watch: Option<String>,
 ) -> (Arc<Context>, JoinHandle<()>) {
     let config = config_for(ns).await;
     let ctx = Arc::new(match make_client {
@@ -284,7 +317,7 @@ async fn spawn_operator(
     });
     let operator = tokio::spawn(extension_server_operator::controller::run(
         ctx.clone(),
-        Some(ns.name.clone()),
+        watch,
     ));
     (ctx, operator)
 }

@@ -4,8 +4,15 @@
 //! every operator in the cluster reconcile all its servers).
 
 use extension_server_operator::apiservice::APIService;
+use extension_server_operator::crd::ExtensionServer;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use testenv::TestNamespace;
 
 use crate::support::fixture::Server;
 use crate::support::grants::GrantsFile;
@@ -45,7 +52,11 @@ async fn a_second_namespace_cannot_add_a_version_to_a_held_group() {
         .await;
     let message = &condition(&s, "Registered").message;
     let holder_key = format!("{}/holder", holder.ns.name);
-    assert!(message.contains(&holder_key), "{message}");
+    assert!(
+        message.contains("an ExtensionServer in another namespace holds group")
+            && !message.contains(&holder_key),
+        "another namespace's server is not named: {message}"
+    );
     let apis: Api<APIService> = Api::all(holder.ns.client.clone());
     assert!(
         apis.get_opt(&format!("v2.{group}"))
@@ -125,4 +136,102 @@ async fn a_crd_under_a_registered_group_gets_it_unless_a_grant_keeps_the_registr
     assert!(message.contains("keepWhenShadowed"), "{message}");
     let still = apis.get(&format!("v1.{kept}")).await.unwrap();
     assert_eq!(owner(&still), Some(format!("{}/kept", h.ns.name)));
+}
+
+/// Returns once the API server stamps new objects with a time after `then`.
+async fn second_after(ns: &TestNamespace, then: Time) {
+    let clocks: Api<ConfigMap> = ns.api();
+    crate::support::eventually(Duration::from_secs(5), "a later second", || {
+        let clocks = clocks.clone();
+        let then = then.clone();
+        async move {
+            let mut clock = ConfigMap::default();
+            clock.metadata.generate_name = Some("clock-".into());
+            let made = clocks.create(&PostParams::default(), &clock).await.unwrap();
+            let name = made.metadata.name.clone().unwrap();
+            clocks.delete(&name, &Default::default()).await.unwrap();
+            made.metadata
+                .creation_timestamp
+                .is_some_and(|t| t.0 > then.0)
+        }
+    })
+    .await;
+}
+
+/// The Registered condition of `s` has `status` and `reason`.
+fn registered(s: Option<&ExtensionServer>, status: &str, reason: &str) -> bool {
+    s.and_then(|s| s.status.as_ref()).is_some_and(|st| {
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == "Registered" && c.status == status && c.reason == reason)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_claimant_holds_its_group_while_it_has_no_api_service() {
+    let grants = GrantsFile::new("first-claimant", "grants: []\n");
+    let (_instance, h) =
+        Harness::watching_all("first-claimant", "holding-first", grants.settings()).await;
+    let later_ns = TestNamespace::create_on(h.ns.cluster.clone(), "holding-later")
+        .await
+        .unwrap();
+    grants.write(&format!(
+        "grants:\n- {{namespaces: [{}, {}], groups: [\"*.first.example.com\"], allowRegistrationAlways: true}}\n",
+        h.ns.name, later_ns.name
+    ));
+    let group = format!("{}.first.example.com", h.ns.name);
+    let always = "{registration: {policy: Always}}";
+    let first = h
+        .create(&Server::new("first").group(&group).replicas(0).extra(always))
+        .await;
+    h.wait_condition("first", "Registered", "False", Some("ScaledToZero"))
+        .await;
+    // creationTimestamp counts whole seconds, and a tie goes by uid.
+    let created = first.metadata.creation_timestamp.clone().unwrap();
+    second_after(&later_ns, created).await;
+
+    let later: Api<ExtensionServer> = later_ns.api();
+    let claimant = Server::new("later")
+        .group(&group)
+        .namespace(&later_ns.name)
+        .extra(always)
+        .build();
+    later
+        .create(&PostParams::default(), &claimant)
+        .await
+        .unwrap();
+    let s = wait_for(later.clone(), "later", |s: Option<&ExtensionServer>| {
+        registered(s, "False", "Conflict")
+    })
+    .await
+    .unwrap();
+    let message = &condition(&s, "Registered").message;
+    assert!(message.contains("claimed group"), "{message}");
+    assert!(
+        !message.contains(&format!("{}/first", h.ns.name)),
+        "another namespace's server is not named: {message}"
+    );
+    let apis: Api<APIService> = Api::all(h.ns.client.clone());
+    let name = format!("v1.{group}");
+    assert!(apis.get_opt(&name).await.unwrap().is_none());
+    let deployments: Api<Deployment> = h.ns.api();
+    assert!(
+        deployments.get_opt("first").await.unwrap().is_some(),
+        "the holder keeps its workload"
+    );
+
+    // Scaled up, the holder registers its group.
+    let patch = serde_json::json!({"spec": {"replicas": 1}});
+    h.servers()
+        .patch("first", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let holder_key = format!("{}/first", h.ns.name);
+    wait_for(apis.clone(), &name, move |a: Option<&APIService>| {
+        a.and_then(owner).as_deref() == Some(holder_key.as_str())
+    })
+    .await;
+    later.delete("later", &Default::default()).await.unwrap();
+    wait_for(later, "later", |s: Option<&ExtensionServer>| s.is_none()).await;
+    h.delete_and_wait("first").await;
 }
