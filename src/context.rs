@@ -64,9 +64,9 @@ pub struct Context {
     pub ready: tokio::sync::watch::Sender<bool>,
     /// True once the controller's caches have synced.
     pub synced: tokio::sync::watch::Sender<bool>,
-    /// Servers whose unavailable APIServices were removed, until their backend answers a probe.
-    /// Status records the same, but the watch cache can lag behind the status write.
-    pub held_back: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Servers whose unavailable APIServices were removed, and when they came back (see
+    /// `reconcile::hold`). Status records the removal, but the watch cache can lag behind it.
+    pub held_back: std::sync::Mutex<crate::reconcile::hold::Holds>,
     /// Probes backends outside the reconcile pass.
     pub prober: Arc<crate::probe::Prober>,
     /// The grants in force (reloaded when the file changes); `None` without `--grants`.

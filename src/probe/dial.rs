@@ -12,6 +12,7 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use super::{Handshake, ProbeFailure};
 use crate::trust::hosts::restricted_address;
@@ -29,6 +30,72 @@ pub async fn dial(
     bundle_pem: Option<&[u8]>,
     screen: Option<Option<&str>>,
 ) -> Result<(), ProbeFailure> {
+    let stream = connect(host, port, screen).await?;
+    let Some(bundle_pem) = bundle_pem else {
+        return Ok(());
+    };
+    let config = client_config(bundle_pem).ok_or_else(unusable)?;
+    tls(stream, config, host, port, server_name).await.map(drop)
+}
+
+/// Asks `GET path` (`/apis/<group>/<version>`) as the aggregator's availability check does,
+/// over TLS verified against the bundle (unverified without one: mode Insecure). Answers
+/// are 2xx and 3xx, as for the aggregator, and 401 or 403: the operator sends no credential
+/// (it never hands one to a tenant's server), and a server's authentication answering means
+/// its API is served.
+pub async fn discover(
+    host: &str,
+    port: u16,
+    server_name: &str,
+    bundle_pem: Option<&[u8]>,
+    screen: Option<Option<&str>>,
+    path: &str,
+) -> Result<(), ProbeFailure> {
+    let stream = connect(host, port, screen).await?;
+    let config = match bundle_pem {
+        Some(bundle) => client_config(bundle),
+        None => unverified_config(),
+    };
+    let mut stream = tls(
+        stream,
+        config.ok_or_else(unusable)?,
+        host,
+        port,
+        server_name,
+    )
+    .await?;
+    let asked = super::http::status(&mut stream, server_name, path);
+    let status = match tokio::time::timeout(HANDSHAKE_TIMEOUT, asked).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(why)) => {
+            return Err(ProbeFailure::Discovery(format!(
+                "GET {path} on {host}:{port}: {why}"
+            )));
+        }
+        Err(_) => {
+            return Err(ProbeFailure::Discovery(format!(
+                "GET {path} on {host}:{port}: no answer within 3s"
+            )));
+        }
+    };
+    match status {
+        200..=399 | 401 | 403 => Ok(()),
+        other => Err(ProbeFailure::Discovery(format!(
+            "GET {path} on {host}:{port} answered {other}"
+        ))),
+    }
+}
+
+fn unusable() -> ProbeFailure {
+    ProbeFailure::Handshake("no usable TLS client configuration".into())
+}
+
+/// TCP to `host:port` (screened: see [`dial`]), within the timeout.
+async fn connect(
+    host: &str,
+    port: u16,
+    screen: Option<Option<&str>>,
+) -> Result<TcpStream, ProbeFailure> {
     let address = match screen {
         Some(kubernetes_ip) => Some(screened(host, port, kubernetes_ip).await?),
         None => None,
@@ -39,29 +106,30 @@ pub async fn dial(
             None => TcpStream::connect((host, port)).await,
         }
     };
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(error)) => {
-            return Err(ProbeFailure::Dial(format!(
-                "dial tcp {host}:{port}: {error}"
-            )));
-        }
-        Err(_) => {
-            return Err(ProbeFailure::Dial(format!(
-                "dial tcp {host}:{port}: timed out after 3s"
-            )));
-        }
-    };
-    let Some(bundle_pem) = bundle_pem else {
-        return Ok(());
-    };
-    let unusable = || ProbeFailure::Handshake("no usable TLS client configuration".into());
-    let config = client_config(bundle_pem).ok_or_else(unusable)?;
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(error)) => Err(ProbeFailure::Dial(format!(
+            "dial tcp {host}:{port}: {error}"
+        ))),
+        Err(_) => Err(ProbeFailure::Dial(format!(
+            "dial tcp {host}:{port}: timed out after 3s"
+        ))),
+    }
+}
+
+/// The TLS handshake over `stream`, as `server_name`, within the timeout.
+async fn tls(
+    stream: TcpStream,
+    config: rustls::ClientConfig,
+    host: &str,
+    port: u16,
+    server_name: &str,
+) -> Result<TlsStream<TcpStream>, ProbeFailure> {
     let name = ServerName::try_from(server_name.to_string())
         .map_err(|e| ProbeFailure::Handshake(e.to_string()))?;
     let handshake = TlsConnector::from(Arc::new(config)).connect(name, stream);
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(stream)) => Ok(stream),
         Ok(Err(error)) => {
             let why = format!("TLS handshake with {host}:{port} as {server_name}: {error}");
             Err(match invalid_certificate(&error) {
@@ -117,6 +185,22 @@ fn invalid_certificate(error: &std::io::Error) -> bool {
             .get_ref()
             .and_then(|e| e.downcast_ref::<rustls::Error>()),
         Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)
+    )
+}
+
+/// A client that accepts any certificate (signatures still checked): mode Insecure, where the
+/// aggregator does not verify either.
+fn unverified_config() -> Option<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .ok()?;
+    let verifier = Arc::new(super::insecure::AnyCertificate(provider));
+    Some(
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
     )
 }
 

@@ -4,6 +4,8 @@
 //! [`Prober::latest`], the one door.
 
 mod dial;
+mod http;
+mod insecure;
 mod prober;
 
 use std::fmt;
@@ -30,6 +32,8 @@ pub enum ProbeFailure {
     Untrusted(String),
     /// The TLS handshake failed for another reason.
     Handshake(String),
+    /// `GET /apis/<group>/<version>` got no answer, or not one that serves the API.
+    Discovery(String),
     /// The first probe has not finished yet.
     Pending(String),
 }
@@ -37,9 +41,11 @@ pub enum ProbeFailure {
 impl fmt::Display for ProbeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Dial(why) | Self::Untrusted(why) | Self::Handshake(why) | Self::Pending(why) => {
-                f.write_str(why)
-            }
+            Self::Dial(why)
+            | Self::Untrusted(why)
+            | Self::Handshake(why)
+            | Self::Discovery(why)
+            | Self::Pending(why) => f.write_str(why),
         }
     }
 }
@@ -75,6 +81,8 @@ pub struct Target {
     /// The trusted CAs (PEM); none: a TCP connection is enough.
     pub bundle: Option<Vec<u8>>,
     pub kind: Kind,
+    /// The path a [`Kind::Discovery`] probe asks for.
+    pub path: Option<String>,
     /// Refuse to dial a name that resolves only to a restricted address (loopback, link-local,
     /// the kubernetes Service); off when a grant lists the host exactly.
     pub screen: Option<Screen>,
@@ -93,6 +101,8 @@ pub enum Kind {
     Reach,
     /// A verified handshake whose only conclusive failure is an untrusted certificate.
     Verify,
+    /// As Reach, then `GET` of the target's path: the aggregator's availability check.
+    Discovery,
 }
 
 /// What a probe found.

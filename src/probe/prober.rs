@@ -106,20 +106,16 @@ impl Prober {
             return Finding::Verify(Handshake::Inconclusive);
         };
         let bundle = target.bundle.as_deref();
+        let screen = target.screen.as_ref();
+        let kubernetes_ip = screen.map(|s| s.kubernetes_service_ip.as_deref());
+        let (host, port, name) = (&target.host, target.port, &target.server_name);
         match target.kind {
             Kind::Reach => {
-                let screen = target.screen.as_ref();
-                let kubernetes_ip = screen.map(|s| s.kubernetes_service_ip.as_deref());
-                Finding::Reach(
-                    dial::dial(
-                        &target.host,
-                        target.port,
-                        &target.server_name,
-                        bundle,
-                        kubernetes_ip,
-                    )
-                    .await,
-                )
+                Finding::Reach(dial::dial(host, port, name, bundle, kubernetes_ip).await)
+            }
+            Kind::Discovery => {
+                let path = target.path.as_deref().unwrap_or("/apis");
+                Finding::Reach(dial::discover(host, port, name, bundle, kubernetes_ip, path).await)
             }
             Kind::Verify => Finding::Verify(
                 dial::handshake(
@@ -185,6 +181,7 @@ mod tests {
             server_name: "ext.ns.svc".into(),
             bundle: None,
             kind: Kind::Reach,
+            path: None,
             screen: None,
         };
         let interval = Duration::from_secs(30);

@@ -1,7 +1,12 @@
 //! Held back: after an APIService stayed unavailable past `--max-unavailable` (or a shorter
 //! `registration.unregisterAfter`) and was removed, it stays out, whatever the spec says,
-//! until a probe of the backend answers as the aggregator would be answered. The prober backs
-//! off a backend that keeps failing.
+//! until `GET /apis/<group>/<version>` of every served version answers, the check the
+//! aggregator makes. A server removed again within [`FLAP_WINDOW`] of coming back is held at
+//! least twice as long each time ([`minimum_hold`]), so a server that passes the operator's
+//! check but not the aggregator's is out of discovery a growing share of the time.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use crate::context::Context;
 use crate::crd::TlsMode;
@@ -9,7 +14,66 @@ use crate::observe::Observed;
 use crate::outcome::{Registration, Workload};
 use crate::reconcile::certificate::TlsStep;
 use crate::status::{self, ConditionType, Reason};
-use crate::validated::Validated;
+use crate::validated::{Backend, Validated};
+
+/// A removal this soon after the server came back counts as a flap.
+pub const FLAP_WINDOW: Duration = Duration::from_secs(3600);
+/// The longest minimum hold.
+const MAX_HOLD: Duration = Duration::from_secs(24 * 3600);
+
+/// One server's removals, kept by the operator (status keeps only the last verdict).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HoldRecord {
+    /// When the APIServices were last removed, while they stay out.
+    held_since: Option<Instant>,
+    /// Removals in a row, each within [`FLAP_WINDOW`] of coming back.
+    flaps: u32,
+    /// When the server last came back.
+    returned_at: Option<Instant>,
+}
+
+/// Every server's hold, by owner key.
+pub type Holds = HashMap<String, HoldRecord>;
+
+/// The least time a server stays out after its `flaps`-th quick removal: none for the first
+/// removal (only the discovery check decides), then `unregister_after` doubled per flap.
+pub fn minimum_hold(unregister_after: Duration, flaps: u32) -> Duration {
+    match flaps {
+        0 => Duration::ZERO,
+        n => unregister_after
+            .saturating_mul(1u32 << n.min(20))
+            .min(MAX_HOLD),
+    }
+}
+
+impl HoldRecord {
+    /// Records a removal at `now`.
+    pub fn removed(&mut self, now: Instant) {
+        let soon = self
+            .returned_at
+            .is_some_and(|back| now.saturating_duration_since(back) < FLAP_WINDOW);
+        self.flaps = if soon {
+            self.flaps.saturating_add(1)
+        } else {
+            0
+        };
+        self.held_since = Some(now);
+        self.returned_at = None;
+    }
+
+    /// True while the minimum hold after the last removal runs.
+    pub fn holding(&self, unregister_after: Duration, now: Instant) -> bool {
+        self.held_since.is_some_and(|since| {
+            now.saturating_duration_since(since) < minimum_hold(unregister_after, self.flaps)
+        })
+    }
+
+    /// Records that the server came back at `now`.
+    pub fn released(&mut self, now: Instant) {
+        self.held_since = None;
+        self.returned_at = Some(now);
+    }
+}
 
 /// True while the server's APIServices stay out. Status records the removal, but the watch
 /// cache can lag behind the status write, so the operator remembers it too.
@@ -21,19 +85,28 @@ pub fn held_back(
     workload: &Workload,
 ) -> bool {
     let key = validated.names.owner_key();
-    let remembered = ctx.held_back.lock().is_ok_and(|held| held.contains(&key));
+    let now = Instant::now();
+    let record = ctx
+        .held_back
+        .lock()
+        .ok()
+        .and_then(|holds| holds.get(&key).cloned())
+        .unwrap_or_default();
     let recorded = validated
         .previous_status()
         .and_then(|s| status::conditions::find(&s.conditions, ConditionType::Registered))
         .is_some_and(|c| Reason::parse(&c.reason) == Reason::Unregistered);
-    if !(remembered || recorded) {
+    if record.held_since.is_none() && !recorded {
         return false;
     }
-    if !backend_answers(ctx, validated, observed, tls, workload) {
+    if record.holding(validated.unregister_after, now) {
         return true;
     }
-    if let Ok(mut held) = ctx.held_back.lock() {
-        held.remove(&key);
+    if !discovery_answers(ctx, validated, observed, tls, workload) {
+        return true;
+    }
+    if let Ok(mut holds) = ctx.held_back.lock() {
+        holds.entry(key).or_default().released(now);
     }
     false
 }
@@ -43,30 +116,80 @@ pub fn remember(ctx: &Context, validated: &Validated, registrations: &[Registrat
     let unregistered = registrations
         .iter()
         .any(|r| matches!(r, Registration::UnregisteredUnavailable(_)));
-    if unregistered && let Ok(mut held) = ctx.held_back.lock() {
-        held.insert(validated.names.owner_key());
+    let key = validated.names.owner_key();
+    if let Ok(mut holds) = ctx.held_back.lock() {
+        let record = holds.entry(key).or_default();
+        if unregistered && record.held_since.is_none() {
+            record.removed(Instant::now());
+        }
     }
 }
 
-/// The latest probe of the backend answered: an external server's own probe, or a handshake
-/// with the Service verified against the bundle the APIServices will trust (a connection in
-/// mode Insecure).
-fn backend_answers(
+/// The latest `GET /apis/<group>/<version>` of every served version answered: at the external
+/// host, or through the Service as the aggregator dials it, verified against the bundle the
+/// APIServices will trust (unverified in mode Insecure).
+fn discovery_answers(
     ctx: &Context,
     validated: &Validated,
     observed: &Observed,
     tls: &TlsStep,
     workload: &Workload,
 ) -> bool {
-    if let Workload::External { probe } = workload {
-        return probe.as_ref().is_some_and(|p| p.outcome.is_ok());
-    }
-    let (Some(service), Some(input)) = (observed.service.as_deref(), tls.input.as_ref()) else {
+    let Some(input) = tls.input.as_ref() else {
         return false;
     };
     let bundle = match validated.tls_mode {
         TlsMode::Insecure => None,
         _ => input.ca_bundle.clone().map(String::into_bytes),
     };
-    super::probe::service_answers(ctx, validated, service, bundle)
+    match (&validated.backend, workload) {
+        (Backend::External { backend, listed }, Workload::External { .. }) => {
+            super::probe::external_discovery(ctx, validated, backend, *listed, bundle)
+        }
+        _ => observed.service.as_deref().is_some_and(|service| {
+            super::probe::service_discovery(ctx, validated, service, bundle)
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAP: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn a_server_removed_again_soon_after_coming_back_is_held_twice_as_long_each_time() {
+        let start = Instant::now();
+        let mut record = HoldRecord::default();
+        record.removed(start);
+        assert!(
+            !record.holding(CAP, start),
+            "the first hold waits only for discovery"
+        );
+        let mut now = start;
+        for expected in [40, 80, 160] {
+            now += Duration::from_secs(60);
+            record.released(now);
+            now += CAP;
+            record.removed(now);
+            let hold = Duration::from_secs(expected);
+            assert!(record.holding(CAP, now + hold - Duration::from_secs(1)));
+            assert!(!record.holding(CAP, now + hold), "{expected} s");
+        }
+    }
+
+    #[test]
+    fn a_removal_long_after_coming_back_starts_over() {
+        let start = Instant::now();
+        let mut record = HoldRecord::default();
+        record.removed(start);
+        record.released(start + CAP);
+        record.removed(start + CAP * 2);
+        assert_eq!(record.flaps, 1);
+        record.released(start + CAP * 3);
+        record.removed(start + CAP * 3 + FLAP_WINDOW);
+        assert_eq!(record.flaps, 0);
+        assert!(minimum_hold(CAP, 40) <= MAX_HOLD);
+    }
 }

@@ -23,7 +23,7 @@ mod cleanup;
 mod events;
 mod external;
 pub mod failure;
-mod hold;
+pub mod hold;
 mod prepare;
 mod probe;
 mod refuse;

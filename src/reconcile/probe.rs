@@ -55,6 +55,63 @@ pub fn service_answers(
     latest(ctx, validated, target, false).is_some_and(|found| found.ok())
 }
 
+/// True when the latest `GET /apis/<group>/<version>` through `service` (as the aggregator dials
+/// it) answered for every served version.
+pub fn service_discovery(
+    ctx: &Context,
+    validated: &Validated,
+    service: &Service,
+    bundle: Option<Vec<u8>>,
+) -> bool {
+    let Some(address) = cluster_ip(service) else {
+        return false;
+    };
+    let target = service_target(validated, address, bundle, Kind::Discovery);
+    discovery(ctx, validated, target)
+}
+
+/// True when the latest `GET /apis/<group>/<version>` at the external host answered for every
+/// served version.
+pub fn external_discovery(
+    ctx: &Context,
+    validated: &Validated,
+    external: &ExternalBackend,
+    listed: bool,
+    bundle: Option<Vec<u8>>,
+) -> bool {
+    let names = &validated.names;
+    let target = Target {
+        host: external.host.clone(),
+        port: u16::try_from(external.port).unwrap_or(443),
+        server_name: format!("{}.{}.svc", names.name, names.namespace),
+        bundle,
+        kind: Kind::Discovery,
+        path: None,
+        screen: (!listed).then(|| Screen {
+            kubernetes_service_ip: ctx.kubernetes_service_ip.get().cloned(),
+        }),
+    };
+    discovery(ctx, validated, target)
+}
+
+/// Asks for every served version's discovery path at `target` (all at once, so the probes run
+/// side by side) and says whether each answered.
+fn discovery(ctx: &Context, validated: &Validated, target: Target) -> bool {
+    let answers: Vec<bool> = validated
+        .served
+        .iter()
+        .map(|served| {
+            let path = format!("/apis/{}/{}", served.name.group(), served.name.version());
+            let target = Target {
+                path: Some(path),
+                ..target.clone()
+            };
+            latest(ctx, validated, target, false).is_some_and(|found| found.ok())
+        })
+        .collect();
+    !answers.is_empty() && answers.iter().all(|ok| *ok)
+}
+
 fn service_target(
     validated: &Validated,
     address: String,
@@ -68,6 +125,7 @@ fn service_target(
         server_name: format!("{}.{}.svc", names.name, names.namespace),
         bundle,
         kind,
+        path: None,
         screen: None,
     }
 }
@@ -119,6 +177,7 @@ pub fn external(
         server_name: server_name.clone(),
         bundle: bundle.map(|b| b.as_bytes().to_vec()),
         kind: Kind::Reach,
+        path: None,
         screen,
     };
     // The aggregator reports an APIService of ours unavailable: look again now.

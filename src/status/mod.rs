@@ -341,7 +341,7 @@ fn registered_verdict(o: &Applied) -> Conclusion {
             Status::False,
             Reason::Unregistered,
             format!(
-                "{} unregistered after staying unavailable longer than the operator's --max-unavailable or registration.unregisterAfter, so discovery keeps working; it is registered again once the backend answers a probe (a TLS handshake as the aggregator makes it), so fix the server",
+                "{} unregistered after staying unavailable longer than the operator's --max-unavailable or registration.unregisterAfter, so discovery keeps working; it is registered again once GET /apis/<group>/<version> answers, the aggregator's own check (removed again soon after, it is held twice as long each time), so fix the server",
                 dropped.join(", ")
             ),
         );

@@ -4,6 +4,7 @@
 //! builder with its presets ([`fixture::Server`]), and the fault suite's parts.
 #![allow(clippy::unwrap_used)] // a failed setup step should fail the test loudly
 
+pub mod backend;
 pub mod chaos;
 pub mod chart;
 pub mod faults;

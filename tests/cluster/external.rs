@@ -7,16 +7,20 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use extension_server_operator::apiservice::APIService;
+use extension_server_operator::context::Settings;
 use extension_server_operator::tls::certs;
+use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::wait::conditions;
+use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::support;
 use crate::support::Harness;
+use crate::support::backend::Backend;
 use crate::support::fixture::Server;
 use crate::support::grants::GrantsFile;
 
@@ -297,4 +301,55 @@ async fn a_loopback_backend_in_insecure_mode_opens_only_to_a_grant_that_names_it
     .await;
     h.delete_and_wait(NAME).await;
     assert!(api_services.get_opt(&name).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_removed_server_comes_back_only_once_discovery_answers() {
+    let grants = GrantsFile::new("discovery-hold", "grants: []\n");
+    let settings = Settings {
+        max_unavailable: Duration::from_secs(5),
+        ..grants.settings()
+    };
+    let h = Harness::start_with("ext-hold", settings).await;
+    let group = format!("{}.custom.api", h.ns.name);
+    let port = free_port();
+    grants.write(&grant(
+        &h,
+        &group,
+        &format!("{{hosts: [{HOST}], ports: [{port}]}}"),
+        "",
+    ));
+    // TLS and /readyz answer; GET /apis/<group>/v1 answers 503.
+    let serving = user_ca(&h).await;
+    let backend = Backend::start(HOST, port, &serving, 503).await;
+    h.create(
+        &Server::new(NAME)
+            .group(&group)
+            .external(HOST, port)
+            .tls("{mode: Secret, secretName: outside-ca}"),
+    )
+    .await;
+    let s = h
+        .wait_condition(NAME, "Registered", "False", Some("Unregistered"))
+        .await;
+    let message = &support::condition(&s, "Registered").message;
+    assert!(message.contains("GET /apis/<group>/<version>"), "{message}");
+
+    // Four caps long, the APIService stays away: the handshake answers, discovery does not.
+    let api_services: Api<APIService> = Api::all(h.ns.client.clone());
+    let name = format!("v1.{group}");
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut appearing = watcher(api_services.clone(), config)
+        .applied_objects()
+        .boxed();
+    let came_back = tokio::time::timeout(Duration::from_secs(20), appearing.next()).await;
+    assert!(
+        came_back.is_err(),
+        "registered again while discovery failed: {came_back:?}"
+    );
+
+    // Discovery answers: registered again, and available.
+    backend.answer_discovery(200);
+    h.wait_condition(NAME, "Available", "True", None).await;
+    h.delete_and_wait(NAME).await;
 }
