@@ -9,19 +9,29 @@ pub mod secure;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::context::Context;
 use reviews::{Access, Reviews};
+
+/// Most connections served at once; past it, the next waits in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A client that has not finished its TLS handshake by then is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A client that has not sent a request's headers by then (the first, or the next on a kept
+/// connection) is dropped.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -81,9 +91,13 @@ async fn answer(
     }
 }
 
-/// Serves one connection.
-async fn connection<S>(io: S, ctx: Arc<Context>, reviews: Option<Arc<Reviews>>)
-where
+/// Serves one connection; the permit is held until it ends.
+async fn connection<S>(
+    io: S,
+    ctx: Arc<Context>,
+    reviews: Option<Arc<Reviews>>,
+    _permit: OwnedSemaphorePermit,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |request: Request<Incoming>| {
@@ -91,6 +105,8 @@ where
         async move { Ok::<_, Infallible>(answer(&ctx, reviews.as_deref(), &request).await) }
     });
     if let Err(error) = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
         .serve_connection(TokioIo::new(io), service)
         .await
     {
@@ -101,27 +117,40 @@ where
 /// Serves the endpoints over plain HTTP, without authorization, until the task is dropped
 /// (`--metrics-insecure`).
 pub async fn serve(listener: TcpListener, ctx: Arc<Context>) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Some((stream, permit)) = accept(&listener, &limit).await else {
             continue;
         };
-        tokio::spawn(connection(stream, ctx.clone(), None));
+        tokio::spawn(connection(stream, ctx.clone(), None, permit));
     }
+}
+
+/// The next connection, once fewer than [`MAX_CONNECTIONS`] are open.
+async fn accept(
+    listener: &TcpListener,
+    limit: &Arc<Semaphore>,
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+    let permit = limit.clone().acquire_owned().await.ok()?;
+    let (stream, _) = listener.accept().await.ok()?;
+    Some((stream, permit))
 }
 
 /// Serves the endpoints over HTTPS, `/metrics` only to allowed tokens, until the task is
 /// dropped.
 pub async fn serve_secure(listener: TcpListener, ctx: Arc<Context>, acceptor: TlsAcceptor) {
     let reviews = Arc::new(Reviews::new(ctx.client.clone()));
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Some((stream, permit)) = accept(&listener, &limit).await else {
             continue;
         };
         let (ctx, reviews, acceptor) = (ctx.clone(), reviews.clone(), acceptor.clone());
         tokio::spawn(async move {
-            match acceptor.accept(stream).await {
-                Ok(tls) => connection(tls, ctx, Some(reviews)).await,
-                Err(error) => tracing::debug!(%error, "metrics TLS handshake failed"),
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => connection(tls, ctx, Some(reviews), permit).await,
+                Ok(Err(error)) => tracing::debug!(%error, "metrics TLS handshake failed"),
+                Err(_) => tracing::debug!("metrics TLS handshake timed out"),
             }
         });
     }

@@ -19,6 +19,9 @@ const CACHE_ALLOWED: Duration = Duration::from_secs(60);
 const CACHE_REFUSED: Duration = Duration::from_secs(5);
 /// Most tokens remembered; the cache is emptied when full.
 const CACHE_SIZE: usize = 1024;
+/// Most reviews in flight: a flood of new tokens queues here, while a token already
+/// judged is answered from the cache at once.
+const CONCURRENT_REVIEWS: usize = 4;
 
 /// The answer to one request for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +37,7 @@ pub enum Access {
 pub struct Reviews {
     client: kube::Client,
     cache: Mutex<HashMap<[u8; 32], (Access, Instant)>>,
+    reviewing: tokio::sync::Semaphore,
 }
 
 impl Reviews {
@@ -41,6 +45,7 @@ impl Reviews {
         Self {
             client,
             cache: Mutex::default(),
+            reviewing: tokio::sync::Semaphore::new(CONCURRENT_REVIEWS),
         }
     }
 
@@ -50,6 +55,13 @@ impl Reviews {
             return Access::Unauthenticated;
         };
         let key: [u8; 32] = Sha256::digest(format!("{path}\n{token}")).into();
+        if let Some(verdict) = self.cached(&key) {
+            return verdict;
+        }
+        let Ok(_turn) = self.reviewing.acquire().await else {
+            return Access::Unauthenticated;
+        };
+        // Judged while this request waited for its turn.
         if let Some(verdict) = self.cached(&key) {
             return verdict;
         }

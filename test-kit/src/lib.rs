@@ -485,3 +485,26 @@ pub async fn write_cert_manager_secret(
     }
     .unwrap();
 }
+
+/// Creates Secret `name` in `ns` with these keys (PEM text and the like).
+pub async fn create_secret(ns: &TestNamespace, name: &str, data: &[(&str, &str)]) {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let secrets: Api<Secret> = ns.api();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}

@@ -3,18 +3,16 @@
 //! reaches it through the operator's ExternalName Service; stopping it is reported. A loopback
 //! host opens only to a grant that names it exactly.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use extension_server_operator::apiservice::APIService;
 use extension_server_operator::context::Settings;
 use extension_server_operator::tls::certs;
 use futures::StreamExt;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::Api;
 use kube::runtime::wait::conditions;
 use kube::runtime::{WatchStreamExt, watcher};
 
@@ -41,22 +39,7 @@ fn free_port() -> u16 {
 async fn user_ca(h: &Harness) -> certs::KeyedCert {
     let lifetime = Duration::from_secs(24 * 3600);
     let ca = certs::generate_ca("outside ca", Timestamp::now(), lifetime).unwrap();
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("outside-ca".into()),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([(
-            "ca.crt".to_string(),
-            ByteString(ca.cert_pem.clone().into_bytes()),
-        )])),
-        ..Default::default()
-    };
-    let secrets: Api<Secret> = h.ns.api();
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    support::create_secret(&h.ns, "outside-ca", &[("ca.crt", ca.cert_pem.as_str())]).await;
     let dns = vec![format!("{NAME}.{}.svc", h.ns.name)];
     certs::issue_serving(&ca, &dns, Timestamp::now(), lifetime).unwrap()
 }

@@ -154,12 +154,21 @@ async fn https_get(port: u16, path: &str, token: Option<&str>, ca_pem: &str) -> 
     (status, response)
 }
 
-#[tokio::test]
-async fn secure_metrics_answer_only_a_token_allowed_to_get_them() {
+/// The secure endpoint on a free port of 127.0.0.1, and tokens of a ServiceAccount that may
+/// get `/metrics` and of one that may not.
+struct Secure {
+    port: u16,
+    ca_pem: String,
+    server: tokio::task::JoinHandle<()>,
+    reader: String,
+    scraper: String,
+    nobody: String,
+}
+
+async fn secure_endpoint(ns: &TestNamespace) -> Secure {
     use extension_server_operator::tls::certs;
-    let ns = TestNamespace::create("es-secure-metrics").await.unwrap();
     let ctx =
-        Arc::new(Context::connect(support::config_for(&ns).await, Settings::default()).unwrap());
+        Arc::new(Context::connect(support::config_for(ns).await, Settings::default()).unwrap());
     let lifetime = Duration::from_secs(3600);
     let now = k8s_openapi::jiff::Timestamp::now();
     let ca = certs::generate_ca("metrics test ca", now, lifetime).unwrap();
@@ -218,9 +227,29 @@ async fn secure_metrics_answer_only_a_token_allowed_to_get_them() {
         let out = ns.kubectl(&["create", "token", account, "-n", &ns.name]);
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    let (scraper, nobody) = (token("scraper"), token("nobody"));
+    Secure {
+        port,
+        ca_pem: ca.cert_pem.clone(),
+        server,
+        reader,
+        scraper: token("scraper"),
+        nobody: token("nobody"),
+    }
+}
 
-    let ca_pem = &ca.cert_pem;
+#[tokio::test]
+async fn secure_metrics_answer_only_a_token_allowed_to_get_them() {
+    let ns = TestNamespace::create("es-secure-metrics").await.unwrap();
+    let Secure {
+        port,
+        ca_pem,
+        server,
+        reader,
+        scraper,
+        nobody,
+    } = secure_endpoint(&ns).await;
+    let ca_pem = &ca_pem;
+
     assert_eq!(https_get(port, "/healthz", None, ca_pem).await.0, 200);
     assert_eq!(https_get(port, "/metrics", None, ca_pem).await.0, 401);
     assert_eq!(
@@ -248,4 +277,53 @@ async fn secure_metrics_answer_only_a_token_allowed_to_get_them() {
     .await;
     ns.kubectl(&["delete", "clusterrolebinding,clusterrole", &reader]);
     server.abort();
+}
+
+/// Waits until a scrape with `token` is answered 200.
+async fn scraped(port: u16, token: &str, ca_pem: &str) {
+    support::eventually(Duration::from_secs(30), "a scrape", || {
+        let token = token.to_string();
+        async move { https_get(port, "/metrics", Some(&token), ca_pem).await.0 == 200 }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_connections_neither_starve_a_scrape_nor_stay_open() {
+    use tokio::io::AsyncReadExt;
+    let ns = TestNamespace::create("es-idle-metrics").await.unwrap();
+    let secure = secure_endpoint(&ns).await;
+    let (port, ca_pem) = (secure.port, secure.ca_pem.as_str());
+    scraped(port, &secure.scraper, ca_pem).await;
+
+    // Idle connections, TCP only, never a handshake: first one fewer than the endpoint
+    // serves at once, then more than that.
+    let limit = extension_server_operator::http::MAX_CONNECTIONS;
+    let mut held = Vec::new();
+    for idle in [limit - 1, limit + 44] {
+        while held.len() < idle {
+            held.push(
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let started = std::time::Instant::now();
+        scraped(port, &secure.scraper, ca_pem).await;
+        eprintln!(
+            "a scrape answered in {} ms with {idle} idle connections open",
+            started.elapsed().as_millis()
+        );
+    }
+
+    // The endpoint closes every one of them.
+    let closed = futures::future::join_all(held.iter_mut().map(|stream| async move {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(30), stream.read(&mut byte)).await
+    }))
+    .await;
+    let open = closed.iter().filter(|read| read.is_err()).count();
+    assert_eq!(open, 0, "{open} idle connections still open after 30 s");
+    ns.kubectl(&["delete", "clusterrolebinding,clusterrole", &secure.reader]);
+    secure.server.abort();
 }

@@ -1,15 +1,12 @@
 //! TLS modes Secret and Insecure, and `registration.unregisterAfter`, against the real control
 //! plane.
 
-use std::collections::BTreeMap;
-
 use extension_server_operator::apiservice::APIService;
 use extension_server_operator::tls::certs;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::conditions;
 
 use crate::support;
@@ -47,32 +44,13 @@ async fn secret_mode_uses_the_users_certificate_and_reports_a_bad_secret() {
     let ca = certs::generate_ca("user CA", now, lifetime).unwrap();
     let names = vec![format!("byo.{}.svc", h.ns.name)];
     let serving = certs::issue_serving(&ca, &names, now, lifetime).unwrap();
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("byo-cert".into()),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([
-            (
-                "ca.crt".to_string(),
-                ByteString(ca.cert_pem.clone().into_bytes()),
-            ),
-            (
-                "tls.crt".to_string(),
-                ByteString(serving.cert_pem.into_bytes()),
-            ),
-            (
-                "tls.key".to_string(),
-                ByteString(serving.key_pem.into_bytes()),
-            ),
-        ])),
-        ..Default::default()
-    };
+    let data = [
+        ("ca.crt", ca.cert_pem.as_str()),
+        ("tls.crt", serving.cert_pem.as_str()),
+        ("tls.key", serving.key_pem.as_str()),
+    ];
+    support::create_secret(&h.ns, "byo-cert", &data).await;
     let secrets: Api<Secret> = h.ns.api();
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
     // Nudge the server so it re-reads the Secret now rather than at the next resync.
     h.servers()
         .patch(
@@ -211,4 +189,39 @@ async fn unregister_after_removes_an_unavailable_api_service_until_its_backend_a
         .unwrap();
     h.wait_condition("flaky", "Registered", "True", None).await;
     h.wait_condition("flaky", "Available", "True", None).await;
+}
+
+#[tokio::test]
+async fn secret_mode_says_nothing_of_a_secret_beyond_what_the_server_needs() {
+    let h = Harness::start("es-secret-echo").await;
+    let group = format!("{}.custom.api", h.ns.name);
+    // Another workload's TLS Secret in the namespace, for names of its own.
+    let now = Timestamp::now();
+    let lifetime = std::time::Duration::from_secs(3600);
+    let ca = certs::generate_ca("another CA", now, lifetime).unwrap();
+    let hidden = "payments.internal.example".to_string();
+    let serving = certs::issue_serving(&ca, std::slice::from_ref(&hidden), now, lifetime).unwrap();
+    let data = [
+        ("ca.crt", ca.cert_pem.as_str()),
+        ("tls.crt", serving.cert_pem.as_str()),
+        ("tls.key", serving.key_pem.as_str()),
+    ];
+    support::create_secret(&h.ns, "payments-tls", &data).await;
+    h.create(&Server::in_group("peek", &group).tls("{mode: Secret, secretName: payments-tls}"))
+        .await;
+    let s = h
+        .wait_condition("peek", "CertificateReady", "False", Some("SecretInvalid"))
+        .await;
+    let message = &support::condition(&s, "CertificateReady").message;
+    assert!(
+        message.contains(&format!("peek.{}.svc", h.ns.name)),
+        "{message}"
+    );
+    assert!(
+        !message.contains(&hidden),
+        "the Secret's own names stay out: {message}"
+    );
+    let events = support::warnings(&h.ns, "SecretInvalid").await;
+    assert!(events.keys().all(|e| !e.contains(&hidden)), "{events:?}");
+    h.delete_and_wait("peek").await;
 }
