@@ -71,8 +71,9 @@ pub struct Context {
     pub prober: Arc<crate::probe::Prober>,
     /// The grants in force (reloaded when the file changes); `None` without `--grants`.
     pub grants: std::sync::RwLock<Option<Arc<Grants>>>,
-    /// The ClusterIP of the `kubernetes` Service, read once before an external server is judged.
-    pub kubernetes_service_ip: tokio::sync::OnceCell<String>,
+    /// kube-apiserver's own addresses (the `kubernetes` Service's ClusterIP and endpoints), read
+    /// once before an external server is judged.
+    pub apiserver_addresses: tokio::sync::OnceCell<Vec<String>>,
 }
 
 impl Context {
@@ -99,7 +100,7 @@ impl Context {
             ready: tokio::sync::watch::Sender::new(false),
             synced: tokio::sync::watch::Sender::new(false),
             held_back: Default::default(),
-            kubernetes_service_ip: Default::default(),
+            apiserver_addresses: Default::default(),
         }
     }
 }

@@ -28,7 +28,7 @@ pub async fn dial(
     port: u16,
     server_name: &str,
     bundle_pem: Option<&[u8]>,
-    screen: Option<Option<&str>>,
+    screen: Option<&[String]>,
 ) -> Result<(), ProbeFailure> {
     let stream = connect(host, port, screen).await?;
     let Some(bundle_pem) = bundle_pem else {
@@ -48,7 +48,7 @@ pub async fn discover(
     port: u16,
     server_name: &str,
     bundle_pem: Option<&[u8]>,
-    screen: Option<Option<&str>>,
+    screen: Option<&[String]>,
     path: &str,
 ) -> Result<(), ProbeFailure> {
     let stream = connect(host, port, screen).await?;
@@ -94,7 +94,7 @@ fn unusable() -> ProbeFailure {
 async fn connect(
     host: &str,
     port: u16,
-    screen: Option<Option<&str>>,
+    screen: Option<&[String]>,
 ) -> Result<TcpStream, ProbeFailure> {
     let address = match screen {
         Some(kubernetes_ip) => Some(screened(host, port, kubernetes_ip).await?),
@@ -148,7 +148,7 @@ async fn tls(
 async fn screened(
     host: &str,
     port: u16,
-    kubernetes_ip: Option<&str>,
+    kubernetes_ip: &[String],
 ) -> Result<SocketAddr, ProbeFailure> {
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
@@ -162,7 +162,7 @@ fn screen(
     host: &str,
     port: u16,
     addresses: &[SocketAddr],
-    kubernetes_ip: Option<&str>,
+    kubernetes_ip: &[String],
 ) -> Result<SocketAddr, ProbeFailure> {
     let first = addresses
         .first()
@@ -171,7 +171,7 @@ fn screen(
         .iter()
         .find_map(|a| restricted_address(a.ip(), kubernetes_ip).map(|why| (a.ip(), why)))
     {
-        Some((ip, why)) => Err(ProbeFailure::Dial(format!(
+        Some((ip, why)) => Err(ProbeFailure::Restricted(format!(
             "{host} resolves to {ip}, {why}, which opens only to a grant that lists {host} exactly; not dialled"
         ))),
         None => Ok(*first),
@@ -260,16 +260,16 @@ mod tests {
         let open: SocketAddr = "192.0.2.7:443".parse().expect("address");
         let loopback: SocketAddr = "127.0.0.1:443".parse().expect("address");
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:443".parse().expect("address");
-        assert_eq!(screen("h", 443, &[open], None), Ok(open));
+        assert_eq!(screen("h", 443, &[open], &[]), Ok(open));
         for addresses in [vec![open, loopback], vec![loopback, open], vec![mapped]] {
-            let refused = screen("h", 443, &addresses, None);
+            let refused = screen("h", 443, &addresses, &[]);
             assert!(
-                matches!(refused, Err(ProbeFailure::Dial(_))),
+                matches!(refused, Err(ProbeFailure::Restricted(_))),
                 "{addresses:?}"
             );
         }
         let kubernetes: SocketAddr = "10.96.0.1:443".parse().expect("address");
-        assert!(screen("h", 443, &[open, kubernetes], Some("10.96.0.1")).is_err());
-        assert!(screen("h", 443, &[], None).is_err());
+        assert!(screen("h", 443, &[open, kubernetes], &["10.96.0.1".to_string()]).is_err());
+        assert!(screen("h", 443, &[], &[]).is_err());
     }
 }

@@ -34,6 +34,9 @@ pub enum ProbeFailure {
     Handshake(String),
     /// `GET /apis/<group>/<version>` got no answer, or not one that serves the API.
     Discovery(String),
+    /// The host resolves to a restricted address and no grant lists it exactly: not dialled,
+    /// and nothing may be registered for it.
+    Restricted(String),
     /// The first probe has not finished yet.
     Pending(String),
 }
@@ -45,6 +48,7 @@ impl fmt::Display for ProbeFailure {
             | Self::Untrusted(why)
             | Self::Handshake(why)
             | Self::Discovery(why)
+            | Self::Restricted(why)
             | Self::Pending(why) => f.write_str(why),
         }
     }
@@ -91,7 +95,8 @@ pub struct Target {
 /// Addresses a screened name may not resolve to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Screen {
-    pub kubernetes_service_ip: Option<String>,
+    /// kube-apiserver's own addresses.
+    pub apiserver_addresses: Vec<String>,
 }
 
 /// Which probe.

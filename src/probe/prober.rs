@@ -107,7 +107,7 @@ impl Prober {
         };
         let bundle = target.bundle.as_deref();
         let screen = target.screen.as_ref();
-        let kubernetes_ip = screen.map(|s| s.kubernetes_service_ip.as_deref());
+        let kubernetes_ip = screen.map(|s| s.apiserver_addresses.as_slice());
         let (host, port, name) = (&target.host, target.port, &target.server_name);
         match target.kind {
             Kind::Reach => {

@@ -110,7 +110,7 @@ fn stale_finalizers(error: &kube::runtime::finalizer::Error<Error>) -> bool {
 async fn run(server: Arc<ExtensionServer>, reconciler: &Reconciler) -> Result<Action> {
     let ctx = reconciler.ctx.as_ref();
     if server.spec.external.is_some() {
-        crate::kubernetes_service::learn_ip(ctx).await?;
+        crate::kubernetes_service::learn_addresses(ctx).await?;
     }
     let snapshot = snapshot::TrustSnapshot::take(reconciler, &server);
     let validated = validate::validate(&server, &ctx.settings, snapshot.facts())?;

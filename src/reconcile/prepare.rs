@@ -2,10 +2,12 @@
 //! (or the user's) certificate and are ready when a replica is; an external server gets the
 //! user's CA and is ready when it answers a verified handshake.
 
+use crate::crd::RegistrationPolicy;
 use crate::desired::{self, Desired, TlsInput};
 use crate::error::Result;
 use crate::observe::Observed;
 use crate::outcome::Workload;
+use crate::probe::ProbeFailure;
 use crate::reconcile::certificate::TlsStep;
 use crate::reconcile::registration::{self, Gate};
 use crate::reconcile::{Reconciler, certificate, external, hold, probe};
@@ -45,9 +47,10 @@ pub async fn prepare(
     };
     let gate = match validated.decision {
         ClaimDecision::Frozen(_) => Gate::Frozen,
+        _ if screened_out(&workload) => Gate::Screened,
         _ => registration::gate(
             validated.replicas,
-            &validated.policy,
+            &policy(validated),
             hold::held_back(ctx, validated, &observed, &tls, &workload),
             tls.input.is_some(),
             ready_replicas(&workload),
@@ -74,6 +77,24 @@ pub async fn prepare(
 }
 
 /// Ready replicas; an external server has none, so a verified handshake stands in for one.
+/// The latest probe found the external host resolving to a restricted address.
+fn screened_out(workload: &Workload) -> bool {
+    let Workload::External { probe: Some(probe) } = workload else {
+        return false;
+    };
+    matches!(probe.outcome, Err(ProbeFailure::Restricted(_)))
+}
+
+/// The registration policy in force: `Always` waits for the backend like `WhenReady` for an
+/// external host no grant lists exactly, since only the probe screens the addresses the name
+/// resolves to, and the aggregator resolves it on its own.
+fn policy(validated: &Validated) -> RegistrationPolicy {
+    match &validated.backend {
+        Backend::External { listed: false, .. } => RegistrationPolicy::WhenReady,
+        _ => validated.policy,
+    }
+}
+
 fn ready_replicas(workload: &Workload) -> i32 {
     match workload {
         Workload::Pods { deployment } => deployment

@@ -88,7 +88,7 @@ pub fn external_discovery(
         kind: Kind::Discovery,
         path: None,
         screen: (!listed).then(|| Screen {
-            kubernetes_service_ip: ctx.kubernetes_service_ip.get().cloned(),
+            apiserver_addresses: ctx.apiserver_addresses.get().cloned().unwrap_or_default(),
         }),
     };
     discovery(ctx, validated, target)
@@ -169,7 +169,7 @@ pub fn external(
     let server_name = format!("{}.{}.svc", names.name, names.namespace);
     let target = format!("{}:{}", external.host, external.port);
     let screen = (!listed).then(|| Screen {
-        kubernetes_service_ip: ctx.kubernetes_service_ip.get().cloned(),
+        apiserver_addresses: ctx.apiserver_addresses.get().cloned().unwrap_or_default(),
     });
     let probe_target = Target {
         host: external.host.clone(),

@@ -16,7 +16,7 @@ pub struct TrustSnapshot {
     namespace_labels: BTreeMap<String, String>,
     api_services: Vec<Arc<APIService>>,
     crd_names: Vec<String>,
-    kubernetes_service_ip: Option<String>,
+    apiserver_addresses: Vec<String>,
     claimants: Vec<trust::Claimant>,
 }
 
@@ -35,7 +35,12 @@ impl TrustSnapshot {
             namespace_labels: reconciler.facts.namespace_labels(&namespace),
             api_services: reconciler.stores.api_services.state(),
             crd_names: reconciler.facts.crd_names(),
-            kubernetes_service_ip: reconciler.ctx.kubernetes_service_ip.get().cloned(),
+            apiserver_addresses: reconciler
+                .ctx
+                .apiserver_addresses
+                .get()
+                .cloned()
+                .unwrap_or_default(),
             claimants,
         }
     }
@@ -46,7 +51,7 @@ impl TrustSnapshot {
             namespace_labels: &self.namespace_labels,
             api_services: &self.api_services,
             crd_names: &self.crd_names,
-            kubernetes_service_ip: self.kubernetes_service_ip.as_deref(),
+            apiserver_addresses: &self.apiserver_addresses,
             claimants: &self.claimants,
         }
     }

@@ -229,7 +229,7 @@ spec:
             namespace_labels: &labels,
             api_services: &[],
             crd_names: &[],
-            kubernetes_service_ip: None,
+            apiserver_addresses: &[],
             claimants: &[],
         };
         validate(&server, &Settings::default(), facts)

@@ -38,7 +38,7 @@ pub fn check_external(
     let cover = facts.grants.map_or(HostCover::None, |g| {
         g.external_cover(&names.namespace, facts.namespace_labels, host, port)
     });
-    if let Some(why) = restricted(host, facts.kubernetes_service_ip) {
+    if let Some(why) = restricted(host, facts.apiserver_addresses) {
         if cover == HostCover::Exact {
             return None;
         }
@@ -72,12 +72,13 @@ mod tests {
     fn refused(grants: Option<&str>, host: &str, port: i32) -> Option<String> {
         let grants = grants.map(|g| Grants::parse(g).expect("grants"));
         let labels = BTreeMap::new();
+        let apiserver = ["10.96.0.1".to_string()];
         let facts = Facts {
             grants: grants.as_ref(),
             namespace_labels: &labels,
             api_services: &[],
             crd_names: &[],
-            kubernetes_service_ip: Some("10.96.0.1"),
+            apiserver_addresses: &apiserver,
             claimants: &[],
         };
         check_external(&names(), ExternalTarget { host, port }, facts).map(|r| r.message)

@@ -5,10 +5,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Why a host is closed to external servers unless a grant lists it exactly, if it is.
-pub fn restricted(host: &str, kubernetes_service_ip: Option<&str>) -> Option<&'static str> {
+pub fn restricted(host: &str, apiserver: &[String]) -> Option<&'static str> {
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = literal.parse::<IpAddr>() {
-        return restricted_address(ip, kubernetes_service_ip);
+        return restricted_address(ip, apiserver);
     }
     let name = host.trim_end_matches('.');
     if name == "localhost" || name.ends_with(".localhost") {
@@ -23,11 +23,13 @@ pub fn restricted(host: &str, kubernetes_service_ip: Option<&str>) -> Option<&'s
 
 /// Why an address (IPv4 or IPv6) is closed unless granted exactly, if it is. An IPv4-mapped or
 /// IPv4-compatible IPv6 address is judged as the IPv4 address it carries.
-pub fn restricted_address(ip: IpAddr, kubernetes_service_ip: Option<&str>) -> Option<&'static str> {
+/// `apiserver` holds kube-apiserver's own addresses (the kubernetes Service's ClusterIP and its
+/// endpoints).
+pub fn restricted_address(ip: IpAddr, apiserver: &[String]) -> Option<&'static str> {
     match ip {
-        IpAddr::V4(ip) => restricted_ip(ip, kubernetes_service_ip),
+        IpAddr::V4(ip) => restricted_ip(ip, apiserver),
         IpAddr::V6(ip) => match embedded_ipv4(ip) {
-            Some(v4) => restricted_ip(v4, kubernetes_service_ip),
+            Some(v4) => restricted_ip(v4, apiserver),
             None if ip.is_loopback() => Some("a loopback address"),
             None if ip.is_unspecified() => Some("an unspecified address"),
             None if ip.is_unicast_link_local() => {
@@ -48,15 +50,15 @@ fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 }
 
 /// Why an IPv4 address is closed unless granted exactly, if it is.
-pub fn restricted_ip(ip: Ipv4Addr, kubernetes_service_ip: Option<&str>) -> Option<&'static str> {
+pub fn restricted_ip(ip: Ipv4Addr, apiserver: &[String]) -> Option<&'static str> {
     if ip.is_loopback() {
         Some("a loopback address")
     } else if ip.is_link_local() {
         Some("a link-local address (such as a cloud metadata service)")
     } else if ip.octets()[0] == 0 {
         Some("an unspecified address")
-    } else if kubernetes_service_ip.is_some_and(|k| k.parse() == Ok(ip)) {
-        Some("the kubernetes Service address (kube-apiserver itself)")
+    } else if apiserver.iter().any(|a| a.parse() == Ok(ip)) {
+        Some("an address of kube-apiserver itself (the kubernetes Service or its endpoints)")
     } else {
         None
     }
@@ -112,13 +114,14 @@ mod tests {
 
     #[test]
     fn loopback_link_local_unspecified_localhost_and_kubernetes_are_restricted() {
-        let k = Some("10.96.0.1");
+        let k = &["10.96.0.1".to_string(), "192.168.0.10".to_string()];
         for host in [
             "127.0.0.1",
             "127.9.9.9",
             "169.254.169.254",
             "0.0.0.0",
             "10.96.0.1",
+            "192.168.0.10",
             "localhost",
             "api.localhost",
             "kubernetes",
@@ -134,7 +137,7 @@ mod tests {
 
     #[test]
     fn ipv6_forms_of_restricted_addresses_are_restricted() {
-        let k = Some("10.96.0.1");
+        let k = &["10.96.0.1".to_string(), "192.168.0.10".to_string()];
         for host in [
             "::ffff:127.0.0.1",
             "[::ffff:127.0.0.1]",

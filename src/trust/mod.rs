@@ -27,8 +27,8 @@ pub struct Facts<'a> {
     pub api_services: &'a [Arc<APIService>],
     /// Every CustomResourceDefinition's name (`<plural>.<group>`).
     pub crd_names: &'a [String],
-    /// The ClusterIP of the `kubernetes` Service, when known.
-    pub kubernetes_service_ip: Option<&'a str>,
+    /// kube-apiserver's own addresses: the `kubernetes` Service's ClusterIP and endpoints.
+    pub apiserver_addresses: &'a [String],
     /// The other servers that claim one of this server's groups and are allowed to.
     pub claimants: &'a [Claimant],
 }
@@ -54,7 +54,7 @@ impl Facts<'static> {
             namespace_labels: &NO_LABELS,
             api_services: &[],
             crd_names: &[],
-            kubernetes_service_ip: None,
+            apiserver_addresses: &[],
             claimants: &[],
         }
     }

@@ -75,7 +75,7 @@ fn check_among(
             namespace_labels: &labels,
             api_services: &apis,
             crd_names: &crds,
-            kubernetes_service_ip: None,
+            apiserver_addresses: &[],
             claimants,
         },
     )
@@ -356,7 +356,7 @@ fn any_group_has_one_holder() {
             namespace_labels: &labels,
             api_services: &apis,
             crd_names: &[],
-            kubernetes_service_ip: None,
+            apiserver_addresses: &[],
             claimants: &[],
         },
     );
@@ -428,7 +428,7 @@ fn a_named_service_account_needs_a_grant_that_lists_it() {
         namespace_labels: &labels,
         api_services: &[],
         crd_names: &[],
-        kubernetes_service_ip: None,
+        apiserver_addresses: &[],
         claimants: &[],
     };
     let grants = Grants::parse(

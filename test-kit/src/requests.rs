@@ -112,7 +112,11 @@ where
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
-            if let Some(op) = op.filter(|_| response.status().is_success()) {
+            // A 404 on a get comes after authorization: the permission was used.
+            let authorized = response.status().is_success()
+                || (response.status() == http::StatusCode::NOT_FOUND
+                    && op.as_ref().is_some_and(|op| op.2 == "get"));
+            if let Some(op) = op.filter(|_| authorized) {
                 if op.2 == "patch" && response.status() == http::StatusCode::CREATED {
                     let create = (op.0.clone(), op.1.clone(), "create".to_string());
                     note(

@@ -260,8 +260,8 @@ async fn every_chart_rule_is_needed_and_enough() {
     wait_seen(&mut seen, "policy", "poddisruptionbudgets", "delete").await;
     // Deletion: the finalizer removes the APIService and the bindings.
     delete_and_wait(&servers, LIFECYCLE).await;
-    // Judging an external host reads the kubernetes Service's ClusterIP.
-    extension_server_operator::kubernetes_service::learn_ip(&ctx)
+    // Judging an external host reads the kubernetes Service's ClusterIP and EndpointSlice.
+    extension_server_operator::kubernetes_service::learn_addresses(&ctx)
         .await
         .unwrap();
     // Secure /metrics reviews a scraper's token; the operator's own may not read /metrics.

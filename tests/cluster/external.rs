@@ -336,3 +336,115 @@ async fn a_removed_server_comes_back_only_once_discovery_answers() {
     h.wait_condition(NAME, "Available", "True", None).await;
     h.delete_and_wait(NAME).await;
 }
+
+/// A name (not `localhost`, which is refused by name) that this machine resolves to loopback:
+/// its own hostname, which the sandbox's /etc/hosts maps to 127.0.0.1.
+fn loopback_name() -> String {
+    use std::net::ToSocketAddrs;
+    let hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let candidates = [hostname.trim(), "vm", "runsc"];
+    candidates
+        .into_iter()
+        .filter(|name| !name.is_empty() && !name.contains("localhost"))
+        .find(|name| {
+            (*name, 443)
+                .to_socket_addrs()
+                .is_ok_and(|mut addresses| addresses.any(|a| a.ip().is_loopback()))
+        })
+        .expect("a hostname of this machine resolves to a loopback address")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_loopback_is_never_registered_even_with_policy_always() {
+    // Without grants every host is open but the restricted ones, and Insecure is allowed.
+    let h = Harness::start("ext-screen").await;
+    let group = format!("{}.custom.api", h.ns.name);
+    let host = loopback_name();
+    let port = free_port();
+    let serving = user_ca(&h).await;
+    let _backend = Backend::start("127.0.0.1", port, &serving, 200).await;
+    h.create(
+        &Server::new(NAME)
+            .group(&group)
+            .external(&host, port)
+            .tls("{mode: Insecure}")
+            .extra("{registration: {policy: Always}}"),
+    )
+    .await;
+    let s = h
+        .wait_condition(NAME, "BackendReachable", "False", None)
+        .await;
+    let message = &support::condition(&s, "BackendReachable").message;
+    assert!(
+        message.contains(&format!("{host} resolves to 127.")),
+        "{message}"
+    );
+
+    // The aggregator would resolve the name itself and dial loopback: nothing is registered.
+    let api_services: Api<APIService> = Api::all(h.ns.client.clone());
+    let name = format!("v1.{group}");
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut appearing = watcher(api_services, config).applied_objects().boxed();
+    let registered = tokio::time::timeout(Duration::from_secs(15), appearing.next()).await;
+    assert!(registered.is_err(), "registered: {registered:?}");
+    h.delete_and_wait(NAME).await;
+}
+
+/// The `kubernetes` EndpointSlice kube-apiserver's endpoint reconciler would write (the local
+/// control plane runs without one), deleted when dropped.
+struct ApiserverEndpoints<'a>(&'a testenv::TestNamespace);
+
+impl<'a> ApiserverEndpoints<'a> {
+    fn write(ns: &'a testenv::TestNamespace, address: &str) -> Self {
+        let slice = format!(
+            r#"{{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{{"name":"kubernetes","namespace":"default","labels":{{"kubernetes.io/service-name":"kubernetes"}}}},"addressType":"IPv4","endpoints":[{{"addresses":["{address}"]}}],"ports":[{{"name":"https","port":6443,"protocol":"TCP"}}]}}"#
+        );
+        let out = support::chart::kubectl_stdin(ns, &["apply", "-f", "-"], slice.as_bytes());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self(ns)
+    }
+}
+
+impl Drop for ApiserverEndpoints<'_> {
+    fn drop(&mut self) {
+        self.0.kubectl(&[
+            "delete",
+            "endpointslice",
+            "kubernetes",
+            "-n",
+            "default",
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+#[tokio::test]
+async fn kube_apiservers_own_endpoint_addresses_are_restricted() {
+    let ns = testenv::TestNamespace::create("ext-apiserver")
+        .await
+        .unwrap();
+    let address = "10.77.0.9";
+    let _endpoints = ApiserverEndpoints::write(&ns, address);
+    // An operator that starts now reads the addresses when it first judges an external host.
+    let h = Harness::start("ext-apiserver").await;
+    h.create(
+        &Server::own_group("apiserver")
+            .external(address, 6443)
+            .tls("{mode: Insecure}"),
+    )
+    .await;
+    let s = h
+        .wait_condition("apiserver", "Registered", "False", Some("NotGranted"))
+        .await;
+    let message = &support::condition(&s, "Registered").message;
+    assert!(
+        message.contains("an address of kube-apiserver itself"),
+        "{message}"
+    );
+    h.delete_and_wait("apiserver").await;
+}

@@ -26,6 +26,9 @@ pub enum Gate {
     HeldBack,
     /// The group became protected after it was registered: keep what is ours, add nothing.
     Frozen,
+    /// An external host no grant lists exactly resolves to a restricted address: nothing is
+    /// registered, and what was is removed.
+    Screened,
 }
 
 /// The gate, in order of precedence.
@@ -100,7 +103,7 @@ pub fn decide(
         Gate::WaitingForCertificate => Registration::WaitingForCertificate(name.clone()),
         Gate::ScaledToZero => Registration::ScaledToZero(name.clone()),
         Gate::HeldBack | Gate::Allowed => Registration::UnregisteredUnavailable(name.clone()),
-        Gate::Frozen => Registration::Refused(name.clone()),
+        Gate::Frozen | Gate::Screened => Registration::Refused(name.clone()),
     };
     let Some(existing) = existing else {
         return match gate {
@@ -110,7 +113,7 @@ pub fn decide(
     };
     match holder(existing, names) {
         Holder::Us => match gate {
-            Gate::ScaledToZero | Gate::HeldBack => Decision::Delete(waiting(gate)),
+            Gate::ScaledToZero | Gate::HeldBack | Gate::Screened => Decision::Delete(waiting(gate)),
             Gate::Frozen => Decision::Apply,
             _ if expired => Decision::Delete(Registration::UnregisteredUnavailable(name.clone())),
             _ => Decision::Apply,

@@ -47,13 +47,14 @@ fn server(yaml_spec: &str) -> ExtensionServer {
     .expect("server")
 }
 
-const GATES: [Gate; 6] = [
+const GATES: [Gate; 7] = [
     Gate::Allowed,
     Gate::WaitingForReadyReplicas,
     Gate::WaitingForCertificate,
     Gate::ScaledToZero,
     Gate::HeldBack,
     Gate::Frozen,
+    Gate::Screened,
 ];
 
 #[test]
@@ -111,6 +112,10 @@ fn ours_is_kept_while_allowed_and_removed_when_the_gate_closes_for_good() {
         (
             Gate::HeldBack,
             Decision::Delete(Registration::UnregisteredUnavailable(v1())),
+        ),
+        (
+            Gate::Screened,
+            Decision::Delete(Registration::Refused(v1())),
         ),
     ];
     for (gate, want) in cases {
