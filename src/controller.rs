@@ -14,6 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 use crate::context::Context;
 use crate::crd::ExtensionServer;
 use crate::error::Error;
+use crate::observe::listed::Listed;
 use crate::observe::{ClusterFacts, Servers, Stores};
 use crate::reconcile::{Reconciler, failure, reconcile};
 
@@ -74,12 +75,15 @@ async fn controller(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let client = ctx.client.clone();
-    let servers: Api<ExtensionServer> = match &namespace {
+    let servers: Api<Listed> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let config = controller::Config::default().concurrency(ctx.settings.concurrency);
-    let (servers, trigger) = Servers::watch(servers);
+    let reporter = ctx.clone();
+    let (servers, trigger) = Servers::watch(servers, move |meta, why| {
+        crate::reconcile::undecodable::report(&reporter, meta, why);
+    });
     let store = servers.store.clone();
     let controller = Controller::for_stream(trigger, store.clone())
         .with_config(config)

@@ -67,6 +67,7 @@ pub struct Metrics {
     orphans_removed: Family<KindLabels, Counter>,
     leader: Gauge,
     grants_valid: Gauge,
+    undecodable: Counter,
     /// The APIService series recorded per server (`namespace/name`), so they can be removed.
     apiservices_of: Mutex<HashMap<(String, String), BTreeSet<String>>>,
 }
@@ -95,6 +96,7 @@ impl Default for Metrics {
             orphans_removed: Family::default(),
             leader: Gauge::default(),
             grants_valid: Gauge::default(),
+            undecodable: Counter::default(),
             apiservices_of: Mutex::default(),
         };
         let registry = &mut metrics.registry;
@@ -102,6 +104,11 @@ impl Default for Metrics {
             "grants_valid",
             "1 while the grants file last read is valid; 0 while an invalid one leaves the previous grants in force",
             metrics.grants_valid.clone(),
+        );
+        registry.register(
+            "undecodable_objects",
+            "ExtensionServers the operator could not decode and skipped (counted at each list or watch event)",
+            metrics.undecodable.clone(),
         );
         registry.register(
             "reconciles",
@@ -170,6 +177,16 @@ impl Metrics {
 
     /// Records whether the grants file last read was valid (an invalid one leaves the previous
     /// grants in force).
+    /// Counts an ExtensionServer skipped because it could not be decoded.
+    pub fn undecodable(&self) {
+        self.undecodable.inc();
+    }
+
+    /// ExtensionServers skipped so far because they could not be decoded.
+    pub fn undecodable_count(&self) -> u64 {
+        self.undecodable.get()
+    }
+
     pub fn set_grants_valid(&self, valid: bool) {
         self.grants_valid.set(i64::from(valid));
     }

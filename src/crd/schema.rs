@@ -436,11 +436,36 @@ pub fn string_map_schema(generator: &mut SchemaGenerator) -> Schema {
     schema
 }
 
-/// A PodSpec kept as written: the API server validates it as part of the Deployment.
-pub fn pod_spec_schema(_: &mut SchemaGenerator) -> Schema {
-    let schema = json!({
-        "type": "object",
-        "x-kubernetes-preserve-unknown-fields": true,
-    });
-    Schema::try_from(schema).unwrap_or_default()
+/// The PodSpec schema: unknown fields are pruned and nesting is bounded. `containers` is
+/// optional here (the operator's pod has the `server` container). `kubectl explain` documents
+/// PodSpec's own fields; the descriptions below them are left out to keep the CRD small (the
+/// API server's own PodSpec documents them).
+pub fn pod_spec_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<k8s_openapi::api::core::v1::PodSpec>();
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("required");
+    }
+    let mut value = serde_json::Value::from(schema);
+    let fields = value.get_mut("properties").and_then(|p| p.as_object_mut());
+    for field in fields.into_iter().flat_map(|f| f.values_mut()) {
+        let nested = field.as_object_mut().into_iter().flat_map(|f| f.iter_mut());
+        for (key, child) in nested {
+            if key != "description" {
+                drop_descriptions(child);
+            }
+        }
+    }
+    Schema::try_from(value).unwrap_or_default()
+}
+
+/// Removes every `description` at or below `value`.
+fn drop_descriptions(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            object.remove("description");
+            object.values_mut().for_each(drop_descriptions);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_descriptions),
+        _ => {}
+    }
 }

@@ -3,6 +3,7 @@
 
 mod admit;
 mod facts;
+pub mod listed;
 mod secrets;
 mod servers;
 mod stores;

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::Event;
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use tokio::sync::Notify;
 
+use super::listed::Listed;
 use crate::crd::ExtensionServer;
 
 /// The ExtensionServer cache and its change signal.
@@ -27,7 +30,8 @@ impl Servers {
     /// status write does not: the operator's own, after a failure, would otherwise run the next
     /// pass at once and defeat the backoff.
     pub fn watch(
-        api: Api<ExtensionServer>,
+        api: Api<Listed>,
+        undecodable: impl Fn(&ObjectMeta, &str) + Send + 'static,
     ) -> (
         Self,
         impl Stream<Item = Result<ExtensionServer, watcher::Error>> + Send + 'static,
@@ -37,6 +41,7 @@ impl Servers {
         let signal = changed.clone();
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
+            .filter_map(move |event| std::future::ready(decoded(event, &undecodable).transpose()))
             .modify(super::stores::slim)
             .reflect(writer)
             .inspect(move |_| signal.notify_waiters())
@@ -78,6 +83,28 @@ impl Servers {
         };
         tokio::time::timeout(limit, wait).await.is_ok()
     }
+}
+
+/// The event with its ExtensionServer decoded; an object that could not be decoded is
+/// reported and left out (`None`), so every other server goes on.
+fn decoded(
+    event: Result<Event<Listed>, watcher::Error>,
+    undecodable: &impl Fn(&ObjectMeta, &str),
+) -> Result<Option<Event<ExtensionServer>>, watcher::Error> {
+    let usable = |listed: Listed| match listed.decoded {
+        Ok(server) => Some(server),
+        Err(why) => {
+            undecodable(&listed.metadata, &why);
+            None
+        }
+    };
+    Ok(match event? {
+        Event::Apply(listed) => usable(listed).map(Event::Apply),
+        Event::InitApply(listed) => usable(listed).map(Event::InitApply),
+        Event::Delete(listed) => listed.decoded.ok().map(Event::Delete),
+        Event::Init => Some(Event::Init),
+        Event::InitDone => Some(Event::InitDone),
+    })
 }
 
 /// A hash of what starts a pass when it changes: the metadata a user or the finalizer

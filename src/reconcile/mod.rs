@@ -32,6 +32,7 @@ pub mod requeue;
 #[cfg(test)]
 mod scenarios;
 mod snapshot;
+pub mod undecodable;
 pub mod validate;
 
 use std::sync::Arc;

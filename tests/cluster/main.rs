@@ -37,5 +37,6 @@ mod runtime_endpoints;
 mod secret_cache;
 mod sweep;
 mod tls_modes;
+mod undecodable;
 mod validation;
 mod workflows;
