@@ -65,8 +65,8 @@ pub struct Context {
     /// True once the controller's caches have synced.
     pub synced: tokio::sync::watch::Sender<bool>,
     /// Servers whose unavailable APIServices were removed, and when they came back (see
-    /// `reconcile::hold`). Status records the removal, but the watch cache can lag behind it.
-    pub held_back: std::sync::Mutex<crate::reconcile::hold::Holds>,
+    /// `hold_record`). Status records the removal, but the watch cache can lag behind it.
+    pub held_back: std::sync::Mutex<crate::hold_record::Holds>,
     /// Probes backends outside the reconcile pass.
     pub prober: Arc<crate::probe::Prober>,
     /// The grants in force (reloaded when the file changes); `None` without `--grants`.

@@ -18,6 +18,7 @@ pub(crate) mod error;
 #[cfg(test)]
 mod fixtures;
 pub(crate) mod grants_reload;
+pub mod hold_record;
 pub mod http;
 pub mod kubernetes_service;
 pub mod leader;

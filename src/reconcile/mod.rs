@@ -23,7 +23,7 @@ mod cleanup;
 mod events;
 mod external;
 pub mod failure;
-pub mod hold;
+mod hold;
 mod prepare;
 mod probe;
 mod refuse;
