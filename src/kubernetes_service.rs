@@ -14,24 +14,23 @@ use crate::error::{Error, Result};
 pub async fn learn_addresses(ctx: &Context) -> Result<()> {
     ctx.apiserver_addresses
         .get_or_try_init(|| async {
+            let failed = |kind: &'static str| {
+                move |source| Error::Get {
+                    kind: kind.into(),
+                    name: "default/kubernetes".into(),
+                    source,
+                }
+            };
             let services: Api<Service> = Api::namespaced(ctx.client.clone(), "default");
             let service = services
                 .get("kubernetes")
                 .await
-                .map_err(|source| Error::Get {
-                    kind: "Service".into(),
-                    name: "default/kubernetes".into(),
-                    source,
-                })?;
+                .map_err(failed("Service"))?;
             let slices: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), "default");
             let slice = slices
                 .get_opt("kubernetes")
                 .await
-                .map_err(|source| Error::Get {
-                    kind: "EndpointSlice".into(),
-                    name: "default/kubernetes".into(),
-                    source,
-                })?;
+                .map_err(failed("EndpointSlice"))?;
             let cluster_ip = service.spec.and_then(|s| s.cluster_ip);
             let endpoints = slice
                 .into_iter()

@@ -185,9 +185,13 @@ impl ServerNames {
         vec![
             n.clone(),
             format!("{n}.{ns}"),
-            format!("{n}.{ns}.svc"),
+            self.service_host(),
             format!("{n}.{ns}.svc.cluster.local"),
         ]
+    }
+    /// `<name>.<namespace>.svc`: the name the aggregator verifies the server's certificate for.
+    pub fn service_host(&self) -> String {
+        format!("{}.{}.svc", self.name, self.namespace)
     }
     /// Labels on namespaced children.
     pub fn labels(&self) -> BTreeMap<String, String> {

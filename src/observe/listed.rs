@@ -28,11 +28,14 @@ impl<'de> Deserialize<'de> for Listed {
     }
 }
 
-/// Decodes one object's JSON text, without its `managedFields` (which mirror the spec's
-/// nesting, and which the operator never reads); never fails.
+/// Decodes one object's JSON text; never fails. Only when that fails is it read again without
+/// `managedFields`, which mirror the spec's nesting and which the operator never reads.
 pub fn decode(json: &str) -> Listed {
-    let lean = without_managed_fields(json);
-    match serde_json::from_str::<ExtensionServer>(lean.as_deref().unwrap_or(json)) {
+    let decoded = serde_json::from_str::<ExtensionServer>(json).or_else(|error| {
+        let lean = without_managed_fields(json).ok_or(error)?;
+        serde_json::from_str::<ExtensionServer>(&lean)
+    });
+    match decoded {
         Ok(server) => Listed {
             metadata: server.metadata.clone(),
             decoded: Ok(server),

@@ -97,7 +97,7 @@ async fn connect(
     screen: Option<&[String]>,
 ) -> Result<TcpStream, ProbeFailure> {
     let address = match screen {
-        Some(kubernetes_ip) => Some(screened(host, port, kubernetes_ip).await?),
+        Some(apiserver) => Some(screened(host, port, apiserver).await?),
         None => None,
     };
     let connect = async {
@@ -145,16 +145,12 @@ async fn tls(
 
 /// The address to dial for `host`, only when none of the addresses it resolves to is
 /// restricted: the aggregator resolves the name on its own and may pick any of them.
-async fn screened(
-    host: &str,
-    port: u16,
-    kubernetes_ip: &[String],
-) -> Result<SocketAddr, ProbeFailure> {
+async fn screened(host: &str, port: u16, apiserver: &[String]) -> Result<SocketAddr, ProbeFailure> {
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| ProbeFailure::Dial(format!("dial tcp {host}:{port}: {e}")))?
         .collect();
-    screen(host, port, &addresses, kubernetes_ip)
+    screen(host, port, &addresses, apiserver)
 }
 
 /// Pure part of [`screened`]: the first address, unless any of them is restricted.
@@ -162,14 +158,14 @@ fn screen(
     host: &str,
     port: u16,
     addresses: &[SocketAddr],
-    kubernetes_ip: &[String],
+    apiserver: &[String],
 ) -> Result<SocketAddr, ProbeFailure> {
     let first = addresses
         .first()
         .ok_or_else(|| ProbeFailure::Dial(format!("dial tcp {host}:{port}: no address")))?;
     match addresses
         .iter()
-        .find_map(|a| restricted_address(a.ip(), kubernetes_ip).map(|why| (a.ip(), why)))
+        .find_map(|a| restricted_address(a.ip(), apiserver).map(|why| (a.ip(), why)))
     {
         Some((ip, why)) => Err(ProbeFailure::Restricted(format!(
             "{host} resolves to {ip}, {why}, which opens only to a grant that lists {host} exactly; not dialled"
@@ -191,11 +187,10 @@ fn invalid_certificate(error: &std::io::Error) -> bool {
 /// A client that accepts any certificate (signatures still checked): mode Insecure, where the
 /// aggregator does not verify either.
 fn unverified_config() -> Option<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .ok()?;
-    let verifier = Arc::new(super::insecure::AnyCertificate(provider));
+    let builder = config_builder()?;
+    let verifier = Arc::new(super::insecure::AnyCertificate(
+        builder.crypto_provider().clone(),
+    ));
     Some(
         builder
             .dangerous()
@@ -209,11 +204,19 @@ fn client_config(bundle_pem: &[u8]) -> Option<rustls::ClientConfig> {
     for block in x509_parser::pem::Pem::iter_from_buffer(bundle_pem).flatten() {
         let _ = roots.add(block.contents.into());
     }
+    Some(
+        config_builder()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// A client configuration with the ring provider and its safe protocol versions.
+fn config_builder() -> Option<rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .ok()?;
-    Some(builder.with_root_certificates(roots).with_no_client_auth())
+        .ok()
 }
 
 /// Handshakes with `address:port` and verifies the certificate for `server_name` against

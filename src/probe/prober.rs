@@ -107,15 +107,13 @@ impl Prober {
         };
         let bundle = target.bundle.as_deref();
         let screen = target.screen.as_ref();
-        let kubernetes_ip = screen.map(|s| s.apiserver_addresses.as_slice());
+        let apiserver = screen.map(|s| s.apiserver_addresses.as_slice());
         let (host, port, name) = (&target.host, target.port, &target.server_name);
         match target.kind {
-            Kind::Reach => {
-                Finding::Reach(dial::dial(host, port, name, bundle, kubernetes_ip).await)
-            }
+            Kind::Reach => Finding::Reach(dial::dial(host, port, name, bundle, apiserver).await),
             Kind::Discovery => {
                 let path = target.path.as_deref().unwrap_or("/apis");
-                Finding::Reach(dial::discover(host, port, name, bundle, kubernetes_ip, path).await)
+                Finding::Reach(dial::discover(host, port, name, bundle, apiserver, path).await)
             }
             Kind::Verify => Finding::Verify(
                 dial::handshake(

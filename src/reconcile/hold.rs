@@ -56,10 +56,12 @@ pub fn remember(ctx: &Context, validated: &Validated, registrations: &[Registrat
     let unregistered = registrations
         .iter()
         .any(|r| matches!(r, Registration::UnregisteredUnavailable(_)));
-    let key = validated.names.owner_key();
+    if !unregistered {
+        return;
+    }
     if let Ok(mut holds) = ctx.held_back.lock() {
-        let record = holds.entry(key).or_default();
-        if unregistered && !record.is_held() {
+        let record = holds.entry(validated.names.owner_key()).or_default();
+        if !record.is_held() {
             record.removed(Instant::now());
         }
     }

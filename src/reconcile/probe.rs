@@ -48,10 +48,9 @@ pub fn service_answers(
     service: &Service,
     bundle: Option<Vec<u8>>,
 ) -> bool {
-    let Some(address) = cluster_ip(service) else {
+    let Some(target) = service_probe(validated, service, bundle, Kind::Reach) else {
         return false;
     };
-    let target = service_target(validated, address, bundle, Kind::Reach);
     latest(ctx, validated, target, false).is_some_and(|found| found.ok())
 }
 
@@ -63,11 +62,8 @@ pub fn service_discovery(
     service: &Service,
     bundle: Option<Vec<u8>>,
 ) -> bool {
-    let Some(address) = cluster_ip(service) else {
-        return false;
-    };
-    let target = service_target(validated, address, bundle, Kind::Discovery);
-    discovery(ctx, validated, target)
+    service_probe(validated, service, bundle, Kind::Discovery)
+        .is_some_and(|target| discovery(ctx, validated, target))
 }
 
 /// True when the latest `GET /apis/<group>/<version>` at the external host answered for every
@@ -79,19 +75,31 @@ pub fn external_discovery(
     listed: bool,
     bundle: Option<Vec<u8>>,
 ) -> bool {
-    let names = &validated.names;
-    let target = Target {
+    let target = external_target(ctx, validated, external, listed, bundle, Kind::Discovery);
+    discovery(ctx, validated, target)
+}
+
+/// The external server at `host:port` as the aggregator dials it, screened unless a grant lists
+/// the host exactly (`listed`).
+fn external_target(
+    ctx: &Context,
+    validated: &Validated,
+    external: &ExternalBackend,
+    listed: bool,
+    bundle: Option<Vec<u8>>,
+    kind: Kind,
+) -> Target {
+    Target {
         host: external.host.clone(),
         port: u16::try_from(external.port).unwrap_or(443),
-        server_name: format!("{}.{}.svc", names.name, names.namespace),
+        server_name: validated.names.service_host(),
         bundle,
-        kind: Kind::Discovery,
+        kind,
         path: None,
         screen: (!listed).then(|| Screen {
             apiserver_addresses: ctx.apiserver_addresses.get().cloned().unwrap_or_default(),
         }),
-    };
-    discovery(ctx, validated, target)
+    }
 }
 
 /// Asks for every served version's discovery path at `target` (all at once, so the probes run
@@ -118,16 +126,30 @@ fn service_target(
     bundle: Option<Vec<u8>>,
     kind: Kind,
 ) -> Target {
-    let names = &validated.names;
     Target {
         host: address,
         port: 443,
-        server_name: format!("{}.{}.svc", names.name, names.namespace),
+        server_name: validated.names.service_host(),
         bundle,
         kind,
         path: None,
         screen: None,
     }
+}
+
+/// `kind` of probe of the Service at its ClusterIP, if it has one.
+fn service_probe(
+    validated: &Validated,
+    service: &Service,
+    bundle: Option<Vec<u8>>,
+    kind: Kind,
+) -> Option<Target> {
+    Some(service_target(
+        validated,
+        cluster_ip(service)?,
+        bundle,
+        kind,
+    ))
 }
 
 /// The Service's ClusterIP, if it has one.
@@ -165,21 +187,10 @@ pub fn external(
     bundle: Option<&str>,
     observed: &Observed,
 ) -> BackendProbe {
-    let names = &validated.names;
-    let server_name = format!("{}.{}.svc", names.name, names.namespace);
+    let bundle = bundle.map(|b| b.as_bytes().to_vec());
+    let probe_target = external_target(ctx, validated, external, listed, bundle, Kind::Reach);
+    let server_name = probe_target.server_name.clone();
     let target = format!("{}:{}", external.host, external.port);
-    let screen = (!listed).then(|| Screen {
-        apiserver_addresses: ctx.apiserver_addresses.get().cloned().unwrap_or_default(),
-    });
-    let probe_target = Target {
-        host: external.host.clone(),
-        port: u16::try_from(external.port).unwrap_or(443),
-        server_name: server_name.clone(),
-        bundle: bundle.map(|b| b.as_bytes().to_vec()),
-        kind: Kind::Reach,
-        path: None,
-        screen,
-    };
     // The aggregator reports an APIService of ours unavailable: look again now.
     let doubt = observed.api_services.iter().any(|(_, live)| {
         live.as_ref()

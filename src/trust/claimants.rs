@@ -3,11 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kube::ResourceExt;
-
 use super::Claimant;
 use super::grants::{Allowance, Grants};
 use crate::crd::ExtensionServer;
+use crate::names::ServerNames;
 
 /// Every other server, not being deleted and allowed the group by the grants, that claims a
 /// group `server` serves; `earlier` when it was created first (creationTimestamp, then uid).
@@ -31,18 +30,18 @@ pub fn of(
         {
             continue;
         }
-        let namespace = other.namespace().unwrap_or_default();
+        let other_names = ServerNames::of(other);
+        let namespace = &other_names.namespace;
         for (group, _) in other.spec.served_groups() {
             if !ours.contains(&group) {
                 continue;
             }
             let granted = grants.is_none_or(|g| {
-                g.allowance(&namespace, &labels_of(&namespace), group) != Allowance::NotGranted
+                g.allowance(namespace, &labels_of(namespace), group) != Allowance::NotGranted
             });
             if granted {
                 claimants.push(Claimant {
-                    key: format!("{namespace}/{}", other.name_any()),
-                    namespace: namespace.clone(),
+                    key: other_names.owner_key(),
                     group: group.to_string(),
                     earlier: rank(other) < our_rank,
                 });

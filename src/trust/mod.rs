@@ -38,7 +38,6 @@ pub struct Facts<'a> {
 pub struct Claimant {
     /// `<namespace>/<name>`.
     pub key: String,
-    pub namespace: String,
     pub group: String,
     /// Created before this server (oldest creationTimestamp, then uid): it holds the group.
     pub earlier: bool,
@@ -228,7 +227,7 @@ fn earlier_claimant(names: &ServerNames, group: &str, facts: Facts<'_>) -> Optio
         reason: Reason::Conflict,
         message: format!(
             "{} claimed group {group} first and holds it while it exists, registered or not; a group has one holder: choose another group, or remove that server first",
-            describe(names, &holder.namespace, &holder.key)
+            describe(names, &holder.key)
         ),
         keep_registered: false,
     })
@@ -236,8 +235,10 @@ fn earlier_claimant(names: &ServerNames, group: &str, facts: Facts<'_>) -> Optio
 
 /// Another server, named only when it is in this server's namespace: a tenant's status says
 /// nothing of other namespaces (admins find the holder in the operator's log).
-fn describe(names: &ServerNames, namespace: &str, key: &str) -> String {
-    if namespace == names.namespace {
+fn describe(names: &ServerNames, key: &str) -> String {
+    let same_namespace =
+        ServerNames::from_owner_key(key).is_some_and(|other| other.namespace == names.namespace);
+    if same_namespace {
         format!("ExtensionServer {key}")
     } else {
         tracing::info!(claimant = %names.owner_key(), holder = %key, "a group is held by a server in another namespace");
@@ -276,13 +277,10 @@ fn other_holder(
         let requested_here = requested.iter().any(|r| r.as_str() == name);
         match crate::observe::owning_server(a.as_ref()) {
             Some(owner) if owner == ours => None,
-            Some(owner) => {
-                let namespace = owner.split('/').next().unwrap_or_default();
-                Some(format!(
-                    "{} holds group {group} (APIService {name}); a group has one holder, {why}: remove it there first",
-                    describe(names, namespace, owner)
-                ))
-            }
+            Some(owner) => Some(format!(
+                "{} holds group {group} (APIService {name}); a group has one holder, {why}: remove it there first",
+                describe(names, owner)
+            )),
             // Requested: adopted, or reported as a conflict by the registration step.
             None if requested_here => None,
             None => Some(format!(

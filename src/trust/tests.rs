@@ -380,7 +380,6 @@ fn claim_among(claimants: &[Claimant], apis: &[APIService]) -> Claim {
 fn claimant(key: &str, earlier: bool) -> Claimant {
     Claimant {
         key: key.into(),
-        namespace: key.split('/').next().unwrap_or_default().into(),
         group: "held.example.com".into(),
         earlier,
     }

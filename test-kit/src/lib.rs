@@ -126,7 +126,7 @@ impl Harness {
         make_client: Option<MakeClient>,
     ) -> Self {
         let ns = TestNamespace::create(prefix).await.unwrap();
-        Self::start_in(ns, settings, make_client).await
+        Self::start_in(ns, settings, make_client, false).await
     }
 
     /// Like [`Harness::start`], with the operator's client behind the fault layer `faults`.
@@ -164,22 +164,17 @@ impl Harness {
         let guard = testenv::cluster::TearDown(instance);
         let cluster = testenv::cluster::up(instance).await.unwrap();
         let ns = TestNamespace::create_on(cluster, prefix).await.unwrap();
-        let mut harness = Self::start_in(ns, settings, None).await;
-        if watch_all {
-            harness.stop_operator().await;
-            harness.watch_all = true;
-            harness.start_operator().await;
-        }
-        (guard, harness)
+        (guard, Self::start_in(ns, settings, None, watch_all).await)
     }
 
     async fn start_in(
         ns: TestNamespace,
         settings: Settings,
         make_client: Option<MakeClient>,
+        watch_all: bool,
     ) -> Self {
         install_crd(&ns.client).await;
-        let watch = Some(ns.name.clone());
+        let watch = (!watch_all).then(|| ns.name.clone());
         let (ctx, operator) = spawn_operator(&ns, &settings, make_client.as_ref(), watch).await;
         Self {
             ns,
@@ -187,7 +182,7 @@ impl Harness {
             operator,
             settings,
             make_client,
-            watch_all: false,
+            watch_all,
         }
     }
 

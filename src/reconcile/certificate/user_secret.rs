@@ -49,7 +49,7 @@ pub async fn run(
         Ok(info) => info,
         Err(e) => return Ok(invalid(format!("tls.crt in Secret {secret_name}: {e}"))),
     };
-    let wanted = format!("{}.{}.svc", names.name, names.namespace);
+    let wanted = names.service_host();
     if !info.dns_names.contains(&wanted) {
         // The names it has are not echoed: status shows only what this server needs.
         return Ok(invalid(format!(
