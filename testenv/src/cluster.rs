@@ -14,15 +14,15 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Config};
 use serde::{Deserialize, Serialize};
 
+use crate::pod_network::{self, PodNetwork};
 use crate::{paths, pki, process, tools};
 
 /// Service ClusterIPs come from loopback, so the aggregator dials 127.x addresses only.
 pub const SERVICE_CIDR: &str = "127.64.0.0/16";
 /// The `kubernetes` Service's ClusterIP (the first address of [`SERVICE_CIDR`]).
-const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(127, 64, 0, 1);
-/// Pod IPs that kwok hands out. They are only data: nothing dials them.
-const POD_CIDR: &str = "10.244.0.1/16";
-/// The fake Node's InternalIP (only data, like the pod IPs).
+pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(127, 64, 0, 1);
+/// The fake Node's InternalIP (only data: pods get addresses from the cluster's
+/// [`crate::pod_network`]).
 const KWOK_NODE_IP: &str = "10.244.0.1";
 /// The fake Node's name.
 pub const NODE_NAME: &str = "kwok-node-0";
@@ -54,6 +54,12 @@ pub struct ClusterState {
     /// The Kubernetes version it runs, such as `v1.35.4` (empty in older state files).
     #[serde(default)]
     pub kubernetes: String,
+    /// The pod network, `10.<n>.0.0/16` ([`crate::pod_network`]; empty in older state files).
+    #[serde(default)]
+    pub pod_cidr: String,
+    /// Whether the pod network is routed to loopback, so pods' processes can listen there.
+    #[serde(default)]
+    pub pod_network_routed: bool,
 }
 
 /// One component's command line.
@@ -297,7 +303,9 @@ pub fn down(instance: &str) -> Result<Vec<u32>> {
 }
 
 fn stop_and_remove(dir: &Path) {
-    let mut pids: Vec<u32> = read_state(dir)
+    let state = read_state(dir);
+    let mut pids: Vec<u32> = state
+        .as_ref()
         .map(|s| s.pids.iter().map(|(_, p)| *p).collect())
         .unwrap_or_default();
     pids.extend(process::processes_mentioning(dir));
@@ -306,7 +314,31 @@ fn stop_and_remove(dir: &Path) {
     // Clients first, etcd last, so nothing logs a storm of connection errors.
     pids.reverse();
     process::terminate(&pids, Duration::from_secs(10));
+    if let Some(state) = state {
+        pod_network::release(&PodNetwork {
+            cidr: state.pod_cidr,
+            routed: state.pod_network_routed,
+        });
+    }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A pod network no other cluster's state records, and the lock shared by all clusters:
+/// hold it until this cluster's state records the network.
+fn allocate_pod_network(dir: &Path) -> Result<(PodNetwork, File)> {
+    let clusters = dir
+        .parent()
+        .context("a cluster directory without a parent")?;
+    std::fs::create_dir_all(clusters)?;
+    let lock = File::create(clusters.join("pod-network.lock"))?;
+    lock.lock().context("locking the pod networks")?;
+    let taken: Vec<String> = std::fs::read_dir(clusters)?
+        .flatten()
+        .filter(|entry| entry.path() != dir)
+        .filter_map(|entry| read_state(&entry.path()))
+        .map(|state| state.pod_cidr)
+        .collect();
+    Ok((pod_network::allocate(&taken)?, lock))
 }
 
 async fn healthy(cluster: &Cluster) -> bool {
@@ -354,6 +386,7 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
     let etcd_peer_port = process::free_port()?;
     let apiserver_port = process::free_port()?;
     let kwok_port = process::free_port()?;
+    let (network, network_lock) = allocate_pod_network(dir)?;
     for (user, _, _) in pki::CLIENTS {
         std::fs::write(
             dir.join(format!("{user}.kubeconfig")),
@@ -368,7 +401,11 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
         pids: Vec::new(),
         components: Vec::new(),
         kubernetes: tools.kubernetes_version.clone(),
+        pod_cidr: network.cidr.clone(),
+        pod_network_routed: network.routed,
     };
+    write_state(dir, &state)?;
+    drop(network_lock);
     let component = |name: &str, binary: &Path, args: Vec<String>| Component {
         name: name.to_string(),
         binary: binary.to_path_buf(),
@@ -474,7 +511,7 @@ async fn start(instance: &str, dir: &Path, tools: tools::Tools) -> Result<Cluste
         format!("--kubeconfig={}", kc("kwok")),
         "--manage-all-nodes=false".into(),
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
-        format!("--cidr={POD_CIDR}"),
+        format!("--cidr={}", pod_network::kwok_cidr(&network.cidr)),
         format!("--node-ip={KWOK_NODE_IP}"),
         format!("--server-address=127.0.0.1:{kwok_port}"),
         // The fake kubelet's port in the Node's status (metrics-server's

@@ -4,14 +4,18 @@
 
 pub mod cargo;
 pub mod cluster;
+pub mod env_source;
 pub mod hadolint;
 pub mod image_pod;
+pub mod kubelet;
 pub mod manifest;
 pub mod namespace;
 pub mod operator;
 pub mod paths;
 pub mod pki;
+pub mod pod_network;
 pub mod process;
+pub mod prometheus;
 pub mod registry;
 pub mod runtime;
 pub mod tools;

@@ -27,7 +27,8 @@ pub fn read(path: &Path) -> Result<Vec<DynamicObject>> {
 }
 
 /// Applies every object of `objects` with server-side apply, except Namespaces; namespaced
-/// objects go into `namespace` whatever the file says. Returns what the API server stored.
+/// objects go into `namespace` whatever the file says, and so do the ServiceAccounts that
+/// bindings name. Returns what the API server stored.
 pub async fn apply(
     client: &Client,
     objects: &[DynamicObject],
@@ -47,6 +48,9 @@ pub async fn apply(
             .await
             .with_context(|| format!("discovering {gvk:?}"))?;
         let mut object = object.clone();
+        if types.kind.ends_with("RoleBinding") {
+            move_subjects(&mut object, namespace);
+        }
         let api: Api<DynamicObject> = match capabilities.scope {
             Scope::Namespaced => {
                 object.metadata.namespace = Some(namespace.to_string());
@@ -66,4 +70,15 @@ pub async fn apply(
         applied.push(stored);
     }
     Ok(applied)
+}
+
+/// Moves the ServiceAccount subjects of a (Cluster)RoleBinding into `namespace`.
+fn move_subjects(binding: &mut DynamicObject, namespace: &str) {
+    let subjects = binding.data["subjects"]
+        .as_array_mut()
+        .into_iter()
+        .flatten();
+    for subject in subjects.filter(|s| s["kind"] == "ServiceAccount") {
+        subject["namespace"] = serde_json::Value::from(namespace);
+    }
 }

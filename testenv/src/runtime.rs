@@ -55,9 +55,7 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Secret, Service, ServiceAccount, ServicePort,
-};
+use k8s_openapi::api::core::v1::{Container, Secret, Service, ServiceAccount, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -549,25 +547,15 @@ impl Runner {
     /// Secrets and ConfigMaps in the namespace (a missing optional key is left out; other
     /// sources are not simulated).
     async fn environment(&self, container: &Container) -> Result<Vec<(String, String)>> {
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
-        let config_maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let mut env = Vec::new();
         for var in container.env.iter().flatten() {
-            let source = var.value_from.as_ref();
-            let value = if let Some(key) = source.and_then(|s| s.secret_key_ref.as_ref()) {
-                secrets
-                    .get_opt(&key.name)
-                    .await?
-                    .and_then(|s| s.data?.remove(&key.key))
-                    .map(|v| String::from_utf8_lossy(&v.0).into_owned())
-            } else if let Some(key) = source.and_then(|s| s.config_map_key_ref.as_ref()) {
-                config_maps
-                    .get_opt(&key.name)
-                    .await?
-                    .and_then(|c| c.data?.remove(&key.key))
-            } else {
-                var.value.clone()
+            let referenced = match &var.value_from {
+                Some(source) => {
+                    crate::env_source::key_reference(&self.client, &self.namespace, source).await?
+                }
+                None => None,
             };
+            let value = referenced.unwrap_or_else(|| var.value.clone());
             if let Some(value) = value {
                 env.push((var.name.clone(), value));
             }
@@ -775,7 +763,7 @@ async fn wait_serving(
 }
 
 /// SIGTERM (the server drains its connections), then SIGKILL after 15 s.
-async fn terminate(mut child: Child) {
+pub(crate) async fn terminate(mut child: Child) {
     if let Some(pid) = child.id() {
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])

@@ -67,7 +67,10 @@ const MODULES: &[GoModule] = &[
     GoModule {
         name: "prometheus",
         pinned: "github.com/prometheus/prometheus",
-        packages: &["github.com/prometheus/prometheus/cmd/promtool"],
+        packages: &[
+            "github.com/prometheus/prometheus/cmd/promtool",
+            "github.com/prometheus/prometheus/cmd/prometheus",
+        ],
         stamp_kubernetes_version: true,
     },
 ];
@@ -88,6 +91,14 @@ const UPSTREAM_MODULES: &[GoModule] = &[
         name: "metrics-server",
         pinned: "sigs.k8s.io/metrics-server",
         packages: &["sigs.k8s.io/metrics-server/cmd/metrics-server"],
+        stamp_kubernetes_version: false,
+    },
+    // custom.metrics.k8s.io (and external.metrics.k8s.io) from Prometheus queries; run by the
+    // kubelet stand-in (crate::kubelet).
+    GoModule {
+        name: "prometheus-adapter",
+        pinned: "sigs.k8s.io/prometheus-adapter",
+        packages: &["sigs.k8s.io/prometheus-adapter/cmd/adapter"],
         stamp_kubernetes_version: false,
     },
 ];
@@ -206,6 +217,8 @@ pub struct Tools {
     pub helm: PathBuf,
     /// Checks and unit-tests the chart's alerting rules.
     pub promtool: PathBuf,
+    /// The Prometheus server, run by the kubelet stand-in for `quay.io/prometheus/prometheus`.
+    pub prometheus: PathBuf,
     /// Directories holding the binaries, for `PATH`.
     pub bin_dirs: Vec<PathBuf>,
     /// The pinned Kubernetes version, such as `v1.35.4`.
@@ -226,6 +239,7 @@ impl Tools {
             kwok: kwok.join("kwok"),
             helm: helm.join("helm"),
             promtool: prometheus.join("promtool"),
+            prometheus: prometheus.join("prometheus"),
             bin_dirs: dirs,
             kubernetes_version,
         }

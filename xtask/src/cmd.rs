@@ -46,3 +46,19 @@ pub fn output(command: &mut Command) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Builds the binaries the stand-ins run for the sample images: the sample extension server
+/// and the sample workload.
+pub fn build_stand_in_binaries() -> Result<()> {
+    cargo(
+        &[
+            "build",
+            "--locked",
+            "-p",
+            "sample-extension-server",
+            "-p",
+            "sample-workload",
+        ],
+        &[],
+    )
+}

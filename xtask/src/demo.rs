@@ -43,7 +43,7 @@ pub fn install_crd(cluster: &Cluster) -> Result<()> {
 }
 
 pub async fn run(keep: bool) -> Result<()> {
-    crate::cmd::cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
+    crate::cmd::build_stand_in_binaries()?;
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
     let root = testenv::paths::workspace_root();
     std::env::set_current_dir(&root)?;

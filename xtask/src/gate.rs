@@ -44,8 +44,7 @@ pub async fn test(minor: &str) -> Result<()> {
     testenv::tools::check_kubernetes(minor)?;
     eprintln!("==> the whole suite; `cargo xtask fast` is the quick loop without a control plane");
     lints()?;
-    // The pod-runtime stand-in runs this binary for the end-to-end tests.
-    cargo(&["build", "--locked", "-p", "sample-extension-server"], &[])?;
+    crate::cmd::build_stand_in_binaries()?;
     let cluster = testenv::cluster::up_with(SHARED_INSTANCE, minor).await?;
     let before = crate::leftovers::Snapshot::take(&cluster)?;
     cargo(
