@@ -17,13 +17,17 @@ const MANAGER: &str = "testenv";
 pub fn read(path: &Path) -> Result<Vec<DynamicObject>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_yaml::Deserializer::from_str(&text)
+    parse(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The objects of multi-document YAML `text`, in order.
+pub fn parse(text: &str) -> Result<Vec<DynamicObject>> {
+    serde_yaml::Deserializer::from_str(text)
         .map(|document| {
             let value = serde_yaml::Value::deserialize(document)?;
             Ok(serde_yaml::from_value(value)?)
         })
         .collect::<Result<Vec<DynamicObject>>>()
-        .with_context(|| format!("parsing {}", path.display()))
 }
 
 /// Applies every object of `objects` with server-side apply, except Namespaces; namespaced

@@ -32,6 +32,7 @@ mod leader_election;
 mod metrics_apis;
 mod pod_template;
 mod probe_isolation;
+mod prometheus_adapter;
 mod prometheus_stack;
 mod rotation;
 mod runtime_endpoints;
