@@ -78,7 +78,7 @@ async fn main() -> Result<()> {
     let binary_mib = build_time::mib(&binary)?;
     let release_build_seconds = build_time::measure()?;
     let cluster = testenv::cluster::up(testenv::SHARED_INSTANCE).await?;
-    testenv::cargo::install_crd(&cluster)?;
+    testenv::cargo::install_crd(&cluster).await?;
     let machine = machine::describe(&cluster.client().await?).await?;
 
     eprintln!("==> floor: {SERVERS} servers by a bare client");

@@ -30,25 +30,27 @@ pub fn run(args: &[&str], env: &[(&str, String)]) -> Result<()> {
 
 /// Applies the committed CRD (taking over fields the tests applied) and waits until it is
 /// established.
-pub fn install_crd(cluster: &crate::Cluster) -> Result<()> {
+pub async fn install_crd(cluster: &crate::Cluster) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::runtime::wait::{await_condition, conditions};
+    const CRD: &str = "extensionservers.aggregation.dev";
     let crds = crate::paths::workspace_root().join("crds");
     let crds = crds.to_string_lossy();
-    for args in [
-        &["apply", "--server-side", "--force-conflicts", "-f", &crds][..],
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/extensionservers.aggregation.dev",
-        ],
-    ] {
-        let out = crate::kubectl(cluster, args);
-        if !out.status.success() {
-            bail!(
-                "kubectl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+    let args = ["apply", "--server-side", "--force-conflicts", "-f", &crds];
+    let out = crate::kubectl(cluster, &args);
+    if !out.status.success() {
+        bail!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(cluster.client().await?);
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        await_condition(api, CRD, conditions::is_crd_established()),
+    )
+    .await
+    .with_context(|| format!("CRD {CRD} was not established within 60 s"))??;
     Ok(())
 }

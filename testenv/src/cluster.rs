@@ -239,6 +239,8 @@ pub async fn up_with(instance: &str, minor: &str) -> Result<Cluster> {
                 "==> cluster {instance} runs Kubernetes {:?}, not {}; recreating it",
                 cluster.state.kubernetes, tools.kubernetes_version
             );
+        } else if cluster.state.pod_cidr.is_empty() {
+            eprintln!("==> cluster {instance} has no pod network; recreating it");
         } else if healthy(&cluster).await {
             return Ok(cluster);
         } else {

@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: the operator on the local control plane with the three examples, until
-//! all three are Ready, then the custom metrics adapter example driving two HPAs.
+//! all three are Ready, then Prometheus, prometheus-adapter and an HPA scaling a workload on the
+//! rate of its requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +39,8 @@ fn registered(server: Option<&ExtensionServer>) -> bool {
 }
 
 /// Applies `crds/` and waits until the CRD is established.
-pub fn install_crd(cluster: &Cluster) -> Result<()> {
-    testenv::cargo::install_crd(cluster)
+pub async fn install_crd(cluster: &Cluster) -> Result<()> {
+    testenv::cargo::install_crd(cluster).await
 }
 
 pub async fn run(keep: bool) -> Result<()> {
@@ -48,7 +49,7 @@ pub async fn run(keep: bool) -> Result<()> {
     let root = testenv::paths::workspace_root();
     std::env::set_current_dir(&root)?;
     eprintln!("==> installing the CRD");
-    install_crd(&cluster)?;
+    install_crd(&cluster).await?;
 
     eprintln!("==> starting the operator");
     let client = cluster.client().await?;
@@ -136,7 +137,7 @@ pub async fn run(keep: bool) -> Result<()> {
         true,
     )?;
 
-    let adapter = crate::demo_metrics::run(&cluster, &client).await?;
+    let metrics = crate::demo_metrics::run(&cluster, &client).await?;
 
     if keep {
         eprintln!(
@@ -160,7 +161,7 @@ pub async fn run(keep: bool) -> Result<()> {
         .await
         .with_context(|| format!("{name} was not cleaned up within 60 s"))??;
     }
-    adapter.remove(&cluster, &client).await?;
+    metrics.remove(&cluster, &client).await?;
     let _ = stop.send(true);
     let _ = operator.await;
     drop(pods);

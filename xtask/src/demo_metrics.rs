@@ -1,6 +1,8 @@
-//! The demo's second part: the reference custom metrics adapter under the operator
-//! (examples/custom-metrics-adapter.yaml), and two HPAs that kube-controller-manager scales on
-//! its custom and external metrics (examples/custom-metrics-hpa.yaml).
+//! The demo's second part: the custom metrics stack a cluster runs. Prometheus
+//! (examples/prometheus.yaml) scrapes the sample workload (examples/sample-workload.yaml),
+//! prometheus-adapter under the operator (examples/prometheus-adapter.yaml) serves the rate of
+//! its requests, and kube-controller-manager's HPA (examples/sample-workload-hpa.yaml) scales
+//! the workload on it. The kubelet stand-in runs their pods.
 
 use std::time::Duration;
 
@@ -11,32 +13,37 @@ use kube::Client;
 use kube::api::Api;
 use kube::runtime::wait::{await_condition, conditions};
 use testenv::Cluster;
-use testenv::runtime::{PodRuntime, Server};
+use testenv::kubelet::Kubelet;
 use testenv::upstream;
 
 use crate::demo_show::{kubectl, ready};
 
-const ADAPTER_FILE: &str = "examples/custom-metrics-adapter.yaml";
-const HPA_FILE: &str = "examples/custom-metrics-hpa.yaml";
-const NAMESPACE: &str = "custom-metrics";
-const ADAPTER: &str = "custom-metrics-apiserver";
-const IMAGE: &str = "registry.k8s.io/custom-metrics-apiserver/test-adapter:v1.36.0";
+/// Applied in this order, deleted in the reverse one.
+const FILES: [&str; 4] = [
+    "examples/prometheus.yaml",
+    "examples/sample-workload.yaml",
+    "examples/prometheus-adapter.yaml",
+    "examples/sample-workload-hpa.yaml",
+];
+const MONITORING: &str = "monitoring";
+const WORKLOAD: &str = "sample-workload";
+const ADAPTER: &str = "prometheus-adapter";
 
-/// The running adapter, until [`RunningAdapter::remove`].
-pub struct RunningAdapter {
-    _pod: PodRuntime,
+/// The running stack, until [`RunningStack::remove`].
+pub struct RunningStack {
+    _kubelet: Kubelet,
 }
 
-/// Runs the adapter example, sets the custom metric and waits until both HPAs scaled their
-/// Deployments from 1 to 4; prints what a user would look at.
-pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningAdapter> {
-    eprintln!("==> building the reference custom metrics adapter (first run only)");
-    tokio::task::spawn_blocking(|| Server::for_image(IMAGE).binary()).await??;
-
-    eprintln!("==> applying {ADAPTER_FILE}");
-    kubectl(cluster, &["apply", "-f", ADAPTER_FILE], true)?;
-    let pod = testenv::runtime::start(cluster, NAMESPACE, ADAPTER).await?;
-    let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), NAMESPACE);
+/// Runs the stack and waits until the HPA scaled the workload from 1 to 4 pods on the load
+/// generator's 8 requests per second; prints what a user would look at.
+pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningStack> {
+    eprintln!("==> building prometheus-adapter (first run only)");
+    tokio::task::spawn_blocking(|| testenv::tools::upstream_server("prometheus-adapter")).await??;
+    for file in FILES {
+        kubectl(cluster, &["apply", "-f", file], true)?;
+    }
+    let kubelet = testenv::kubelet::start(cluster, &[MONITORING, WORKLOAD]).await?;
+    let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), MONITORING);
     tokio::time::timeout(
         Duration::from_secs(120),
         await_condition(servers, ADAPTER, ready),
@@ -52,41 +59,38 @@ pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningAdapter> {
     }
     println!();
 
-    eprintln!("==> applying {HPA_FILE}; setting queue-depth to 40 through the adapter's port 8080");
-    kubectl(cluster, &["apply", "-f", HPA_FILE], true)?;
-    upstream::write_adapter_metric(client, NAMESPACE, ADAPTER, "queue-depth", "40").await?;
-    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), NAMESPACE);
-    for worker in ["custom-metric-worker", "external-metric-worker"] {
-        upstream::wait_scaled(client, NAMESPACE, worker, 4).await?;
-        // The HPA records the new count at its next sync; print it then.
-        let recorded = |h: Option<&HorizontalPodAutoscaler>| {
-            h.and_then(|h| h.status.as_ref())
-                .is_some_and(|s| s.current_replicas == Some(4))
-        };
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(hpas.clone(), worker, recorded),
-        )
-        .await
-        .with_context(|| format!("the HPA {worker} did not record 4 replicas within 30 s"))??;
-    }
-    kubectl(cluster, &["get", "hpa", "-n", NAMESPACE], true)?;
-    kubectl(cluster, &["get", "deployments", "-n", NAMESPACE], true)?;
-    Ok(RunningAdapter { _pod: pod })
+    eprintln!("==> waiting for the HPA to scale {WORKLOAD} on http_requests_per_second");
+    upstream::wait_scaled(client, WORKLOAD, WORKLOAD, 4).await?;
+    // The HPA records the new count at its next sync; print it then.
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), WORKLOAD);
+    let recorded = |h: Option<&HorizontalPodAutoscaler>| {
+        h.and_then(|h| h.status.as_ref())
+            .is_some_and(|s| s.current_replicas == Some(4))
+    };
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(hpas, WORKLOAD, recorded),
+    )
+    .await
+    .with_context(|| format!("the HPA {WORKLOAD} did not record 4 replicas within 30 s"))??;
+    kubectl(cluster, &["get", "hpa", "-n", WORKLOAD], true)?;
+    kubectl(cluster, &["get", "deployments", "-n", WORKLOAD], true)?;
+    let path = format!(
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{WORKLOAD}/pods/*/http_requests_per_second"
+    );
+    kubectl(cluster, &["get", "--raw", &path], true)?;
+    Ok(RunningStack { _kubelet: kubelet })
 }
 
-impl RunningAdapter {
-    /// Deletes the HPAs and the adapter example; returns once the operator has removed the
-    /// adapter's APIServices and the server is gone.
+impl RunningStack {
+    /// Deletes the examples; returns once the operator has removed the adapter's APIServices
+    /// and the server is gone.
     pub async fn remove(self, cluster: &Cluster, client: &Client) -> Result<()> {
-        let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), NAMESPACE);
+        let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), MONITORING);
         let uid = servers.get(ADAPTER).await?.metadata.uid.unwrap_or_default();
-        kubectl(cluster, &["delete", "-f", HPA_FILE, "--wait=false"], false)?;
-        kubectl(
-            cluster,
-            &["delete", "-f", ADAPTER_FILE, "--wait=false"],
-            false,
-        )?;
+        for file in FILES.iter().rev() {
+            kubectl(cluster, &["delete", "-f", file, "--wait=false"], false)?;
+        }
         tokio::time::timeout(
             Duration::from_secs(60),
             await_condition(servers, ADAPTER, conditions::is_deleted(&uid)),
