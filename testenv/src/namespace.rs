@@ -111,6 +111,33 @@ impl TestNamespace {
             eprintln!("{}", String::from_utf8_lossy(&out.stdout));
             eprintln!("{}", String::from_utf8_lossy(&out.stderr));
         }
+        self.dump_container_logs();
+    }
+
+    /// The last lines of each container the kubelet stand-in ran in this namespace.
+    fn dump_container_logs(&self) {
+        const TAIL: usize = 40;
+        let pods = self.cluster.dir.join("kubelet").join(&self.name);
+        let Ok(pods) = std::fs::read_dir(pods) else {
+            return;
+        };
+        for pod in pods.flatten() {
+            for container in std::fs::read_dir(pod.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let log = container.path().join("container.log");
+                let Ok(text) = std::fs::read_to_string(&log) else {
+                    continue;
+                };
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("===== {} (last {TAIL} lines) =====", log.display());
+                for line in &lines[lines.len().saturating_sub(TAIL)..] {
+                    eprintln!("{line}");
+                }
+            }
+        }
     }
 
     /// Deletes the namespace and waits until it is gone.

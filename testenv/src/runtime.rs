@@ -555,7 +555,8 @@ impl Runner {
                 }
                 None => None,
             };
-            let value = referenced.unwrap_or_else(|| var.value.clone());
+            // A variable without a value is set, empty (the API server drops `value: ""`).
+            let value = referenced.unwrap_or_else(|| Some(var.value.clone().unwrap_or_default()));
             if let Some(value) = value {
                 env.push((var.name.clone(), value));
             }

@@ -101,6 +101,16 @@ const UPSTREAM_MODULES: &[GoModule] = &[
         packages: &["sigs.k8s.io/prometheus-adapter/cmd/adapter"],
         stamp_kubernetes_version: false,
     },
+    // keda-operator (`operator`) and KEDA's external.metrics.k8s.io server (`adapter`).
+    GoModule {
+        name: "keda",
+        pinned: "github.com/kedacore/keda/v2",
+        packages: &[
+            "github.com/kedacore/keda/v2/cmd/operator",
+            "github.com/kedacore/keda/v2/cmd/adapter",
+        ],
+        stamp_kubernetes_version: false,
+    },
 ];
 
 /// The names of the upstream servers [`upstream_server`] builds.

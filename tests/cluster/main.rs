@@ -28,6 +28,7 @@ mod grants;
 mod group_holding;
 mod group_priority;
 mod groups;
+mod keda;
 mod leader_election;
 mod metrics_apis;
 mod pod_template;

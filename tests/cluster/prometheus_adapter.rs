@@ -1,7 +1,8 @@
 //! prometheus-adapter under the operator (examples/prometheus-adapter.yaml) on a dedicated
 //! instance: Prometheus scrapes the sample workload, the adapter serves the rate of its
 //! requests as `http_requests_per_second` through the aggregator, and kube-controller-manager's
-//! HPA (examples/sample-workload-hpa.yaml) scales the workload to the load and back down.
+//! HPA (examples/sample-workload-hpa.yaml) scales the workload to the load and back down; every
+//! panel of the chart's Grafana dashboard has data in that Prometheus.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,8 +46,24 @@ async fn prometheus_adapter_serves_the_request_rate_and_the_hpa_follows_the_load
         .unwrap()
         .unwrap();
 
+    // The operator runs in the test, not as a pod: its metrics are served here and Prometheus
+    // scrapes them with a static job, as the chart's ServiceMonitor would have it scrape the pod.
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_address = metrics.local_addr().unwrap();
+    tokio::spawn(extension_server_operator::http::serve(
+        metrics,
+        h.ctx.clone(),
+    ));
+    let prometheus = moved("prometheus.yaml", &ns).replace(
+        "    scrape_configs:\n",
+        &format!(
+            "    scrape_configs:\n      - job_name: extension-server-operator\n        static_configs:\n          - targets: [\"{metrics_address}\"]\n"
+        ),
+    );
+    manifest::apply(&client, &manifest::parse(&prometheus).unwrap(), &ns)
+        .await
+        .unwrap();
     for file in [
-        "prometheus.yaml",
         "prometheus-adapter.yaml",
         "sample-workload.yaml",
         "sample-workload-hpa.yaml",
@@ -75,6 +92,8 @@ async fn prometheus_adapter_serves_the_request_rate_and_the_hpa_follows_the_load
         .await
         .unwrap();
 
+    dashboard_panels_have_data(&client, &ns).await;
+
     // Without load the rate falls to 0 and the HPA goes back to its minimum.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     deployments
@@ -88,4 +107,26 @@ async fn prometheus_adapter_serves_the_request_rate_and_the_hpa_follows_the_load
     upstream::wait_scaled(&client, &ns, "sample-workload", 1)
         .await
         .unwrap();
+}
+
+/// Every panel query of the chart's dashboard returns data from the stack's Prometheus.
+async fn dashboard_panels_have_data(client: &kube::Client, namespace: &str) {
+    let path = testenv::paths::workspace_root()
+        .join("charts/extension-server-operator/files/dashboard.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(!panels.is_empty());
+    for panel in panels {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let what = format!("data for the panel {} ({expr})", panel["title"]);
+            eventually(Duration::from_secs(60), &what, || async {
+                testenv::prometheus::query(client, namespace, expr)
+                    .await
+                    .is_ok_and(|result| !result.is_empty())
+            })
+            .await;
+        }
+    }
 }

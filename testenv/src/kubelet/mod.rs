@@ -392,7 +392,7 @@ impl ContainerRun {
             .as_ref()
             .and_then(|s| s.pod_ip.clone())
             .context("a pod without an IP")?;
-        let args = program.listen_on(args, &pod_ip);
+        let args = program.listen_on(args, &pod_ip)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -443,7 +443,8 @@ impl ContainerRun {
             } else if let Some(field) = source.and_then(|s| s.field_ref.as_ref()) {
                 pod_field(&self.pod, &field.field_path)
             } else {
-                var.value.as_ref().map(|v| expand(v, &env))
+                // A variable without a value is set, empty (the API server drops `value: ""`).
+                Some(expand(var.value.as_deref().unwrap_or_default(), &env))
             };
             if let Some(value) = value {
                 env.push((var.name.clone(), value));

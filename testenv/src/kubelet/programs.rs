@@ -15,6 +15,10 @@ pub enum Program {
     /// `registry.k8s.io/prometheus-adapter/prometheus-adapter`: prometheus-adapter, built
     /// from `testenv/go/prometheus-adapter` on first use.
     PrometheusAdapter,
+    /// `ghcr.io/kedacore/keda`: keda-operator, built from `testenv/go/keda` on first use.
+    KedaOperator,
+    /// `ghcr.io/kedacore/keda-metrics-apiserver`: KEDA's metrics server, from the same build.
+    KedaMetricsServer,
     /// `*/sample-workload`: the project's sample workload (`examples/sample-workload`), which
     /// counts the requests it serves and also generates load.
     SampleWorkload,
@@ -28,7 +32,23 @@ const IMAGES: &[(&str, Program)] = &[
         "registry.k8s.io/prometheus-adapter/prometheus-adapter",
         Program::PrometheusAdapter,
     ),
+    ("ghcr.io/kedacore/keda", Program::KedaOperator),
+    (
+        "ghcr.io/kedacore/keda-metrics-apiserver",
+        Program::KedaMetricsServer,
+    ),
 ];
+
+/// A flag that holds a listen address.
+#[derive(Debug, Clone, Copy)]
+enum Listen {
+    /// `host:port`, moved to the pod IP (the port kept, else this default).
+    HostPort(&'static str, u16),
+    /// An address alone, replaced by the pod IP.
+    Host(&'static str),
+    /// A port on every address, which would collide with other pods: a free port instead.
+    FreePort(&'static str),
+}
 
 impl Program {
     /// The program for `image`, if the stand-in runs it.
@@ -48,6 +68,11 @@ impl Program {
         match self {
             Program::Prometheus => Ok(cluster.tools.prometheus.clone()),
             Program::PrometheusAdapter => crate::tools::upstream_server("prometheus-adapter"),
+            Program::KedaOperator => crate::tools::upstream_server("keda"),
+            Program::KedaMetricsServer => {
+                let operator = crate::tools::upstream_server("keda")?;
+                Ok(operator.with_file_name("adapter"))
+            }
             Program::SampleWorkload => {
                 let path = crate::paths::workspace_root()
                     .join("target")
@@ -72,47 +97,56 @@ impl Program {
                 "--config.file=/etc/prometheus/prometheus.yml".into(),
                 "--storage.tsdb.path=/prometheus".into(),
             ],
-            Program::PrometheusAdapter => Vec::new(),
+            Program::PrometheusAdapter | Program::KedaOperator | Program::KedaMetricsServer => {
+                Vec::new()
+            }
             Program::SampleWorkload => vec!["serve".into()],
         }
     }
 
-    /// The flag holding the listen address, and its default port (None: the flag holds the
-    /// address alone, the port is another flag's).
-    fn listen_flag(self) -> (&'static str, Option<u16>) {
+    /// The flags that hold listen addresses.
+    fn listens(self) -> &'static [Listen] {
         match self {
-            Program::Prometheus => ("--web.listen-address", Some(9090)),
-            Program::PrometheusAdapter => ("--bind-address", None),
-            Program::SampleWorkload => ("--listen", Some(8080)),
+            Program::Prometheus => &[Listen::HostPort("--web.listen-address", 9090)],
+            Program::PrometheusAdapter => &[Listen::Host("--bind-address")],
+            Program::KedaOperator => &[
+                Listen::HostPort("--metrics-bind-address", 8080),
+                Listen::HostPort("--health-probe-bind-address", 8081),
+                Listen::HostPort("--metrics-service-bind-address", 9666),
+            ],
+            Program::KedaMetricsServer => {
+                &[Listen::Host("--bind-address"), Listen::FreePort("--port")]
+            }
+            Program::SampleWorkload => &[Listen::HostPort("--listen", 8080)],
         }
     }
 
-    /// `args` with the listen address on `pod_ip` (the port the args name, else the
-    /// default); other processes listen on the same ports at other pod IPs.
-    pub fn listen_on(self, args: Vec<String>, pod_ip: &str) -> Vec<String> {
-        let (flag, default_port) = self.listen_flag();
-        let prefix = format!("{flag}=");
-        let mut port = default_port.map(|p| p.to_string());
-        let mut kept: Vec<String> = Vec::with_capacity(args.len() + 1);
-        for arg in args {
-            match arg.strip_prefix(&prefix) {
-                Some(address) => {
-                    if let (Some(_), Some((_, p))) = (&port, address.rsplit_once(':')) {
-                        port = Some(p.to_string());
-                    }
-                }
-                None => kept.push(arg),
-            }
-        }
+    /// `args` with each listen address on `pod_ip` (other processes listen on the same ports
+    /// at other pod IPs).
+    pub fn listen_on(self, mut args: Vec<String>, pod_ip: &str) -> Result<Vec<String>> {
         // A subcommand other than `serve` listens nowhere.
-        if self == Program::SampleWorkload && kept.first().is_some_and(|a| a != "serve") {
-            return kept;
+        if self == Program::SampleWorkload && args.first().is_some_and(|a| a != "serve") {
+            return Ok(args);
         }
-        kept.push(match port {
-            Some(port) => format!("{prefix}{pod_ip}:{port}"),
-            None => format!("{prefix}{pod_ip}"),
-        });
-        kept
+        for listen in self.listens() {
+            let (flag, replacement) = match *listen {
+                Listen::HostPort(flag, default_port) => {
+                    let prefix = format!("{flag}=");
+                    let port = args
+                        .iter()
+                        .rev()
+                        .find_map(|a| a.strip_prefix(&prefix)?.rsplit_once(':'))
+                        .map_or(default_port.to_string(), |(_, port)| port.to_string());
+                    (flag, format!("{pod_ip}:{port}"))
+                }
+                Listen::Host(flag) => (flag, pod_ip.to_string()),
+                Listen::FreePort(flag) => (flag, crate::process::free_port()?.to_string()),
+            };
+            let prefix = format!("{flag}=");
+            args.retain(|a| !a.starts_with(&prefix));
+            args.push(format!("{prefix}{replacement}"));
+        }
+        Ok(args)
     }
 }
 
@@ -149,26 +183,43 @@ mod tests {
             "--web.listen-address=0.0.0.0:9091".to_string(),
         ];
         assert_eq!(
-            Program::Prometheus.listen_on(args, "10.200.0.7"),
+            Program::Prometheus.listen_on(args, "10.200.0.7").unwrap(),
             [
                 "--config.file=/etc/prometheus/prometheus.yml",
                 "--web.listen-address=10.200.0.7:9091"
             ]
         );
         assert_eq!(
-            Program::SampleWorkload.listen_on(vec!["serve".into()], "10.200.0.8"),
+            Program::SampleWorkload
+                .listen_on(vec!["serve".into()], "10.200.0.8")
+                .unwrap(),
             ["serve", "--listen=10.200.0.8:8080"]
         );
         assert_eq!(
-            Program::PrometheusAdapter.listen_on(
-                vec!["--bind-address=0.0.0.0".into(), "--secure-port=6443".into()],
-                "10.200.0.9"
-            ),
+            Program::PrometheusAdapter
+                .listen_on(
+                    vec!["--bind-address=0.0.0.0".into(), "--secure-port=6443".into()],
+                    "10.200.0.9"
+                )
+                .unwrap(),
             ["--secure-port=6443", "--bind-address=10.200.0.9"]
         );
         assert_eq!(
-            Program::SampleWorkload.listen_on(vec!["load".into()], "10.200.0.8"),
+            Program::SampleWorkload
+                .listen_on(vec!["load".into()], "10.200.0.8")
+                .unwrap(),
             ["load"]
+        );
+        let keda = Program::KedaOperator
+            .listen_on(Vec::new(), "10.200.0.10")
+            .unwrap();
+        assert_eq!(
+            keda,
+            [
+                "--metrics-bind-address=10.200.0.10:8080",
+                "--health-probe-bind-address=10.200.0.10:8081",
+                "--metrics-service-bind-address=10.200.0.10:9666"
+            ]
         );
     }
 }
