@@ -138,3 +138,56 @@ pub async fn node_serves_resource_metrics(client: &Client) -> Result<bool> {
         .annotations()
         .contains_key("metrics.k8s.io/resource-metrics-path"))
 }
+
+/// KEDA's CRDs (`config/crd/bases` of the pinned module's source), to apply server-side: one
+/// is larger than client-side apply allows.
+pub fn keda_crds() -> Result<Vec<kube::api::DynamicObject>> {
+    let output = std::process::Command::new("go")
+        .args([
+            "list",
+            "-m",
+            "-f",
+            "{{.Dir}}",
+            "github.com/kedacore/keda/v2",
+        ])
+        .current_dir(crate::paths::go_modules_dir().join("keda"))
+        .env("GOFLAGS", "-mod=readonly")
+        .output()
+        .context("go list")?;
+    if !output.status.success() {
+        bail!("go list: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let dir = String::from_utf8(output.stdout)?;
+    let bases = std::path::Path::new(dir.trim()).join("config/crd/bases");
+    let mut crds = Vec::new();
+    for entry in std::fs::read_dir(&bases).with_context(|| format!("{}", bases.display()))? {
+        crds.extend(crate::manifest::read(&entry?.path())?);
+    }
+    Ok(crds)
+}
+
+/// metrics-server's example with what kwok's emulated kubelet needs: it answers at the Node's
+/// ExternalIP, with a throwaway certificate.
+pub fn metrics_server_for_kwok(objects: &mut [kube::api::DynamicObject]) -> Result<()> {
+    let server = objects
+        .iter_mut()
+        .find(|o| {
+            o.types
+                .as_ref()
+                .is_some_and(|t| t.kind == "ExtensionServer")
+        })
+        .context("no ExtensionServer")?;
+    let args = server.data["spec"]["args"]
+        .as_array_mut()
+        .context("an ExtensionServer without args")?;
+    for arg in args.iter_mut() {
+        if arg
+            .as_str()
+            .is_some_and(|a| a.starts_with("--kubelet-preferred-address-types="))
+        {
+            *arg = "--kubelet-preferred-address-types=ExternalIP".into();
+        }
+    }
+    args.push("--kubelet-insecure-tls".into());
+    Ok(())
+}

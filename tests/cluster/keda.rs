@@ -4,7 +4,7 @@
 //! ScaledObject with a `prometheus` trigger (examples/keda-scaledobject.yaml) scales the sample
 //! workload through the aggregator.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use testenv::{manifest, upstream};
@@ -37,28 +37,6 @@ fn moved(file: &str, namespace: &str) -> String {
     )
 }
 
-/// KEDA's CRDs, from the pinned module's source.
-fn keda_crds() -> Vec<kube::api::DynamicObject> {
-    let output = std::process::Command::new("go")
-        .args([
-            "list",
-            "-m",
-            "-f",
-            "{{.Dir}}",
-            "github.com/kedacore/keda/v2",
-        ])
-        .current_dir(testenv::paths::go_modules_dir().join("keda"))
-        .output()
-        .unwrap();
-    let dir = String::from_utf8(output.stdout).unwrap();
-    let bases = Path::new(dir.trim()).join("config/crd/bases");
-    let mut crds = Vec::new();
-    for entry in std::fs::read_dir(&bases).unwrap() {
-        crds.extend(manifest::read(&entry.unwrap().path()).unwrap());
-    }
-    crds
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn keda_scales_the_workload_through_its_metrics_server_under_the_operator() {
     // Built before any timeout starts (about 11 minutes on 2 cores when cold).
@@ -71,7 +49,9 @@ async fn keda_scales_the_workload_through_its_metrics_server_under_the_operator(
     let (ns, client) = (h.ns.name.clone(), h.ns.client.clone());
     grants.write(&moved("grants/examples.yaml", &ns));
 
-    manifest::apply(&client, &keda_crds(), &ns).await.unwrap();
+    manifest::apply(&client, &upstream::keda_crds().unwrap(), &ns)
+        .await
+        .unwrap();
     for file in [
         "prometheus.yaml",
         "sample-workload.yaml",

@@ -130,20 +130,7 @@ async fn metrics_server_under_the_operator_reports_the_kwok_node_and_its_pods() 
 
     let mut objects = manifest::read(&example("metrics-server.yaml")).unwrap();
     build_for(&mut objects).await;
-    // kwok's kubelet answers at the Node's ExternalIP with a throwaway certificate.
-    let args = &mut extension_server(&mut objects).data["spec"]["args"];
-    for arg in args.as_array_mut().unwrap() {
-        if arg
-            .as_str()
-            .unwrap()
-            .starts_with("--kubelet-preferred-address-types=")
-        {
-            *arg = "--kubelet-preferred-address-types=ExternalIP".into();
-        }
-    }
-    args.as_array_mut()
-        .unwrap()
-        .push("--kubelet-insecure-tls".into());
+    upstream::metrics_server_for_kwok(&mut objects).unwrap();
     manifest::apply(&client, &objects, &ns).await.unwrap();
     let _pod = testenv::runtime::start(&h.ns.cluster, &ns, METRICS_SERVER)
         .await

@@ -1,6 +1,6 @@
 //! `cargo xtask demo`: the operator on the local control plane with the three examples, until
-//! all three are Ready, then Prometheus, prometheus-adapter and an HPA scaling a workload on the
-//! rate of its requests.
+//! all three are Ready, then the metrics stack: Prometheus, prometheus-adapter with an HPA, KEDA
+//! with a ScaledObject, and metrics-server.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,7 +2,8 @@
 //! (examples/prometheus.yaml) scrapes the sample workload (examples/sample-workload.yaml),
 //! prometheus-adapter under the operator (examples/prometheus-adapter.yaml) serves the rate of
 //! its requests, and kube-controller-manager's HPA (examples/sample-workload-hpa.yaml) scales
-//! the workload on it. The kubelet stand-in runs their pods.
+//! the workload on it; then KEDA and metrics-server ([`crate::demo_keda`]). The kubelet
+//! stand-in runs their pods.
 
 use std::time::Duration;
 
@@ -26,23 +27,26 @@ const FILES: [&str; 4] = [
     "examples/sample-workload-hpa.yaml",
 ];
 const MONITORING: &str = "monitoring";
+const KEDA: &str = "keda";
 const WORKLOAD: &str = "sample-workload";
 const ADAPTER: &str = "prometheus-adapter";
 
 /// The running stack, until [`RunningStack::remove`].
 pub struct RunningStack {
     _kubelet: Kubelet,
+    _metrics_server: crate::demo_keda::RunningMetricsServer,
 }
 
 /// Runs the stack and waits until the HPA scaled the workload from 1 to 4 pods on the load
-/// generator's 8 requests per second; prints what a user would look at.
+/// generator's 8 requests per second, then KEDA and metrics-server; prints what a user would
+/// look at.
 pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningStack> {
     eprintln!("==> building prometheus-adapter (first run only)");
     tokio::task::spawn_blocking(|| testenv::tools::upstream_server("prometheus-adapter")).await??;
     for file in FILES {
         kubectl(cluster, &["apply", "-f", file], true)?;
     }
-    let kubelet = testenv::kubelet::start(cluster, &[MONITORING, WORKLOAD]).await?;
+    let kubelet = testenv::kubelet::start(cluster, &[MONITORING, WORKLOAD, KEDA]).await?;
     let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), MONITORING);
     tokio::time::timeout(
         Duration::from_secs(120),
@@ -79,7 +83,12 @@ pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningStack> {
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{WORKLOAD}/pods/*/http_requests_per_second"
     );
     kubectl(cluster, &["get", "--raw", &path], true)?;
-    Ok(RunningStack { _kubelet: kubelet })
+    crate::demo_keda::run_keda(cluster, client).await?;
+    let metrics_server = crate::demo_keda::run_metrics_server(cluster, client).await?;
+    Ok(RunningStack {
+        _kubelet: kubelet,
+        _metrics_server: metrics_server,
+    })
 }
 
 impl RunningStack {
@@ -88,8 +97,13 @@ impl RunningStack {
     pub async fn remove(self, cluster: &Cluster, client: &Client) -> Result<()> {
         let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), MONITORING);
         let uid = servers.get(ADAPTER).await?.metadata.uid.unwrap_or_default();
+        crate::demo_keda::remove(cluster, client).await?;
         for file in FILES.iter().rev() {
-            kubectl(cluster, &["delete", "-f", file, "--wait=false"], false)?;
+            kubectl(
+                cluster,
+                &["delete", "-f", file, "--wait=false", "--ignore-not-found"],
+                false,
+            )?;
         }
         tokio::time::timeout(
             Duration::from_secs(60),

@@ -3,6 +3,7 @@
 mod chaos;
 mod cmd;
 mod demo;
+mod demo_keda;
 mod demo_metrics;
 mod demo_show;
 mod gate;
