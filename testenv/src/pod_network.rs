@@ -46,24 +46,32 @@ pub fn contains(cidr: &str, ip: Ipv4Addr) -> bool {
     prefix == ip.octets()[..2]
 }
 
-/// Picks the first network not in `taken` (the networks other clusters record), and routes
-/// it to loopback. Call with the pod-network lock held.
+/// Picks the first network not in `taken` (the networks other clusters record) and not
+/// routed already (by a cluster of another checkout), and routes it to loopback. Call with the
+/// pod-network lock held.
 pub fn allocate(taken: &[String]) -> Result<PodNetwork> {
-    let index = (0..NETWORKS)
-        .find(|i| !taken.contains(&cidr(*i)))
-        .context("every pod network is taken: stop a cluster (`cargo xtask cluster down`)")?;
-    let cidr = cidr(index);
-    let routed = match route("add", &cidr) {
-        Ok(()) => true,
-        Err(error) => {
-            eprintln!(
-                "    pods get addresses in {cidr} but nothing can listen there ({error:#}); \
-                 the kubelet stand-in needs root to route them to loopback"
-            );
-            false
+    let routed = local_routes();
+    let free = (0..NETWORKS)
+        .map(cidr)
+        .filter(|c| !taken.contains(c) && !routed.contains(c));
+    for cidr in free {
+        match route("add", &cidr) {
+            Ok(()) => return Ok(PodNetwork { cidr, routed: true }),
+            // Routed meanwhile from another checkout: the next one.
+            Err(error) if error.to_string().contains("File exists") => continue,
+            Err(error) => {
+                eprintln!(
+                    "    pods get addresses in {cidr} but nothing can listen there ({error:#}); \
+                     the kubelet stand-in needs root to route them to loopback"
+                );
+                return Ok(PodNetwork {
+                    cidr,
+                    routed: false,
+                });
+            }
         }
-    };
-    Ok(PodNetwork { cidr, routed })
+    }
+    bail!("every pod network is taken: stop a cluster (`cargo xtask cluster down`)")
 }
 
 /// Removes the route of a network that [`allocate`] routed.
@@ -78,14 +86,29 @@ pub fn release(network: &PodNetwork) {
     }
 }
 
-/// `ip route <verb> local <cidr> dev lo table local`; an existing route counts as added.
+/// The `local` routes of the routing table, as `a.b.c.d/n`.
+fn local_routes() -> Vec<String> {
+    let Ok(output) = Command::new("ip")
+        .args(["-4", "route", "show", "table", "local"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("local ")?.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `ip route <verb> local <cidr> dev lo table local`.
 fn route(verb: &str, cidr: &str) -> Result<()> {
     let output = Command::new("ip")
         .args(["route", verb, "local", cidr, "dev", "lo", "table", "local"])
         .output()
         .context("running ip")?;
     let stderr = String::from_utf8_lossy(&output.stderr);
-    if output.status.success() || (verb == "add" && stderr.contains("File exists")) {
+    if output.status.success() {
         return Ok(());
     }
     bail!("ip route {verb} local {cidr}: {}", stderr.trim())
