@@ -130,6 +130,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_with_operator_kills_leaves_nothing_behind() {
+    let _cores = crate::sharing_the_cores().await;
     let started = Instant::now();
     let seed = chaos::seed("churn");
     let mut rng = Rng::new(seed);

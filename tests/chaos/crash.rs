@@ -422,6 +422,7 @@ fn points(writes: usize, rng: &mut Rng) -> Vec<usize> {
 
 #[tokio::test]
 async fn every_crash_point_converges_to_the_uninterrupted_state() {
+    let _cores = crate::sharing_the_cores().await;
     let started = Instant::now();
     let seed = chaos::seed("crash");
     let mut rng = Rng::new(seed);

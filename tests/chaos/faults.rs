@@ -181,6 +181,7 @@ async fn check_trust(h: &Harness, count: usize, faults: &Faults) {
 
 #[tokio::test]
 async fn servers_converge_under_injected_api_faults() {
+    let _cores = crate::alone_on_the_cores().await;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()

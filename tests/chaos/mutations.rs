@@ -414,6 +414,7 @@ async fn run_seed(seed: u64, indices: &[usize], steps: impl Fn(usize) -> usize) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_specs_and_changes_converge_or_are_reported() {
+    let _cores = crate::sharing_the_cores().await;
     let started = Instant::now();
     let seed = chaos::seed("mutations");
     let total = chaos::sized(30, 300);

@@ -52,6 +52,7 @@ async fn check_cas(secrets: &Api<Secret>, seen: &mut BTreeMap<String, Vec<u8>>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_converges_through_apiserver_and_etcd_restarts() {
+    let _cores = crate::sharing_the_cores().await;
     let started = Instant::now();
     // The operator's logs, shown when the test fails (RUST_LOG overrides the level).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
