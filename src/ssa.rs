@@ -96,6 +96,88 @@ fn is_zero(value: &Value) -> bool {
     }
 }
 
+/// Removes the labels of `live` that the operator set with a create (an update, in the
+/// object's `managedFields`) and `desired` no longer has: a later server-side apply never
+/// removes fields that an update set. Returns the object as it stands afterwards.
+pub async fn remove_stale_labels<K>(api: &Api<K>, desired: &K, live: K) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let wanted = desired.meta().labels.clone().unwrap_or_default();
+    let stale: Vec<String> = labels_set_by_update(live.meta())
+        .into_iter()
+        .filter(|key| !wanted.contains_key(key))
+        .filter(|key| {
+            live.meta()
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(key))
+        })
+        .collect();
+    if stale.is_empty() {
+        return Ok(live);
+    }
+    let name = live.meta().name.clone().unwrap_or_default();
+    let removed: serde_json::Map<String, Value> =
+        stale.into_iter().map(|key| (key, Value::Null)).collect();
+    let patch = serde_json::json!({"metadata": {"labels": removed}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    api.patch(&name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Apply {
+            kind: K::kind(&()),
+            name,
+            source,
+        })
+}
+
+/// The label keys that updates of the operator's field manager set (a create-only write, a
+/// replace) and no other manager also set: an admin's own label, carried over by a replace,
+/// stays the admin's.
+pub fn labels_set_by_update(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Vec<String> {
+    let label_keys =
+        |entry: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+            entry
+                .fields_v1
+                .as_ref()
+                .and_then(|fields| {
+                    fields
+                        .0
+                        .get("f:metadata")?
+                        .get("f:labels")?
+                        .as_object()
+                        .cloned()
+                })
+                .into_iter()
+                .flat_map(|labels| labels.into_iter().map(|(key, _)| key))
+                .filter_map(|key| key.strip_prefix("f:").map(str::to_string))
+                .collect::<Vec<String>>()
+        };
+    let entries = meta.managed_fields.iter().flatten();
+    let ours = |entry: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        entry.manager.as_deref() == Some(FIELD_MANAGER)
+    };
+    let others: std::collections::BTreeSet<String> = entries
+        .clone()
+        .filter(|entry| !ours(entry))
+        .flat_map(label_keys)
+        .collect();
+    let mut keys: Vec<String> = entries
+        .filter(ours)
+        .filter(|entry| entry.operation.as_deref() == Some("Update"))
+        .flat_map(label_keys)
+        .filter(|key| !others.contains(key))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// A live read: `None` for a 404, the object otherwise. Reconciles read from the caches; this
 /// is for what must be fresh.
 pub async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>>
@@ -140,6 +222,24 @@ pub fn preconditions_of<K: Resource>(object: &K) -> Preconditions {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn labels_an_update_of_ours_set_alone_are_the_removable_ones() {
+        let meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
+            serde_json::from_value(serde_json::json!({
+                "managedFields": [
+                    {"manager": "extension-server-operator", "operation": "Update",
+                     "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:team": {}, "f:backup": {}}}}},
+                    {"manager": "kubectl-label", "operation": "Update",
+                     "fieldsV1": {"f:metadata": {"f:labels": {"f:backup": {}}}}},
+                    {"manager": "extension-server-operator", "operation": "Apply",
+                     "fieldsV1": {"f:metadata": {"f:labels": {"f:cost-centre": {}}}}}
+                ]
+            }))
+            .unwrap();
+        // `backup` is the admin's too; `cost-centre` an apply of ours removes by itself.
+        assert_eq!(super::labels_set_by_update(&meta), ["team"]);
+    }
+
     use super::contains;
     use serde_json::json;
 

@@ -43,3 +43,4 @@ mod tls_modes;
 mod undecodable;
 mod validation;
 mod workflows;
+mod write_counts;

@@ -117,12 +117,24 @@ async fn managed(
         return Ok(Managed::NeedsFreshSecrets);
     }
     // The labels follow by a server-side apply of the metadata alone (no request when they
-    // match).
-    if plan.ca_changed {
-        let written = write_ca(secrets, validated, ca_secret.as_deref(), &plan.ca).await?;
-        ssa::apply(secrets, ca_labels, Some(&written)).await?;
+    // match, as after a create, which carries them).
+    let labelled = if plan.ca_changed {
+        let written = write_ca(
+            secrets,
+            validated,
+            ca_secret.as_deref(),
+            &plan.ca,
+            ca_labels,
+        )
+        .await?;
+        Some(ssa::apply(secrets, ca_labels, Some(&written)).await?)
     } else if let Some(live) = ca_secret.as_deref() {
-        ssa::apply(secrets, ca_labels, Some(live)).await?;
+        Some(ssa::apply(secrets, ca_labels, Some(live)).await?)
+    } else {
+        None
+    };
+    if let Some(labelled) = labelled {
+        ssa::remove_stale_labels(secrets, ca_labels, labelled).await?;
     }
     let rotating = plan.ca.next.is_some() || plan.ca.previous_cert.is_some();
     let next_due = [
@@ -185,23 +197,27 @@ fn bundle_propagated(
 }
 
 /// Creates the CA Secret (create-only: on 409 the next pass adopts what is there) or replaces
-/// it at the observed resourceVersion, so two operator replicas never mint two CAs. The
-/// labels and annotations stay as they are: the apply of [`crate::desired::ca_secret_labels`]
-/// owns them, so that a child label dropped later is removed.
+/// it at the observed resourceVersion, so two operator replicas never mint two CAs. A create
+/// carries the labels and applied hash of [`crate::desired::ca_secret_labels`], so its apply
+/// right after finds nothing to change; a replace keeps the metadata as it is.
 async fn write_ca(
     secrets: &Api<Secret>,
     validated: &Validated,
     existing: Option<&Secret>,
     ca: &CaSet,
+    ca_labels: &Secret,
 ) -> Result<Secret> {
     let names = &validated.names;
-    // A new CA carries the operator's own labels; a replaced one keeps its metadata.
+    let labelled = ssa::with_hash(ca_labels).map_err(|e| Error::Serialize("Secret".into(), e))?;
     let kept = existing.map(|e| &e.metadata);
     let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         name: Some(names.ca_secret()),
         namespace: Some(names.namespace.clone()),
-        labels: kept.map_or_else(|| Some(names.labels()), |m| m.labels.clone()),
-        annotations: kept.and_then(|m| m.annotations.clone()),
+        labels: kept.map_or_else(|| labelled.metadata.labels.clone(), |m| m.labels.clone()),
+        annotations: kept.map_or_else(
+            || labelled.metadata.annotations.clone(),
+            |m| m.annotations.clone(),
+        ),
         resource_version: kept.and_then(|m| m.resource_version.clone()),
         owner_references: validated.owner.clone().map(|r| vec![r]),
         ..Default::default()

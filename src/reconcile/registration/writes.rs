@@ -108,6 +108,7 @@ async fn apply(
 ) -> Result<(Registration, Option<APIService>)> {
     let live = switch_trust(api, desired, live).await?;
     let live = ssa::apply(api, desired, Some(&live)).await?;
+    let live = ssa::remove_stale_labels(api, desired, live).await?;
     Ok((Registration::Registered(name.clone()), Some(live)))
 }
 
@@ -151,24 +152,23 @@ async fn switch_trust(
         })
 }
 
-/// Create-only: `None` if someone else created it first. The create carries only the
-/// operator's own labels; the server-side apply right after it adds the child labels, so that
-/// the apply owns them.
+/// Create-only: `None` if someone else created it first. The create carries the whole
+/// desired object (labels and applied hash included), so the server-side apply of the next
+/// pass finds nothing to change; labels it set that are later dropped go through
+/// [`ssa::remove_stale_labels`].
 async fn create(api: &Api<APIService>, desired: &APIService) -> Result<Option<APIService>> {
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    let mut first = desired.clone();
-    first.metadata.labels = Some(crate::child_labels::operator_labels_only(
-        kube::ResourceExt::labels(desired),
-    ));
-    match api.create(&params, &first).await {
-        Ok(created) => ssa::apply(api, desired, Some(&created)).await.map(Some),
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let whole = ssa::with_hash(desired).map_err(|e| Error::Serialize("APIService".into(), e))?;
+    match api.create(&params, &whole).await {
+        Ok(created) => Ok(Some(created)),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
         Err(source) => Err(Error::Apply {
             kind: "APIService".into(),
-            name: desired.metadata.name.clone().unwrap_or_default(),
+            name,
             source,
         }),
     }

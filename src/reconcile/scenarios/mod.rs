@@ -33,7 +33,6 @@ async fn a_new_server_gets_its_children_in_order_then_registers_once_a_replica_i
         children_only(&s.fake.take_writes()),
         [
             "POST secrets",
-            "PATCH secrets/srv-ca",
             "PATCH serviceaccounts/srv",
             "PATCH clusterrolebindings/aggregation.dev:ns:srv:auth-delegator",
             "PATCH rolebindings/aggregation.dev:ns:srv:auth-reader",
@@ -42,7 +41,7 @@ async fn a_new_server_gets_its_children_in_order_then_registers_once_a_replica_i
             "PATCH services/srv",
             "PATCH extensionservers/srv/status",
         ],
-        "the CA first (create-only, then its labels applied), then the documented order; no APIService yet"
+        "the CA first (create-only, its labels and applied hash included), then the documented order; no APIService yet"
     );
     let registered = condition(&s.fake, "srv", "Registered");
     assert_eq!(registered["reason"], "WaitingForReadyReplicas");
@@ -59,12 +58,8 @@ async fn a_new_server_gets_its_children_in_order_then_registers_once_a_replica_i
     s.pass("srv").await;
     assert_eq!(
         children_only(&s.fake.take_writes()),
-        [
-            "POST apiservices",
-            "PATCH apiservices/v1.g.example.com",
-            "PATCH extensionservers/srv/status"
-        ],
-        "created, then applied whole so the apply owns its labels"
+        ["POST apiservices", "PATCH extensionservers/srv/status"],
+        "created whole (create-only): one write"
     );
     let api_service = s
         .fake

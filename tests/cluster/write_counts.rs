@@ -1,0 +1,82 @@
+//! The number of writes a server costs, guarded here because the bench that measures them at
+//! scale is too slow for CI: each new server takes exactly one write per object it owns, one
+//! for its finalizer (owned + 1), and a few status writes. The finalizer's patch tests the
+//! cached object, so a pass that runs before the cache shows the finalizer repeats it and the
+//! API server refuses the repeat: one such attempt per server is allowed, not counted as a
+//! write the server needed.
+
+use std::collections::BTreeMap;
+
+use crate::support::Harness;
+use crate::support::fixture::Server;
+
+const SERVERS: usize = 3;
+/// ServiceAccount, the two bindings, the CA and serving Secrets, Deployment, Service and one
+/// APIService.
+const OWNED: u64 = 8;
+/// Status writes each server may take on its way (the bench's goal).
+const STATUS_WRITES: u64 = 4;
+
+/// The operator's request counters: (verb, resource) to count.
+fn requests(encoded: &str) -> BTreeMap<(String, String), u64> {
+    let label = |line: &str, key: &str| -> Option<String> {
+        let start = line.find(&format!("{key}=\""))? + key.len() + 2;
+        let end = start + line[start..].find('"')?;
+        Some(line[start..end].to_string())
+    };
+    encoded
+        .lines()
+        .filter(|line| line.starts_with("extension_server_operator_api_requests_total{"))
+        .filter_map(|line| {
+            let count = line.rsplit(' ').next()?.parse().ok()?;
+            Some(((label(line, "verb")?, label(line, "resource")?), count))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_servers_take_one_write_per_owned_object_and_one_for_the_finalizer() {
+    let h = Harness::start("es-write-counts").await;
+    let group = |i: usize| format!("w{i}.{}.custom.api", h.ns.name);
+    for i in 0..SERVERS {
+        let server = Server::new(&format!("w{i}"))
+            .group(&group(i))
+            .priorities(1000, 15)
+            .replicas(1)
+            .port(443);
+        h.create(&server).await;
+    }
+    for i in 0..SERVERS {
+        let name = format!("w{i}");
+        h.wait_condition(&name, "Registered", "True", None).await;
+        h.wait_condition(&name, "Available", "False", Some("FailedDiscoveryCheck"))
+            .await;
+    }
+    let counted = requests(&h.ctx.metrics.encode());
+    let writes = |keep: &dyn Fn(&str) -> bool| -> u64 {
+        counted
+            .iter()
+            .filter(|((verb, resource), _)| {
+                matches!(verb.as_str(), "create" | "patch" | "update" | "delete") && keep(resource)
+            })
+            .map(|(_, count)| count)
+            .sum()
+    };
+    let child_writes = writes(&|r| !r.starts_with("extensionservers") && r != "events");
+    let finalizer_writes = writes(&|r| r == "extensionservers");
+    let status_writes = writes(&|r| r == "extensionservers/status");
+    let servers = SERVERS as u64;
+    assert_eq!(
+        child_writes,
+        OWNED * servers,
+        "writes of owned objects for {SERVERS} servers: {counted:?}"
+    );
+    assert!(
+        (servers..=2 * servers).contains(&finalizer_writes),
+        "{finalizer_writes} finalizer patches for {SERVERS} servers: {counted:?}"
+    );
+    assert!(
+        status_writes <= STATUS_WRITES * servers,
+        "{status_writes} status writes for {SERVERS} servers: {counted:?}"
+    );
+}
