@@ -60,7 +60,7 @@ pub enum Persistence {
 }
 
 /// A 5xx, a 429, a 409 (another write came first), or no answer at all.
-fn passing_trouble(error: &kube::Error) -> bool {
+pub fn passing_trouble(error: &kube::Error) -> bool {
     match error {
         kube::Error::Api(status) => status.code >= 500 || matches!(status.code, 409 | 429),
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,

@@ -93,10 +93,12 @@ where
     K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
     let params = ListParams::default().fields(&format!("metadata.name={name}"));
-    let list = api.list(&params).await.map_err(|source| Error::Get {
-        kind: K::kind(&()),
-        name: name.to_string(),
-        source,
-    })?;
+    let list = crate::ssa::retrying_read(|| api.list(&params))
+        .await
+        .map_err(|source| Error::Get {
+            kind: K::kind(&()),
+            name: name.to_string(),
+            source,
+        })?;
     Ok(list.items.into_iter().next())
 }

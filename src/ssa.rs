@@ -178,17 +178,45 @@ pub fn labels_set_by_update(
     keys
 }
 
+/// Attempts of a live read before its failure fails the pass.
+const READ_ATTEMPTS: u32 = 3;
+/// The wait before the second attempt; it doubles for the third.
+const READ_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Runs the read `attempt` again, twice at most, after the API server's passing trouble (a
+/// 5xx, a 429, a 409, a dropped connection): a read changes nothing, and a pass that fails on
+/// one read starts over with every read of the pass.
+pub async fn retrying_read<T, F, Fut>(mut attempt: F) -> std::result::Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, kube::Error>>,
+{
+    let mut wait = READ_RETRY;
+    for _ in 1..READ_ATTEMPTS {
+        match attempt().await {
+            Err(error) if crate::error::passing_trouble(&error) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    attempt().await
+}
+
 /// A live read: `None` for a 404, the object otherwise. Reconciles read from the caches; this
 /// is for what must be fresh.
 pub async fn get_opt<K>(api: &Api<K>, name: &str) -> Result<Option<K>>
 where
     K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
 {
-    api.get_opt(name).await.map_err(|source| Error::Get {
-        kind: K::kind(&()),
-        name: name.to_string(),
-        source,
-    })
+    retrying_read(|| api.get_opt(name))
+        .await
+        .map_err(|source| Error::Get {
+            kind: K::kind(&()),
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// Deletes `name`; a 404 is success. With `preconditions`, only that uid (and version) goes.

@@ -8,8 +8,8 @@ use eso_test_kit as support;
 const OPERATOR: &str = env!("CARGO_BIN_EXE_extension-server-operator");
 
 /// The fault part races a deadline under injected faults, so it runs alone: every other part
-/// holds a read guard, the fault part the write guard. Its two failed seeds failed only beside
-/// another part's load on the same two cores, and converged when replayed alone.
+/// holds a read guard, the fault part the write guard. Another part's load on the same two
+/// cores stretches every injected timeout and backoff it waits through.
 static CORES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Held by a part that may share the cores with other parts.
