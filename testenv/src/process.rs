@@ -40,7 +40,9 @@ pub fn alive(pid: u32) -> bool {
 
 /// Every live process whose command line mentions `marker` (the cluster's state directory).
 pub fn processes_mentioning(marker: &Path) -> Vec<u32> {
-    let marker = marker.to_string_lossy().to_string();
+    // A path inside the directory: `<dir>/`, so that the processes of cluster `prometheus` do
+    // not include those of cluster `prometheus-adapter`.
+    let marker = format!("{}/", marker.to_string_lossy().trim_end_matches('/'));
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -113,4 +115,25 @@ pub fn free_port() -> Result<u16> {
 /// The log directory of a cluster state directory.
 pub fn logs_dir(state: &Path) -> PathBuf {
     state.join("logs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_whose_name_starts_another_s_mentions_none_of_its_processes() {
+        let base = std::env::temp_dir().join(format!("mentioning-{}", std::process::id()));
+        let longer = base.join("prometheus-adapter");
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30; true", "sh"])
+            .arg(longer.join("etcd"))
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(processes_mentioning(&longer).contains(&pid));
+        assert!(!processes_mentioning(&base.join("prometheus")).contains(&pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
