@@ -120,16 +120,29 @@ where
     let name = live.meta().name.clone().unwrap_or_default();
     let removed: serde_json::Map<String, Value> =
         stale.into_iter().map(|key| (key, Value::Null)).collect();
-    let patch = serde_json::json!({"metadata": {"labels": removed}});
+    merge_patch(
+        api,
+        &name,
+        &serde_json::json!({"metadata": {"labels": removed}}),
+    )
+    .await
+}
+
+/// A JSON merge patch of `name` by the operator's field manager (an update, not an apply: for
+/// fields an apply cannot remove).
+pub async fn merge_patch<K>(api: &Api<K>, name: &str, patch: &Value) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned + Clone + Debug,
+{
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PatchParams::default()
     };
-    api.patch(&name, &params, &Patch::Merge(&patch))
+    api.patch(name, &params, &Patch::Merge(patch))
         .await
         .map_err(|source| Error::Apply {
             kind: K::kind(&()),
-            name,
+            name: name.to_string(),
             source,
         })
 }

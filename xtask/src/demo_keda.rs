@@ -120,14 +120,7 @@ pub async fn run_metrics_server(
             "kubectl top pods showed no pod within 90 s"
         );
     }
-    let api_services = kubectl(cluster, &["get", "apiservices"], false)?;
-    println!("$ kubectl get apiservices | grep metrics");
-    for line in api_services.lines() {
-        if line.starts_with("NAME") || line.contains("metrics.k8s.io") {
-            println!("{line}");
-        }
-    }
-    println!();
+    crate::demo_show::print_metrics_api_services(cluster)?;
     Ok(RunningMetricsServer { _pod: pod })
 }
 

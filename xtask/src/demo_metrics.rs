@@ -54,14 +54,7 @@ pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningStack> {
     )
     .await
     .with_context(|| format!("{ADAPTER} did not become Ready within 120 s"))??;
-    let api_services = kubectl(cluster, &["get", "apiservices"], false)?;
-    println!("$ kubectl get apiservices | grep metrics");
-    for line in api_services.lines() {
-        if line.starts_with("NAME") || line.contains("metrics.k8s.io") {
-            println!("{line}");
-        }
-    }
-    println!();
+    crate::demo_show::print_metrics_api_services(cluster)?;
 
     eprintln!("==> waiting for the HPA to scale {WORKLOAD} on http_requests_per_second");
     upstream::wait_scaled(client, WORKLOAD, WORKLOAD, 4).await?;

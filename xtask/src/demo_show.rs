@@ -31,3 +31,16 @@ pub fn ready(server: Option<&ExtensionServer>) -> bool {
             .any(|c| c.type_ == "Ready" && c.status == "True")
     })
 }
+
+/// Prints the metrics APIServices as `kubectl get apiservices | grep metrics` would.
+pub fn print_metrics_api_services(cluster: &Cluster) -> Result<()> {
+    let api_services = kubectl(cluster, &["get", "apiservices"], false)?;
+    println!("$ kubectl get apiservices | grep metrics");
+    for line in api_services.lines() {
+        if line.starts_with("NAME") || line.contains("metrics.k8s.io") {
+            println!("{line}");
+        }
+    }
+    println!();
+    Ok(())
+}

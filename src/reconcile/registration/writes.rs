@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 
 use super::{Decision, Gate, decide, serving_unmanaged, unavailable_too_long};
 use crate::apiservice::APIService;
@@ -139,17 +139,7 @@ async fn switch_trust(
         },
     });
     let name = live.metadata.name.clone().unwrap_or_default();
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..PatchParams::default()
-    };
-    api.patch(&name, &params, &Patch::Merge(&patch))
-        .await
-        .map_err(|source| Error::Apply {
-            kind: "APIService".into(),
-            name,
-            source,
-        })
+    ssa::merge_patch(api, &name, &patch).await
 }
 
 /// Create-only: `None` if someone else created it first. The create carries the whole
