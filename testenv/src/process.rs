@@ -38,7 +38,8 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-/// Every live process whose command line mentions `marker` (the cluster's state directory).
+/// Every live process whose command line mentions `marker` (the cluster's state directory), or
+/// whose root is inside it (a container of the kubelet stand-in).
 pub fn processes_mentioning(marker: &Path) -> Vec<u32> {
     // A path inside the directory: `<dir>/`, so that the processes of cluster `prometheus` do
     // not include those of cluster `prometheus-adapter`.
@@ -51,9 +52,11 @@ pub fn processes_mentioning(marker: &Path) -> Vec<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| *pid != own && alive(*pid))
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|raw| String::from_utf8_lossy(&raw).contains(&marker))
-                .unwrap_or(false)
+            let mentions = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|raw| String::from_utf8_lossy(&raw).contains(&marker));
+            let rooted = std::fs::read_link(format!("/proc/{pid}/root"))
+                .is_ok_and(|root| format!("{}/", root.display()).starts_with(&marker));
+            mentions || rooted
         })
         .collect()
 }

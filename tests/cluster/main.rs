@@ -30,6 +30,7 @@ mod group_priority;
 mod groups;
 mod keda;
 mod leader_election;
+mod local_kubelet;
 mod metrics_apis;
 mod pod_template;
 mod probe_isolation;

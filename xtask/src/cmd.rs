@@ -62,3 +62,19 @@ pub fn build_stand_in_binaries() -> Result<()> {
         &[],
     )
 }
+
+/// Starts the cluster's kubelet stand-in (this binary, `cluster kubelet`) unless it runs.
+pub fn ensure_kubelet(cluster: &testenv::Cluster) -> Result<()> {
+    let program = std::env::current_exe()?;
+    let pid = testenv::kubelet::daemon::ensure_running(
+        cluster,
+        &program,
+        &["cluster", "kubelet", "--instance", &cluster.instance],
+    )?;
+    eprintln!(
+        "==> the kubelet stand-in (pid {pid}) runs the pods of cluster {}; its log: {}",
+        cluster.instance,
+        cluster.logs().join("kubelet.log").display()
+    );
+    Ok(())
+}

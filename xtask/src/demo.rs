@@ -46,6 +46,8 @@ pub async fn install_crd(cluster: &Cluster) -> Result<()> {
 pub async fn run(keep: bool) -> Result<()> {
     crate::cmd::build_stand_in_binaries()?;
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
+    // kwok simulates the pods; the kubelet stand-in runs the real servers behind them.
+    crate::cmd::ensure_kubelet(&cluster)?;
     let root = testenv::paths::workspace_root();
     std::env::set_current_dir(&root)?;
     eprintln!("==> installing the CRD");
@@ -71,11 +73,6 @@ pub async fn run(keep: bool) -> Result<()> {
         kubectl(&cluster, &["apply", "-f", file], true)?;
     }
     let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), "default");
-    // kwok simulates the pods; the stand-in runs the real sample server for each of them.
-    let mut pods = Vec::new();
-    for (name, _) in EXAMPLES {
-        pods.push(testenv::runtime::start(&cluster, "default", name).await?);
-    }
     for (name, _) in EXAMPLES {
         tokio::time::timeout(
             Duration::from_secs(120),
@@ -164,7 +161,6 @@ pub async fn run(keep: bool) -> Result<()> {
     metrics.remove(&cluster, &client).await?;
     let _ = stop.send(true);
     let _ = operator.await;
-    drop(pods);
     println!("The cluster keeps running. Use it with: eval \"$(cargo xtask cluster env)\"");
     println!("Stop it with: cargo xtask cluster down");
     Ok(())

@@ -2,8 +2,8 @@
 //! (examples/prometheus.yaml) scrapes the sample workload (examples/sample-workload.yaml),
 //! prometheus-adapter under the operator (examples/prometheus-adapter.yaml) serves the rate of
 //! its requests, and kube-controller-manager's HPA (examples/sample-workload-hpa.yaml) scales
-//! the workload on it; then KEDA and metrics-server ([`crate::demo_keda`]). The kubelet
-//! stand-in runs their pods.
+//! the workload on it; then KEDA and metrics-server ([`crate::demo_keda`]). The cluster's
+//! kubelet stand-in runs their pods.
 
 use std::time::Duration;
 
@@ -14,7 +14,6 @@ use kube::Client;
 use kube::api::Api;
 use kube::runtime::wait::{await_condition, conditions};
 use testenv::Cluster;
-use testenv::kubelet::Kubelet;
 use testenv::upstream;
 
 use crate::demo_show::{kubectl, ready};
@@ -27,13 +26,11 @@ const FILES: [&str; 4] = [
     "examples/sample-workload-hpa.yaml",
 ];
 const MONITORING: &str = "monitoring";
-const KEDA: &str = "keda";
 const WORKLOAD: &str = "sample-workload";
 const ADAPTER: &str = "prometheus-adapter";
 
 /// The running stack, until [`RunningStack::remove`].
 pub struct RunningStack {
-    _kubelet: Kubelet,
     _metrics_server: crate::demo_keda::RunningMetricsServer,
 }
 
@@ -46,7 +43,6 @@ pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningStack> {
     for file in FILES {
         kubectl(cluster, &["apply", "-f", file], true)?;
     }
-    let kubelet = testenv::kubelet::start(cluster, &[MONITORING, WORKLOAD, KEDA]).await?;
     let servers: Api<ExtensionServer> = Api::namespaced(client.clone(), MONITORING);
     tokio::time::timeout(
         Duration::from_secs(120),
@@ -79,7 +75,6 @@ pub async fn run(cluster: &Cluster, client: &Client) -> Result<RunningStack> {
     crate::demo_keda::run_keda(cluster, client).await?;
     let metrics_server = crate::demo_keda::run_metrics_server(cluster, client).await?;
     Ok(RunningStack {
-        _kubelet: kubelet,
         _metrics_server: metrics_server,
     })
 }

@@ -66,7 +66,8 @@ enum Task {
 #[derive(Subcommand)]
 enum ClusterAction {
     /// Build the binaries if needed, start the cluster (or reuse a healthy one on the same
-    /// Kubernetes version), print the kubeconfig path as the last line.
+    /// Kubernetes version) and the kubelet stand-in that runs its pods, print the kubeconfig
+    /// path as the last line.
     Up {
         /// Kubernetes minor: 1.33, 1.34, 1.35 or 1.36.
         #[arg(long, default_value = testenv::tools::DEFAULT_KUBERNETES)]
@@ -74,6 +75,14 @@ enum ClusterAction {
     },
     /// Stop every process of the cluster and remove its state.
     Down,
+    /// The kubelet stand-in's process, as `up` starts it.
+    #[command(hide = true)]
+    Kubelet {
+        #[arg(long)]
+        instance: String,
+        #[arg(long)]
+        pid_file: std::path::PathBuf,
+    },
     /// Print `export` lines for KUBECONFIG and PATH: `eval "$(cargo xtask cluster env)"`.
     Env,
 }
@@ -83,7 +92,9 @@ async fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Cluster { action } => match action {
             ClusterAction::Up { kubernetes } => {
+                cmd::build_stand_in_binaries()?;
                 let cluster = testenv::cluster::up_with(SHARED_INSTANCE, &kubernetes).await?;
+                cmd::ensure_kubelet(&cluster)?;
                 println!("{}", cluster.kubeconfig.display());
             }
             ClusterAction::Down => {
@@ -92,6 +103,9 @@ async fn main() -> Result<()> {
                     anyhow::bail!("processes still running after down: {left:?}");
                 }
                 eprintln!("==> cluster {SHARED_INSTANCE} is down");
+            }
+            ClusterAction::Kubelet { instance, pid_file } => {
+                testenv::kubelet::daemon::serve(&instance, &pid_file).await?;
             }
             ClusterAction::Env => {
                 let cluster = testenv::cluster::existing(SHARED_INSTANCE).await?;

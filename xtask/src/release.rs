@@ -43,7 +43,29 @@ pub async fn local() -> Result<()> {
             .arg(format!("docker://{repository}:{tag}")))?;
     }
     let cluster = testenv::cluster::up(SHARED_INSTANCE).await?;
-    let helm = Helm::of(&cluster);
+    // The sample servers in `default` run under `testenv::runtime` here: the cluster's kubelet
+    // stand-in, which would run them too, pauses until the release path is done.
+    let paused = testenv::kubelet::daemon::stop(&cluster);
+    if paused {
+        eprintln!("==> the kubelet stand-in pauses while the release path runs");
+    }
+    let result = install_and_upgrade(&cluster, &registry, &repository, &version, &next).await;
+    if paused {
+        crate::cmd::ensure_kubelet(&cluster)?;
+    }
+    result
+}
+
+/// Installs the chart from the registry, exercises the operator, upgrades and uninstalls.
+async fn install_and_upgrade(
+    cluster: &testenv::Cluster,
+    registry: &Registry,
+    repository: &str,
+    version: &str,
+    next: &str,
+) -> Result<()> {
+    let host = registry.host();
+    let helm = Helm::of(cluster);
     let root = testenv::paths::workspace_root();
     let packaged = root.join("target/release-chart");
     let _ = std::fs::remove_dir_all(&packaged);
@@ -95,7 +117,7 @@ pub async fn local() -> Result<()> {
         values: &values,
         label: crate::next_release::LABEL,
     };
-    let outcome = exercise(&cluster, &helm, &registry, &repository, &target).await;
+    let outcome = exercise(cluster, &helm, registry, repository, &target).await;
     helm.run(&["uninstall", RELEASE, "--namespace", RELEASE, "--wait"])?;
     let left = helm.run(&["list", "--all-namespaces", "--short"])?;
     ensure!(

@@ -21,6 +21,7 @@
 //! root), init containers, images it does not know, `hostPath` and persistent volumes, and
 //! the pod's status (kwok writes it; restarts are not counted there).
 
+pub mod daemon;
 mod programs;
 mod proxy;
 mod sandbox;
@@ -34,7 +35,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Pod, Service};
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
@@ -60,6 +61,7 @@ const BACKOFF_RESET: Duration = Duration::from_secs(600);
 /// The running stand-in; dropping it stops every process it started.
 pub struct Kubelet {
     task: JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
 }
 
 impl Drop for Kubelet {
@@ -68,56 +70,147 @@ impl Drop for Kubelet {
     }
 }
 
+impl Kubelet {
+    /// Stops every container as a kubelet does (SIGTERM, then SIGKILL after a grace period)
+    /// and returns once all have exited.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// The label of namespaces whose pods a cluster-wide stand-in leaves alone: test namespaces,
+/// whose tests run stand-ins of their own.
+pub const OWN_STAND_IN_LABEL: &str = "aggregation.dev/test";
+
 /// Runs the pods of `namespaces` on the fake Node, and their Services, until dropped.
 pub async fn start(cluster: &Cluster, namespaces: &[&str]) -> Result<Kubelet> {
+    let client = ready_client(cluster).await?;
+    let mut watched = Watched::default();
+    let mut changes = Vec::new();
+    for namespace in namespaces {
+        let (pods, services) = watch_pods_and_services(
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client.clone(), namespace),
+            &mut changes,
+        );
+        watched.pods.push(pods);
+        watched.services.push(services);
+    }
+    Ok(spawn(cluster, client, watched, changes))
+}
+
+/// Runs the pods of every namespace but those labelled [`OWN_STAND_IN_LABEL`], until dropped:
+/// the local cluster's kubelet, as `cargo xtask cluster up` starts it.
+pub async fn start_cluster_wide(cluster: &Cluster) -> Result<Kubelet> {
+    let client = ready_client(cluster).await?;
+    let mut changes = Vec::new();
+    let (pods, services) = watch_pods_and_services(
+        Api::all(client.clone()),
+        Api::all(client.clone()),
+        &mut changes,
+    );
+    let (excluded, writer) = reflector::store();
+    let config = watcher::Config::default().labels(OWN_STAND_IN_LABEL);
+    let stream = watcher(Api::<Namespace>::all(client.clone()), config)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .map(|_| ());
+    changes.push(stream.boxed());
+    let watched = Watched {
+        pods: vec![pods],
+        services: vec![services],
+        excluded: Some(excluded),
+    };
+    Ok(spawn(cluster, client, watched, changes))
+}
+
+async fn ready_client(cluster: &Cluster) -> Result<Client> {
     anyhow::ensure!(
         cluster.state.pod_network_routed,
         "cluster {} has no routed pod network (it needs root; see testenv/src/pod_network.rs)",
         cluster.instance
     );
-    let client = cluster.client().await?;
-    let mut pods = Vec::new();
-    let mut services = Vec::new();
-    let mut changes = Vec::new();
-    for namespace in namespaces {
-        let (store, writer) = reflector::store();
-        let config = watcher::Config::default().fields(&format!("spec.nodeName={NODE_NAME}"));
-        let stream = watcher(Api::<Pod>::namespaced(client.clone(), namespace), config)
-            .default_backoff()
-            .reflect(writer)
-            .touched_objects()
-            .map(|_| ());
-        pods.push(store);
-        changes.push(stream.boxed());
-        let (store, writer) = reflector::store();
-        let stream = watcher(
-            Api::<Service>::namespaced(client.clone(), namespace),
-            watcher::Config::default(),
-        )
+    cluster.client().await
+}
+
+type Changes = Vec<futures::stream::BoxStream<'static, ()>>;
+
+/// Stores of the pods on the fake Node and of the Services; their changes join `changes`.
+fn watch_pods_and_services(
+    pods: Api<Pod>,
+    services: Api<Service>,
+    changes: &mut Changes,
+) -> (Store<Pod>, Store<Service>) {
+    let (pod_store, writer) = reflector::store();
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={NODE_NAME}"));
+    let stream = watcher(pods, config)
         .default_backoff()
         .reflect(writer)
         .touched_objects()
         .map(|_| ());
-        services.push(store);
-        changes.push(stream.boxed());
-    }
+    changes.push(stream.boxed());
+    let (service_store, writer) = reflector::store();
+    let stream = watcher(services, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects()
+        .map(|_| ());
+    changes.push(stream.boxed());
+    (pod_store, service_store)
+}
+
+fn spawn(cluster: &Cluster, client: Client, watched: Watched, changes: Changes) -> Kubelet {
     let state = State {
         cluster: cluster.clone(),
         client,
-        pods,
-        services,
+        watched,
         running: HashMap::new(),
         forwards: HashMap::new(),
     };
-    let task = tokio::spawn(state.run(futures::stream::select_all(changes)));
-    Ok(Kubelet { task })
+    let (shutdown, stopping) = watch::channel(false);
+    let task = tokio::spawn(state.run(futures::stream::select_all(changes), stopping));
+    Kubelet { task, shutdown }
+}
+
+/// What the stand-in sees: pods and Services, without those of excluded namespaces.
+#[derive(Clone, Default)]
+struct Watched {
+    pods: Vec<Store<Pod>>,
+    services: Vec<Store<Service>>,
+    excluded: Option<Store<Namespace>>,
+}
+
+impl Watched {
+    fn included(&self, object: &impl ResourceExt) -> bool {
+        let namespace = object.namespace().unwrap_or_default();
+        self.excluded
+            .as_ref()
+            .is_none_or(|excluded| excluded.state().iter().all(|n| n.name_any() != namespace))
+    }
+
+    fn pods(&self) -> Vec<std::sync::Arc<Pod>> {
+        self.pods
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|p| self.included(p.as_ref()))
+            .collect()
+    }
+
+    fn services(&self) -> Vec<std::sync::Arc<Service>> {
+        self.services
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|s| self.included(s.as_ref()))
+            .collect()
+    }
 }
 
 struct State {
     cluster: Cluster,
     client: Client,
-    pods: Vec<Store<Pod>>,
-    services: Vec<Store<Service>>,
+    watched: Watched,
     /// Pod uid to its running containers.
     running: HashMap<String, RunningPod>,
     /// `<ns>/<service>/<port>` to its forward.
@@ -127,6 +220,7 @@ struct State {
 /// A pod's container tasks; dropping it stops them (SIGTERM first).
 struct RunningPod {
     stop: watch::Sender<bool>,
+    containers: Vec<JoinHandle<()>>,
 }
 
 impl Drop for RunningPod {
@@ -136,25 +230,38 @@ impl Drop for RunningPod {
 }
 
 impl State {
-    async fn run(mut self, mut changes: impl futures::Stream<Item = ()> + Unpin) {
+    async fn run(
+        mut self,
+        mut changes: impl futures::Stream<Item = ()> + Unpin,
+        mut stopping: watch::Receiver<bool>,
+    ) {
         let mut refresh = tokio::time::interval(VOLUME_REFRESH);
         loop {
             tokio::select! {
                 change = changes.next() => if change.is_none() { return },
                 _ = refresh.tick() => {}
+                _ = stopping.changed() => {
+                    let pods: Vec<RunningPod> = self.running.drain().map(|(_, pod)| pod).collect();
+                    for pod in &pods {
+                        let _ = pod.stop.send(true);
+                    }
+                    for mut pod in pods {
+                        for container in pod.containers.drain(..) {
+                            let _ = container.await;
+                        }
+                    }
+                    return;
+                }
             }
             self.sync_pods();
             self.sync_forwards();
         }
     }
 
-    fn all_pods(&self) -> Vec<std::sync::Arc<Pod>> {
-        self.pods.iter().flat_map(|s| s.state()).collect()
-    }
-
     fn sync_pods(&mut self) {
         let desired: BTreeMap<String, std::sync::Arc<Pod>> = self
-            .all_pods()
+            .watched
+            .pods()
             .into_iter()
             .filter(|pod| runnable(pod))
             .filter_map(|pod| Some((pod.uid()?, pod)))
@@ -165,24 +272,25 @@ impl State {
                 continue;
             }
             let (stop, stopped) = watch::channel(false);
+            let mut containers = Vec::new();
             for container in runnable_containers(&pod) {
                 let run = ContainerRun {
                     cluster: self.cluster.clone(),
                     client: self.client.clone(),
                     pod: (*pod).clone(),
                     container: container.clone(),
-                    services: self.services.clone(),
+                    watched: self.watched.clone(),
                 };
-                tokio::spawn(run.run(stopped.clone()));
+                containers.push(tokio::spawn(run.run(stopped.clone())));
             }
-            self.running.insert(uid, RunningPod { stop });
+            self.running.insert(uid, RunningPod { stop, containers });
         }
     }
 
     fn sync_forwards(&mut self) {
-        let pods = self.all_pods();
+        let pods = self.watched.pods();
         let mut desired: HashMap<String, (SocketAddr, Vec<SocketAddr>)> = HashMap::new();
-        for service in self.services.iter().flat_map(|s| s.state()) {
+        for service in self.watched.services() {
             let namespace = service.namespace().unwrap_or_default();
             let Some(spec) = &service.spec else { continue };
             let Some(ip) = spec
@@ -293,7 +401,7 @@ struct ContainerRun {
     client: Client,
     pod: Pod,
     container: Container,
-    services: Vec<Store<Service>>,
+    watched: Watched,
 }
 
 impl ContainerRun {
@@ -467,7 +575,7 @@ impl ContainerRun {
         if let Some(ip) = self.pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()) {
             hosts.push_str(&format!("{ip} {}\n", self.pod.name_any()));
         }
-        for service in self.services.iter().flat_map(|s| s.state()) {
+        for service in self.watched.services() {
             let Some(ip) = service
                 .spec
                 .as_ref()

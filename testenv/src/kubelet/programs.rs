@@ -22,7 +22,13 @@ pub enum Program {
     /// `*/sample-workload`: the project's sample workload (`examples/sample-workload`), which
     /// counts the requests it serves and also generates load.
     SampleWorkload,
+    /// `*/sample-extension-server`, or the examples' `my-extension-server-image`: the
+    /// project's sample extension API server (`examples/sample-extension-server`).
+    SampleExtensionServer,
 }
+
+/// The image the examples name for a user's own extension API server.
+const EXAMPLE_SERVER_IMAGE: &str = "my-extension-server-image";
 
 /// Image repository to program.
 const IMAGES: &[(&str, Program)] = &[
@@ -54,8 +60,13 @@ impl Program {
     /// The program for `image`, if the stand-in runs it.
     pub fn for_image(image: &str) -> Option<Program> {
         let repository = repository(image);
-        if repository.rsplit('/').next() == Some("sample-workload") {
-            return Some(Program::SampleWorkload);
+        match repository.rsplit('/').next() {
+            Some("sample-workload") => return Some(Program::SampleWorkload),
+            Some("sample-extension-server") => return Some(Program::SampleExtensionServer),
+            _ if repository == EXAMPLE_SERVER_IMAGE => {
+                return Some(Program::SampleExtensionServer);
+            }
+            _ => {}
         }
         IMAGES
             .iter()
@@ -86,6 +97,7 @@ impl Program {
                 }
                 Ok(path)
             }
+            Program::SampleExtensionServer => crate::runtime::sample_server_binary(),
         }
     }
 
@@ -97,9 +109,10 @@ impl Program {
                 "--config.file=/etc/prometheus/prometheus.yml".into(),
                 "--storage.tsdb.path=/prometheus".into(),
             ],
-            Program::PrometheusAdapter | Program::KedaOperator | Program::KedaMetricsServer => {
-                Vec::new()
-            }
+            Program::PrometheusAdapter
+            | Program::KedaOperator
+            | Program::KedaMetricsServer
+            | Program::SampleExtensionServer => Vec::new(),
             Program::SampleWorkload => vec!["serve".into()],
         }
     }
@@ -118,6 +131,7 @@ impl Program {
                 &[Listen::Host("--bind-address"), Listen::FreePort("--port")]
             }
             Program::SampleWorkload => &[Listen::HostPort("--listen", 8080)],
+            Program::SampleExtensionServer => &[Listen::Host("--bind-address")],
         }
     }
 
@@ -172,6 +186,14 @@ mod tests {
         assert_eq!(
             Program::for_image("ghcr.io/extension-server-operator/sample-workload:0.1.0"),
             Some(Program::SampleWorkload)
+        );
+        assert_eq!(
+            Program::for_image("my-extension-server-image:latest"),
+            Some(Program::SampleExtensionServer)
+        );
+        assert_eq!(
+            Program::for_image("ghcr.io/example/sample-extension-server@sha256:0123"),
+            Some(Program::SampleExtensionServer)
         );
         assert_eq!(Program::for_image("registry.k8s.io/pause:3.10"), None);
     }
