@@ -4,6 +4,7 @@
 
 mod build_time;
 mod failover;
+mod first_get;
 mod floor;
 mod floor_objects;
 mod foreign_secrets;
@@ -23,6 +24,7 @@ use anyhow::Result;
 use testenv::TestNamespace;
 use testenv::operator::OperatorProcess;
 
+use first_get::FirstGet;
 use report::{LeaseTimings, Report};
 use svg::Series;
 
@@ -85,6 +87,11 @@ async fn main() -> Result<()> {
     let floor = floor::run(SERVERS).await?;
     let scale = scale::run(&binary, SERVERS, steady).await?;
     eprintln!(
+        "==> create to first aggregated list, {} servers one at a time",
+        first_get::SERVERS
+    );
+    let first = first_get::run(&binary).await?;
+    eprintln!(
         "==> RSS with {} labelled foreign Secrets",
         foreign_secrets::SECRETS
     );
@@ -126,6 +133,13 @@ async fn main() -> Result<()> {
         rss_100_mib: scale.rss_100_mib,
         rss_1000_mib: scale.rss_many_mib,
         registered_of_1000: scale.registered_of_many,
+        registered_1000_seconds: scale.many_registered_seconds,
+        first_get_p50_ms: FirstGet::p50_ms(&first.first_get),
+        first_get_p99_ms: FirstGet::p99_ms(&first.first_get),
+        first_get_registered_p50_ms: FirstGet::p50_ms(&first.registered),
+        first_get_registered_p99_ms: FirstGet::p99_ms(&first.registered),
+        first_get_available_p50_ms: FirstGet::p50_ms(&first.available),
+        first_get_available_p99_ms: FirstGet::p99_ms(&first.available),
         foreign_secrets_rss_before_mib: foreign.before_mib,
         foreign_secrets_rss_after_mib: foreign.after_mib,
         binary_mib,

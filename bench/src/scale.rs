@@ -1,6 +1,7 @@
 //! The operator at scale, in one namespace with one operator process: idle RSS, 100
 //! ExtensionServers to Registered (with the requests it took), a steady window, change
-//! latency, then 1,000 ExtensionServers for RSS, then deletion of all of them.
+//! latency, then 1,000 ExtensionServers for RSS once all are Registered, then deletion of all
+//! of them.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -36,6 +37,8 @@ pub struct Scale {
     pub latencies: Vec<Duration>,
     pub rss_many_mib: f64,
     pub registered_of_many: usize,
+    /// From the first of the 900 further creates until all 1,000 were Registered.
+    pub many_registered_seconds: f64,
     pub deletion: Duration,
 }
 
@@ -150,18 +153,21 @@ async fn measure(
     let names: Vec<String> = (0..n).map(servers::name).collect();
     let latencies = latency::measure(api.clone(), ns.api(), &names, "a").await?;
 
-    eprintln!("==> {MANY} ExtensionServers for RSS");
+    eprintln!("==> {MANY} ExtensionServers for RSS, once all are Registered");
+    let started = Instant::now();
     servers::create(api, &ns.name, n..MANY).await?;
-    watch::first_times(
+    let registered = watch::first_times(
         api.clone(),
         watcher::Config::default(),
         MANY,
-        servers::status_written,
-        Instant::now(),
+        servers::registered,
+        started,
         TIMEOUT,
     )
     .await
-    .context("the operator did not write status for every ExtensionServer")?;
+    .context("not every ExtensionServer became Registered")?;
+    let many_registered_seconds = registered.last().copied().unwrap_or_default().as_secs_f64();
+    quiet(operator).await?;
     let rss_many_mib = rss_mib(operator)?;
     let registered_of_many = api
         .list(&ListParams::default())
@@ -180,6 +186,7 @@ async fn measure(
         latencies,
         rss_many_mib,
         registered_of_many,
+        many_registered_seconds,
         deletion: Duration::ZERO,
     })
 }

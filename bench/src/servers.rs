@@ -51,12 +51,6 @@ pub fn registered(server: &ExtensionServer) -> bool {
     })
 }
 
-/// The operator has written status for the current generation.
-pub fn status_written(server: &ExtensionServer) -> bool {
-    let observed = server.status.as_ref().and_then(|s| s.observed_generation);
-    observed.is_some() && observed == server.metadata.generation
-}
-
 /// Deletes every ExtensionServer in the namespace and waits until the operator's finalizer
 /// has let them all go.
 pub async fn delete_all(api: &Api<ExtensionServer>, timeout: Duration) -> Result<()> {

@@ -585,8 +585,9 @@ async fn create_fake_node(client: &Client) -> Result<()> {
             }
         },
         "status": {
-            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
-            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+            // Room for the bench's 1,000 servers, each with one pod.
+            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "1500"},
+            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "1500"},
             // kwok adds none of these once an InternalIP and a Hostname exist.
             "addresses": [
                 {"type": "InternalIP", "address": KWOK_NODE_IP},

@@ -115,7 +115,11 @@ async fn main() -> Result<()> {
         Task::Fast => gate::fast()?,
         Task::Test { kubernetes } => gate::test(&kubernetes).await?,
         Task::Demo { keep } => demo::run(keep).await?,
-        Task::Bench => cmd::cargo(&["run", "--locked", "-p", "eso-bench"], &[])?,
+        Task::Bench => {
+            // The first-get measurement runs the sample server under the kubelet stand-in.
+            cmd::build_stand_in_binaries()?;
+            cmd::cargo(&["run", "--locked", "-p", "eso-bench"], &[])?;
+        }
         Task::Chaos => chaos::run().await?,
         Task::Release { local } => {
             anyhow::ensure!(

@@ -18,7 +18,7 @@ pub const MISSING_SECRET: &str = "missing-cert";
 pub const MISSING_ACCOUNT: &str = "missing-account";
 /// An existing ServiceAccount, created by the test.
 pub const RUNNER_ACCOUNT: &str = "mutation-runner";
-/// Live replicas are capped: the fake node takes 110 pods, shared with other tests. Bound 0 is
+/// Live replicas are capped: the fake node's pods are shared with other tests. Bound 0 is
 /// exercised live; bounds 100 and 101 through admission only.
 const LIVE_REPLICAS_MAX: u64 = 3;
 /// Lifetimes, shortest first (10s is the minimum; it renews every ~7 s, so it is drawn rarely).
