@@ -1,11 +1,15 @@
 //! The number of writes a server costs, guarded here because the bench that measures them at
 //! scale is too slow for CI: each new server takes exactly one write per object it owns, one
-//! for its finalizer (owned + 1), and a few status writes. The finalizer's patch tests the
+//! for its finalizer (owned + 1), and a few status writes; once settled, its passes make no
+//! request at all. The finalizer's patch tests the
 //! cached object, so a pass that runs before the cache shows the finalizer repeats it and the
 //! API server refuses the repeat: one such attempt per server is allowed, not counted as a
 //! write the server needed.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
 
 use crate::support::Harness;
 use crate::support::fixture::Server;
@@ -16,6 +20,8 @@ const SERVERS: usize = 3;
 const OWNED: u64 = 8;
 /// Status writes each server may take on its way (the bench's goal).
 const STATUS_WRITES: u64 = 4;
+/// Touches per settled server in the steady phase; each wakes a pass.
+const TOUCHES: usize = 3;
 
 /// The operator's request counters: (verb, resource) to count.
 fn requests(encoded: &str) -> BTreeMap<(String, String), u64> {
@@ -78,5 +84,32 @@ async fn new_servers_take_one_write_per_owned_object_and_one_for_the_finalizer()
     assert!(
         status_writes <= STATUS_WRITES * servers,
         "{status_writes} status writes for {SERVERS} servers: {counted:?}"
+    );
+
+    // A steady state: passes over the settled servers (woken by touches) make no request.
+    let mut reconciles = h.ctx.metrics.watch_reconciles();
+    for i in 0..SERVERS {
+        for touch in 0..TOUCHES {
+            let seen = *reconciles.borrow_and_update();
+            let annotations =
+                serde_json::json!({"metadata": {"annotations": {"touch": touch.to_string()}}});
+            h.servers()
+                .patch(
+                    &format!("w{i}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(annotations),
+                )
+                .await
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(30), reconciles.wait_for(|n| *n > seen))
+                .await
+                .expect("no pass after a touch")
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        requests(&h.ctx.metrics.encode()),
+        counted,
+        "the operator made requests in a steady state"
     );
 }
