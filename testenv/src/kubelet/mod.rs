@@ -459,10 +459,12 @@ impl ContainerRun {
     async fn prepare(&self, dir: &Path) -> Result<String> {
         let ca = self.cluster.dir.join("pki").join("ca.crt");
         let namespace = self.pod.namespace().unwrap_or_default();
+        let uid = self.pod.uid().unwrap_or_default();
         let sources = volumes::Sources {
             client: &self.client,
             namespace: &namespace,
             cluster_ca: &ca,
+            pod_uid: &uid,
         };
         let pod_dir = dir
             .parent()

@@ -7,7 +7,8 @@
 //! `downwardAPI` (`metadata.name`, `metadata.namespace`, `metadata.uid`, `metadata.labels`,
 //! `metadata.annotations`), and `projected` with those sources and `serviceAccountToken`.
 //! The ServiceAccount files at `/var/run/secrets/kubernetes.io/serviceaccount` come as a
-//! kubelet mounts them, unless `automountServiceAccountToken` is false. Other volume types
+//! kubelet mounts them, unless `automountServiceAccountToken` is false. A token is renewed,
+//! as by a kubelet, once it has lived 80 % of its hour. Other volume types
 //! (`hostPath`, `persistentVolumeClaim`, CSI, ...) fail the pod with a message.
 
 use std::collections::BTreeMap;
@@ -40,6 +41,8 @@ pub struct Sources<'a> {
     pub namespace: &'a str,
     /// The cluster CA, for `ca.crt` in the ServiceAccount files.
     pub cluster_ca: &'a Path,
+    /// The pod's uid: its tokens are its own.
+    pub pod_uid: &'a str,
 }
 
 /// Writes every volume of `pod` under `dir/volumes` (again: a refresh rewrites the contents of
@@ -347,10 +350,31 @@ async fn write_service_account_files(
     files.write(dir)
 }
 
-/// A TokenRequest token of ServiceAccount `account`.
+/// Issued tokens: (pod uid, account, audience) to (issued at, token). Per pod, so a token
+/// never outlives the ServiceAccount it was issued for (a recreated account means new pods).
+type TokenKey = (String, String, String);
+static TOKENS: std::sync::Mutex<BTreeMap<TokenKey, (std::time::Instant, String)>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// A TokenRequest token of ServiceAccount `account`: the one issued before while it is younger
+/// than 80 % of its lifetime (a kubelet renews then), else a new one.
 async fn token(sources: &Sources<'_>, account: &str, audience: Option<&str>) -> Result<String> {
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
+    let renew_after = std::time::Duration::from_secs(TOKEN_SECONDS.unsigned_abs() * 8 / 10);
+    let key: TokenKey = (
+        sources.pod_uid.to_string(),
+        account.to_string(),
+        audience.unwrap_or_default().to_string(),
+    );
+    let cached = TOKENS
+        .lock()
+        .ok()
+        .and_then(|tokens| tokens.get(&key).cloned())
+        .filter(|(issued, _)| issued.elapsed() < renew_after);
+    if let Some((_, token)) = cached {
+        return Ok(token);
+    }
     let accounts: Api<ServiceAccount> = Api::namespaced(sources.client.clone(), sources.namespace);
     let request = TokenRequest {
         spec: TokenRequestSpec {
@@ -360,13 +384,17 @@ async fn token(sources: &Sources<'_>, account: &str, audience: Option<&str>) -> 
         },
         ..TokenRequest::default()
     };
-    Ok(accounts
+    let token = accounts
         .create_token_request(account, &kube::api::PostParams::default(), &request)
         .await
         .with_context(|| format!("TokenRequest for ServiceAccount {account}"))?
         .status
         .context("TokenRequest without status")?
-        .token)
+        .token;
+    if let Ok(mut tokens) = TOKENS.lock() {
+        tokens.insert(key, (std::time::Instant::now(), token.clone()));
+    }
+    Ok(token)
 }
 
 #[cfg(test)]
