@@ -69,7 +69,7 @@ async fn install_and_upgrade(
     let root = testenv::paths::workspace_root();
     let packaged = root.join("target/release-chart");
     let _ = std::fs::remove_dir_all(&packaged);
-    let next_chart = crate::next_release::chart(Path::new(CHART), &packaged, &next)?;
+    let next_chart = crate::next_release::chart(Path::new(CHART), &packaged, next)?;
     let charts = format!("oci://{host}/charts");
     for (chart, tag) in [(Path::new(CHART), &version), (next_chart.as_path(), &next)] {
         helm.run(&[
@@ -113,7 +113,7 @@ async fn install_and_upgrade(
     let target = Target {
         release: RELEASE,
         chart: &chart,
-        version: &next,
+        version: next,
         values: &values,
         label: crate::next_release::LABEL,
     };
@@ -124,9 +124,9 @@ async fn install_and_upgrade(
         !left.lines().any(|l| l == RELEASE),
         "the release is still listed"
     );
-    kubectl(&cluster, &["delete", "namespace", RELEASE, "--wait=true"])?;
+    kubectl(cluster, &["delete", "namespace", RELEASE, "--wait=true"])?;
     outcome?;
-    leftovers(&cluster)?;
+    leftovers(cluster)?;
     eprintln!(
         "==> installed {chart} {version} from the local registry, the operator ran the image's own binary, upgraded to {next} under traffic; uninstalled, only the CRD stays"
     );

@@ -2,7 +2,9 @@
 //! the fake Node and reports them Running with an IP from the cluster's pod network
 //! ([`crate::pod_network`]); this runs the real program of each container whose image it
 //! knows ([`programs::Program`]) as a process listening on that IP, and forwards each Service's
-//! ClusterIP to the pods behind it ([`proxy`]).
+//! ClusterIP to the pods behind it ([`proxy`]). It runs for the namespaces a test names
+//! ([`start`]), or for every namespace but the tests' own ([`start_cluster_wide`]), as
+//! `cargo xtask cluster up` runs it in a process of its own ([`daemon`]).
 //!
 //! What a pod gets, as from a kubelet:
 //! - its volumes at their `mountPath`s ([`volumes`]), in a root of its own ([`sandbox`]);
@@ -26,6 +28,7 @@ mod programs;
 mod proxy;
 mod sandbox;
 mod volumes;
+mod watched;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -35,11 +38,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Container, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
@@ -47,8 +47,9 @@ use tokio::task::JoinHandle;
 
 pub use programs::Program;
 pub use volumes::pod_field;
+use watched::{Changes, Watched};
 
-use crate::cluster::{Cluster, KUBERNETES_SERVICE_IP, NODE_NAME};
+use crate::cluster::{Cluster, KUBERNETES_SERVICE_IP};
 
 /// How often mounted ConfigMaps, Secrets and tokens are rewritten.
 pub const VOLUME_REFRESH: Duration = Duration::from_secs(10);
@@ -86,17 +87,8 @@ pub const OWN_STAND_IN_LABEL: &str = "aggregation.dev/test";
 /// Runs the pods of `namespaces` on the fake Node, and their Services, until dropped.
 pub async fn start(cluster: &Cluster, namespaces: &[&str]) -> Result<Kubelet> {
     let client = ready_client(cluster).await?;
-    let mut watched = Watched::default();
     let mut changes = Vec::new();
-    for namespace in namespaces {
-        let (pods, services) = watch_pods_and_services(
-            Api::namespaced(client.clone(), namespace),
-            Api::namespaced(client.clone(), namespace),
-            &mut changes,
-        );
-        watched.pods.push(pods);
-        watched.services.push(services);
-    }
+    let watched = Watched::namespaces(&client, namespaces, &mut changes);
     Ok(spawn(cluster, client, watched, changes))
 }
 
@@ -105,24 +97,7 @@ pub async fn start(cluster: &Cluster, namespaces: &[&str]) -> Result<Kubelet> {
 pub async fn start_cluster_wide(cluster: &Cluster) -> Result<Kubelet> {
     let client = ready_client(cluster).await?;
     let mut changes = Vec::new();
-    let (pods, services) = watch_pods_and_services(
-        Api::all(client.clone()),
-        Api::all(client.clone()),
-        &mut changes,
-    );
-    let (excluded, writer) = reflector::store();
-    let config = watcher::Config::default().labels(OWN_STAND_IN_LABEL);
-    let stream = watcher(Api::<Namespace>::all(client.clone()), config)
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects()
-        .map(|_| ());
-    changes.push(stream.boxed());
-    let watched = Watched {
-        pods: vec![pods],
-        services: vec![services],
-        excluded: Some(excluded),
-    };
+    let watched = Watched::cluster_wide(&client, OWN_STAND_IN_LABEL, &mut changes);
     Ok(spawn(cluster, client, watched, changes))
 }
 
@@ -133,32 +108,6 @@ async fn ready_client(cluster: &Cluster) -> Result<Client> {
         cluster.instance
     );
     cluster.client().await
-}
-
-type Changes = Vec<futures::stream::BoxStream<'static, ()>>;
-
-/// Stores of the pods on the fake Node and of the Services; their changes join `changes`.
-fn watch_pods_and_services(
-    pods: Api<Pod>,
-    services: Api<Service>,
-    changes: &mut Changes,
-) -> (Store<Pod>, Store<Service>) {
-    let (pod_store, writer) = reflector::store();
-    let config = watcher::Config::default().fields(&format!("spec.nodeName={NODE_NAME}"));
-    let stream = watcher(pods, config)
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects()
-        .map(|_| ());
-    changes.push(stream.boxed());
-    let (service_store, writer) = reflector::store();
-    let stream = watcher(services, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects()
-        .map(|_| ());
-    changes.push(stream.boxed());
-    (pod_store, service_store)
 }
 
 fn spawn(cluster: &Cluster, client: Client, watched: Watched, changes: Changes) -> Kubelet {
@@ -172,39 +121,6 @@ fn spawn(cluster: &Cluster, client: Client, watched: Watched, changes: Changes) 
     let (shutdown, stopping) = watch::channel(false);
     let task = tokio::spawn(state.run(futures::stream::select_all(changes), stopping));
     Kubelet { task, shutdown }
-}
-
-/// What the stand-in sees: pods and Services, without those of excluded namespaces.
-#[derive(Clone, Default)]
-struct Watched {
-    pods: Vec<Store<Pod>>,
-    services: Vec<Store<Service>>,
-    excluded: Option<Store<Namespace>>,
-}
-
-impl Watched {
-    fn included(&self, object: &impl ResourceExt) -> bool {
-        let namespace = object.namespace().unwrap_or_default();
-        self.excluded
-            .as_ref()
-            .is_none_or(|excluded| excluded.state().iter().all(|n| n.name_any() != namespace))
-    }
-
-    fn pods(&self) -> Vec<std::sync::Arc<Pod>> {
-        self.pods
-            .iter()
-            .flat_map(|s| s.state())
-            .filter(|p| self.included(p.as_ref()))
-            .collect()
-    }
-
-    fn services(&self) -> Vec<std::sync::Arc<Service>> {
-        self.services
-            .iter()
-            .flat_map(|s| s.state())
-            .filter(|s| self.included(s.as_ref()))
-            .collect()
-    }
 }
 
 struct State {
