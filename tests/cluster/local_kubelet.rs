@@ -13,8 +13,8 @@ use kube::runtime::wait::await_condition;
 use testenv::kubelet::daemon;
 use testenv::{manifest, process};
 
-use crate::support::Harness;
 use crate::support::fixture::Server;
+use crate::support::{Harness, eventually};
 
 const INSTANCE: &str = "local-kubelet";
 const USERS_NAMESPACE: &str = "hand-applied";
@@ -85,15 +85,18 @@ async fn the_clusters_kubelet_serves_a_hand_applied_server_and_stops_with_the_cl
     .await
     .expect("the hand-applied server did not become Available within 120 s")
     .unwrap();
-    // The sample server's objects (alpha, beta, gamma), through the aggregator.
-    let listed =
-        h.ns.kubectl(&["get", "myresources.my.custom.api", "--all-namespaces"]);
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
-    assert!(String::from_utf8_lossy(&listed.stdout).contains("alpha"));
+    // The sample server's objects (alpha, beta, gamma), through the aggregator, once
+    // kube-apiserver's aggregated discovery lists the new group (it follows availability).
+    eventually(
+        Duration::from_secs(60),
+        "kubectl get myresources",
+        || async {
+            let listed =
+                h.ns.kubectl(&["get", "myresources.my.custom.api", "--all-namespaces"]);
+            listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains("alpha")
+        },
+    )
+    .await;
     let pods = cluster.dir.join("kubelet");
     assert!(pods.join(USERS_NAMESPACE).is_dir());
     assert!(
