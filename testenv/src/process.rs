@@ -129,10 +129,18 @@ mod tests {
         let base = std::env::temp_dir().join(format!("mentioning-{}", std::process::id()));
         let longer = base.join("prometheus-adapter");
         let mut child = Command::new("sh")
-            .args(["-c", "sleep 30; true", "sh"])
+            .args(["-c", "echo started; sleep 30; true", "sh"])
             .arg(longer.join("etcd"))
+            .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        // Until the shell runs, the child's command line is still this test's.
+        let mut started = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut started,
+        )
+        .unwrap();
         let pid = child.id();
         assert!(processes_mentioning(&longer).contains(&pid));
         assert!(!processes_mentioning(&base.join("prometheus")).contains(&pid));
