@@ -54,11 +54,14 @@ pub fn processes_mentioning(marker: &Path) -> Vec<u32> {
         .filter(|pid| {
             let mentions = std::fs::read(format!("/proc/{pid}/cmdline"))
                 .is_ok_and(|raw| String::from_utf8_lossy(&raw).contains(&marker));
-            let rooted = std::fs::read_link(format!("/proc/{pid}/root"))
-                .is_ok_and(|root| format!("{}/", root.display()).starts_with(&marker));
-            mentions || rooted
+            mentions || rooted_in(*pid, Path::new(&marker))
         })
         .collect()
+}
+
+/// True if `pid`'s root directory is `dir` or inside it (a chrooted container).
+pub fn rooted_in(pid: u32, dir: &Path) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|root| root.starts_with(dir))
 }
 
 fn signal(pid: u32, sig: &str) {

@@ -110,10 +110,7 @@ async fn the_clusters_kubelet_serves_a_hand_applied_server_and_stops_with_the_cl
     let containers: Vec<u32> = running
         .iter()
         .copied()
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/root"))
-                .is_ok_and(|root| root.starts_with(pods.join(USERS_NAMESPACE)))
-        })
+        .filter(|pid| process::rooted_in(*pid, &pods.join(USERS_NAMESPACE)))
         .collect();
     assert!(!containers.is_empty(), "no container process found");
     drop(h);

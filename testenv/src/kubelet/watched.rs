@@ -2,6 +2,7 @@
 //! namespaces given or for every namespace but the excluded ones. Each change to them is an
 //! item of the joint stream the stand-in syncs on.
 
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -67,26 +68,29 @@ impl Watched {
         }
     }
 
-    fn included(&self, object: &impl ResourceExt) -> bool {
-        let namespace = object.namespace().unwrap_or_default();
-        self.excluded
-            .as_ref()
-            .is_none_or(|excluded| excluded.state().iter().all(|n| n.name_any() != namespace))
-    }
-
     pub(super) fn pods(&self) -> Vec<Arc<Pod>> {
-        self.pods
-            .iter()
-            .flat_map(|s| s.state())
-            .filter(|p| self.included(p.as_ref()))
-            .collect()
+        self.visible(&self.pods)
     }
 
     pub(super) fn services(&self) -> Vec<Arc<Service>> {
-        self.services
+        self.visible(&self.services)
+    }
+
+    /// The objects of `stores` outside the excluded namespaces (read once per call).
+    fn visible<K>(&self, stores: &[Store<K>]) -> Vec<Arc<K>>
+    where
+        K: Resource<DynamicType = ()> + Clone + 'static,
+    {
+        let excluded: HashSet<String> = self
+            .excluded
             .iter()
             .flat_map(|s| s.state())
-            .filter(|s| self.included(s.as_ref()))
+            .map(|n| n.name_any())
+            .collect();
+        stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|o| !excluded.contains(&o.namespace().unwrap_or_default()))
             .collect()
     }
 }
