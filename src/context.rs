@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 
 use crate::metrics::Metrics;
+use crate::recorder::Recorder;
 use crate::tls::Lifetimes;
 use crate::trust::grants::Grants;
 

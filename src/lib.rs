@@ -31,6 +31,7 @@ pub mod probe;
 pub mod quantity;
 pub(crate) mod reason;
 pub(crate) mod reconcile;
+pub(crate) mod recorder;
 pub mod shutdown;
 pub(crate) mod ssa;
 pub mod status;

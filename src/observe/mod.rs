@@ -4,6 +4,7 @@
 mod admit;
 mod facts;
 pub mod listed;
+mod packed;
 mod secrets;
 mod servers;
 mod stores;
@@ -17,8 +18,11 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use facts::ClusterFacts;
+pub(crate) use packed::Packed;
 pub use servers::Servers;
 pub use stores::Stores;
 
@@ -71,18 +75,18 @@ pub fn observe(stores: &Stores, names: &ServerNames, requested: &[ApiServiceName
     });
     Observed {
         role_bindings,
-        service_account: namespaced(&stores.service_accounts, ns, names.workload()),
+        service_account: unpacked(&stores.service_accounts, ns, names.workload()),
         auth_delegator: cluster(&stores.cluster_role_bindings, &names.cluster_role_binding()),
         auth_reader: namespaced(
             &stores.role_bindings,
             KUBE_SYSTEM,
             &names.auth_reader_binding(),
         ),
-        ca_secret: namespaced(&stores.secrets, ns, &names.ca_secret()),
-        tls_secret: namespaced(&stores.secrets, ns, &names.tls_secret()),
-        deployment: namespaced(&stores.deployments, ns, names.workload()),
-        service: namespaced(&stores.services, ns, names.workload()),
-        pdb: namespaced(&stores.pdbs, ns, names.workload()),
+        ca_secret: unpacked(&stores.secrets, ns, &names.ca_secret()),
+        tls_secret: unpacked(&stores.secrets, ns, &names.tls_secret()),
+        deployment: unpacked(&stores.deployments, ns, names.workload()),
+        service: unpacked(&stores.services, ns, names.workload()),
+        pdb: unpacked(&stores.pdbs, ns, names.workload()),
         api_services,
         stale_api_services,
     }
@@ -117,6 +121,14 @@ where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
     store.get(&ObjectRef::new(name).within(namespace))
+}
+
+/// The cached object `namespace/name`, decoded.
+fn unpacked<K>(store: &Store<Packed<K>>, namespace: &str, name: &str) -> Option<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + 'static,
+{
+    namespaced(store, namespace, name)?.unpack().map(Arc::new)
 }
 
 fn cluster<K>(store: &Store<K>, name: &str) -> Option<Arc<K>>

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;
 use kube::api::Api;
@@ -15,6 +15,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 
 use super::admit;
+use super::packed::{Packed, pack_event};
 
 /// Tries of a GET of one admitted Secret before the change is dropped (a later event, or the
 /// live read before a CA or certificate is minted, catches up).
@@ -28,10 +29,10 @@ pub fn controlled(
     config: watcher::Config,
     trim: fn(&mut Secret),
 ) -> (
-    Store<Secret>,
+    Store<Packed<Secret>>,
     impl Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
 ) {
-    let (reader, writer) = reflector::store();
+    let (reader, mut writer) = reflector::store();
     // An Api of PartialObjectMeta asks for metadata only.
     let api: Api<PartialObjectMeta<Secret>> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -56,7 +57,7 @@ pub fn controlled(
         })
         .filter_map(std::future::ready)
         .modify(trim)
-        .reflect(writer)
+        .inspect_ok(move |event| writer.apply_watcher_event(&pack_event(event)))
         .touched_objects();
     (reader, stream)
 }

@@ -5,7 +5,7 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -15,9 +15,11 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::admit;
+use super::packed::{Packed, pack_event};
 use crate::apiservice::APIService;
 use crate::crd::ExtensionServer;
 use crate::names::{
@@ -25,16 +27,16 @@ use crate::names::{
     requested_api_services,
 };
 
-/// One cache per child kind.
+/// One cache per child kind. The namespaced children, read by name only, are kept packed.
 #[derive(Clone)]
 pub struct Stores {
-    pub service_accounts: Store<ServiceAccount>,
+    pub service_accounts: Store<Packed<ServiceAccount>>,
     pub cluster_role_bindings: Store<ClusterRoleBinding>,
     pub role_bindings: Store<RoleBinding>,
-    pub secrets: Store<Secret>,
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
-    pub pdbs: Store<PodDisruptionBudget>,
+    pub secrets: Store<Packed<Secret>>,
+    pub deployments: Store<Packed<Deployment>>,
+    pub services: Store<Packed<Service>>,
+    pub pdbs: Store<Packed<PodDisruptionBudget>>,
     /// Every APIService in the cluster (a few dozen small objects): ownership and conflicts
     /// are decided from it.
     pub api_services: Store<APIService>,
@@ -211,26 +213,40 @@ where
     (reader, stream)
 }
 
-/// The namespaced children an ExtensionServer controls (in `namespace`, or everywhere).
+/// The namespaced children an ExtensionServer controls (in `namespace`, or everywhere), cached
+/// packed, and the stream of changed objects that keeps the cache.
 fn owned<K>(
     client: &Client,
     namespace: Option<&str>,
     trim: fn(&mut K),
 ) -> (
-    Store<K>,
+    Store<Packed<K>>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
+        + Serialize
         + DeserializeOwned
         + Debug
         + Send
         + Sync
         + 'static,
 {
+    let (reader, mut writer) = reflector::store();
     let config = watcher::Config::default().labels(&managed_selector());
-    reflect_admitted(scoped(client, namespace), config, admit::controlled, trim)
+    let stream = watcher(scoped(client, namespace), config)
+        .default_backoff()
+        .filter_map(move |event| {
+            std::future::ready(match event {
+                Ok(event) => admit::filter(event, admit::controlled).map(Ok),
+                Err(error) => Some(Err(error)),
+            })
+        })
+        .modify(trim)
+        .inspect_ok(move |event| writer.apply_watcher_event(&pack_event(event)))
+        .touched_objects();
+    (reader, stream)
 }
 
 /// [`slim`], and only the data keys the operator reads.

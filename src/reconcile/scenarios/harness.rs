@@ -15,7 +15,7 @@ use super::fake_api::FakeApi;
 use crate::context::{Context, Settings};
 use crate::crd::ExtensionServer;
 use crate::metrics::Metrics;
-use crate::observe::{ClusterFacts, Servers, Stores};
+use crate::observe::{ClusterFacts, Packed, Servers, Stores};
 use crate::reconcile::{Reconciler, run};
 
 /// One cache and what fills it: the fake's collection prefix and plural.
@@ -52,13 +52,13 @@ where
 
 /// Every cache the Reconciler reads.
 struct Caches {
-    service_accounts: Cache<k8s_openapi::api::core::v1::ServiceAccount>,
+    service_accounts: Cache<Packed<k8s_openapi::api::core::v1::ServiceAccount>>,
     cluster_role_bindings: Cache<k8s_openapi::api::rbac::v1::ClusterRoleBinding>,
     role_bindings: Cache<k8s_openapi::api::rbac::v1::RoleBinding>,
-    secrets: Cache<k8s_openapi::api::core::v1::Secret>,
-    deployments: Cache<k8s_openapi::api::apps::v1::Deployment>,
-    services: Cache<k8s_openapi::api::core::v1::Service>,
-    pdbs: Cache<k8s_openapi::api::policy::v1::PodDisruptionBudget>,
+    secrets: Cache<Packed<k8s_openapi::api::core::v1::Secret>>,
+    deployments: Cache<Packed<k8s_openapi::api::apps::v1::Deployment>>,
+    services: Cache<Packed<k8s_openapi::api::core::v1::Service>>,
+    pdbs: Cache<Packed<k8s_openapi::api::policy::v1::PodDisruptionBudget>>,
     api_services: Cache<crate::apiservice::APIService>,
     servers: Cache<ExtensionServer>,
     crds: std::sync::Mutex<Writer<PartialObjectMeta<CustomResourceDefinition>>>,
