@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -94,8 +95,16 @@ where
     }
 }
 
+/// Keeps `writer`'s cache from a stream of events of `K`, each object packed.
+pub fn packing<K>(mut writer: Writer<Packed<K>>) -> impl FnMut(&Event<K>)
+where
+    K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
+{
+    move |event| writer.apply_watcher_event(&pack_event(event))
+}
+
 /// The same event with its object packed.
-pub fn pack_event<K>(event: &Event<K>) -> Event<Packed<K>>
+fn pack_event<K>(event: &Event<K>) -> Event<Packed<K>>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
 {

@@ -15,7 +15,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 
 use super::admit;
-use super::packed::{Packed, pack_event};
+use super::packed::{Packed, packing};
 
 /// Tries of a GET of one admitted Secret before the change is dropped (a later event, or the
 /// live read before a CA or certificate is minted, catches up).
@@ -32,7 +32,7 @@ pub fn controlled(
     Store<Packed<Secret>>,
     impl Stream<Item = Result<Secret, watcher::Error>> + Send + 'static,
 ) {
-    let (reader, mut writer) = reflector::store();
+    let (reader, writer) = reflector::store();
     // An Api of PartialObjectMeta asks for metadata only.
     let api: Api<PartialObjectMeta<Secret>> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -57,7 +57,7 @@ pub fn controlled(
         })
         .filter_map(std::future::ready)
         .modify(trim)
-        .inspect_ok(move |event| writer.apply_watcher_event(&pack_event(event)))
+        .inspect_ok(packing(writer))
         .touched_objects();
     (reader, stream)
 }

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::admit;
-use super::packed::{Packed, pack_event};
+use super::packed::{Packed, packing};
 use crate::apiservice::APIService;
 use crate::crd::ExtensionServer;
 use crate::names::{
@@ -199,7 +199,23 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config)
+    let stream = admitted(api, config, admit, trim)
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+/// The watch events of `api` for the objects `admit` lets in, each trimmed by `trim`.
+fn admitted<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    admit: fn(&K) -> bool,
+    trim: fn(&mut K),
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    watcher(api, config)
         .default_backoff()
         .filter_map(move |event| {
             std::future::ready(match event {
@@ -208,9 +224,6 @@ where
             })
         })
         .modify(trim)
-        .reflect(writer)
-        .touched_objects();
-    (reader, stream)
 }
 
 /// The namespaced children an ExtensionServer controls (in `namespace`, or everywhere), cached
@@ -233,18 +246,10 @@ where
         + Sync
         + 'static,
 {
-    let (reader, mut writer) = reflector::store();
+    let (reader, writer) = reflector::store();
     let config = watcher::Config::default().labels(&managed_selector());
-    let stream = watcher(scoped(client, namespace), config)
-        .default_backoff()
-        .filter_map(move |event| {
-            std::future::ready(match event {
-                Ok(event) => admit::filter(event, admit::controlled).map(Ok),
-                Err(error) => Some(Err(error)),
-            })
-        })
-        .modify(trim)
-        .inspect_ok(move |event| writer.apply_watcher_event(&pack_event(event)))
+    let stream = admitted(scoped(client, namespace), config, admit::controlled, trim)
+        .inspect_ok(packing(writer))
         .touched_objects();
     (reader, stream)
 }
